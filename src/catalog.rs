@@ -1,0 +1,256 @@
+//! Reading the source: versions, extensions, and every table that holds data, as seen in
+//! the run's snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::pg::{Source, Target};
+use crate::plan::{CopyUnit, UnitKind};
+
+/// How many relations one size query may touch: `pg_table_size` locks each relation
+/// until the end of its transaction, so sizes are read in bounded batches.
+const SIZE_BATCH: usize = 500;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Extension {
+    pub name: String,
+    pub version: String,
+    pub schema: String,
+}
+
+/// What one server is.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerFacts {
+    pub version_num: i32,
+    pub version: String,
+    pub dbname: String,
+    pub login: String,
+    pub superuser: bool,
+    pub large_objects: i64,
+    pub max_locks: i32,
+    pub max_connections: i32,
+    /// `apache`, `timescale`, or empty without TimescaleDB loaded.
+    pub timescaledb_license: String,
+    pub extensions: Vec<Extension>,
+}
+
+impl ServerFacts {
+    pub fn major(&self) -> i32 {
+        self.version_num / 10000
+    }
+
+    pub fn extension(&self, name: &str) -> Option<&Extension> {
+        self.extensions.iter().find(|e| e.name == name)
+    }
+
+    /// The lock table is shared: this many locks fit in it in all.
+    pub fn lock_slots(&self) -> i64 {
+        i64::from(self.max_locks) * i64::from(self.max_connections)
+    }
+}
+
+async fn facts_from_rows(
+    row: tokio_postgres::Row,
+    ext_rows: Vec<tokio_postgres::Row>,
+) -> ServerFacts {
+    ServerFacts {
+        version_num: row.get("version_num"),
+        version: row.get("version"),
+        dbname: row.get("dbname"),
+        login: row.get("login"),
+        superuser: row.get("superuser"),
+        large_objects: row.get("large_objects"),
+        max_locks: row.get("max_locks"),
+        max_connections: row.get("max_connections"),
+        timescaledb_license: row.get("timescaledb_license"),
+        extensions: ext_rows
+            .iter()
+            .map(|r| Extension {
+                name: r.get(0),
+                version: r.get(1),
+                schema: r.get(2),
+            })
+            .collect(),
+    }
+}
+
+pub async fn source_facts(src: &Source) -> Result<ServerFacts> {
+    let row = src
+        .query_one(include_str!("sql/source_facts.sql"), &[])
+        .await?;
+    let ext = src.query(include_str!("sql/extensions.sql"), &[]).await?;
+    Ok(facts_from_rows(row, ext).await)
+}
+
+pub async fn target_facts(tgt: &Target) -> Result<ServerFacts> {
+    let row = tgt
+        .query_one(include_str!("sql/source_facts.sql"), &[])
+        .await?;
+    let ext = tgt.query(include_str!("sql/extensions.sql"), &[]).await?;
+    Ok(facts_from_rows(row, ext).await)
+}
+
+/// Whether the source uses multi-node (distributed hypertables), which tsxfer refuses.
+pub async fn is_multinode(src: &Source) -> Result<bool> {
+    let row = src
+        .query_one(
+            "SELECT to_regclass('_timescaledb_catalog.hypertable_data_node') IS NOT NULL
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                            WHERE attrelid = '_timescaledb_catalog.hypertable'::regclass
+                              AND attname = 'replication_factor' AND NOT attisdropped)",
+            &[],
+        )
+        .await?;
+    if !row.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    let row = src
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM _timescaledb_catalog.hypertable
+                            WHERE replication_factor IS NOT NULL AND replication_factor <> 0)",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The chunk tables of the source (schema, table), for dumping their DDL in batches.
+pub async fn chunk_tables(src: &Source) -> Result<Vec<(String, String)>> {
+    let rows = src
+        .query(
+            "SELECT schema_name::text, table_name::text FROM _timescaledb_catalog.chunk
+             WHERE NOT dropped ORDER BY id",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Every schema of the source that holds user objects (not system, not TimescaleDB's).
+pub async fn user_schemas(src: &Source) -> Result<Vec<String>> {
+    let rows = src
+        .query(
+            "SELECT n.nspname::text FROM pg_catalog.pg_namespace n
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+               AND n.nspname NOT IN ('_timescaledb_catalog', '_timescaledb_config')
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Names of the relations in the chunk schemas that are not chunks (compressed and
+/// materialization hypertables, views), by schema: the main dump must keep those.
+pub async fn non_chunk_relation_names(src: &Source) -> Result<BTreeMap<String, Vec<String>>> {
+    let rows = src
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname IN (SELECT DISTINCT schema_name FROM _timescaledb_catalog.chunk)
+               AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S', 'c')
+               AND NOT EXISTS (SELECT 1 FROM _timescaledb_catalog.chunk ch
+                               WHERE ch.schema_name = n.nspname AND ch.table_name = c.relname
+                                 AND NOT ch.dropped)",
+            &[],
+        )
+        .await?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().push(r.get(1));
+    }
+    Ok(out)
+}
+
+/// All copy units of the source, read inside the snapshot transaction of `src`.
+/// Sizes are read on `sizer`, a second connection outside that transaction, so the
+/// snapshot transaction takes no relation locks.
+pub async fn copy_units(
+    src: &Source,
+    sizer: &Source,
+    facts: &ServerFacts,
+) -> Result<Vec<CopyUnit>> {
+    let mut kinds: HashMap<u32, String> = HashMap::new();
+    if facts.extension("timescaledb").is_some() {
+        for r in src
+            .query(include_str!("sql/source_timescale_kinds.sql"), &[])
+            .await?
+        {
+            kinds.insert(r.get(0), r.get(1));
+        }
+    }
+    let mut units = Vec::new();
+    for r in src.query(include_str!("sql/source_units.sql"), &[]).await? {
+        let oid: u32 = r.get("oid");
+        let kind = match kinds.get(&oid).map(String::as_str) {
+            Some("hypertable") => UnitKind::Hypertable,
+            Some("chunk") => UnitKind::Chunk,
+            Some("compressed_chunk") => UnitKind::CompressedChunk,
+            _ if r.get::<_, bool>("is_partition") => UnitKind::Partition,
+            _ => UnitKind::Table,
+        };
+        units.push(CopyUnit::table(
+            oid,
+            r.get("schema_name"),
+            r.get("table_name"),
+            kind,
+        ));
+    }
+    for r in src
+        .query(include_str!("sql/source_extension_config.sql"), &[])
+        .await?
+    {
+        let mut unit = CopyUnit::table(
+            r.get("oid"),
+            r.get("schema_name"),
+            r.get("table_name"),
+            UnitKind::ExtensionConfig,
+        );
+        let cond: String = r.get("condition");
+        unit.filter = Some(cond).filter(|c| !c.trim().is_empty());
+        units.push(unit);
+    }
+    let oids: Vec<u32> = units.iter().map(|u| u.oid).collect();
+    let mut columns: HashMap<u32, (Vec<String>, bool)> = HashMap::new();
+    for r in src
+        .query(include_str!("sql/source_columns.sql"), &[&oids])
+        .await?
+    {
+        columns.insert(r.get(0), (r.get(1), r.get(2)));
+    }
+    let mut sizes: HashMap<u32, i64> = HashMap::new();
+    for batch in oids.chunks(SIZE_BATCH) {
+        let batch = batch.to_vec();
+        for r in sizer
+            .query(
+                "SELECT o, pg_catalog.pg_table_size(o) FROM unnest($1::oid[]) AS o",
+                &[&batch],
+            )
+            .await?
+        {
+            let size: Option<i64> = r.get(1);
+            sizes.insert(r.get(0), size.unwrap_or(0));
+        }
+    }
+    for u in &mut units {
+        if let Some((cols, binary)) = columns.remove(&u.oid) {
+            u.columns = cols;
+            u.binary = binary;
+        }
+        u.estimated_bytes = sizes.get(&u.oid).copied().unwrap_or(0);
+    }
+    if facts.large_objects > 0 {
+        let row = sizer
+            .query_one(
+                "SELECT COALESCE(sum(octet_length(data)), 0)::int8 FROM pg_catalog.pg_largeobject",
+                &[],
+            )
+            .await;
+        let bytes = row.map(|r| r.get::<_, i64>(0)).unwrap_or(0);
+        units.push(CopyUnit::large_objects(facts.large_objects, bytes));
+    }
+    Ok(units)
+}

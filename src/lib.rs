@@ -1,0 +1,19 @@
+//! tsxfer: migrate a whole PostgreSQL or TimescaleDB database to another server.
+//!
+//! The binary is a thin shell over this library: `cli` parses flags, `migrate` runs the
+//! phases, and the modules below it each own one responsibility.
+
+pub mod catalog;
+pub mod cli;
+pub mod conninfo;
+pub mod copy;
+pub mod error;
+pub mod migrate;
+pub mod pg;
+pub mod plan;
+pub mod preflight;
+pub mod privileges;
+pub mod quote;
+pub mod report;
+pub mod roles;
+pub mod schema;

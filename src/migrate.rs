@@ -1,0 +1,704 @@
+//! The whole migration, phase by phase: preflight, roles, pre-data schema, TimescaleDB
+//! catalog, data, post-data, owners and grants, verify. Whatever happens after
+//! `timescaledb_pre_restore()`, `timescaledb_post_restore()` runs before tsxfer exits.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::catalog;
+use crate::conninfo::ConnInfo;
+use crate::copy;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::{Source, Target};
+use crate::plan::{self, CopyUnit, human_bytes};
+use crate::preflight;
+use crate::privileges;
+use crate::quote::{dump_pattern, ident};
+use crate::report::{PhaseTime, Report, UnitReport};
+use crate::roles;
+use crate::schema::{self, Archives, CHUNK_BATCH};
+
+/// Everything a migration needs to know, validated.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    pub source: ConnInfo,
+    pub target: ConnInfo,
+    pub jobs: usize,
+    pub buffer_size: usize,
+    pub work_dir: Option<PathBuf>,
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+/// What must be undone whatever happens, kept outside the migration future so it survives
+/// an interruption.
+#[derive(Default)]
+struct Cleanup {
+    /// TimescaleDB's schema on the target, while the target is in restoring mode.
+    restoring: Option<String>,
+    /// Memberships the login role granted itself to set owners.
+    memberships: Vec<String>,
+}
+
+struct Phases {
+    started: Instant,
+    current: Option<(String, Instant)>,
+    done: Vec<PhaseTime>,
+}
+
+impl Phases {
+    fn enter(&mut self, name: &str) {
+        self.finish();
+        info!("phase: {name}");
+        self.current = Some((name.to_string(), Instant::now()));
+    }
+
+    fn finish(&mut self) {
+        if let Some((name, t)) = self.current.take() {
+            self.done.push(PhaseTime {
+                phase: name,
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        }
+    }
+}
+
+/// Runs the migration until it ends or `interrupt` completes, then cleans up. The report
+/// is returned in every case.
+pub async fn run(
+    opts: &MigrateOptions,
+    interrupt: impl Future<Output = ()>,
+) -> (Report, Result<()>) {
+    let mut report = Report {
+        source: opts.source.describe(),
+        target: opts.target.describe(),
+        jobs: opts.jobs,
+        ..Report::default()
+    };
+    let mut cleanup = Cleanup::default();
+    let mut phases = Phases {
+        started: Instant::now(),
+        current: None,
+        done: Vec::new(),
+    };
+    let result = tokio::select! {
+        r = migrate(opts, &mut report, &mut cleanup, &mut phases) => r,
+        () = interrupt => Err(Error::new(
+            ErrorKind::Interrupted,
+            "interrupted: in-flight units were rolled back; the target holds a partial migration, drop and recreate the target database before running again",
+        )),
+    };
+    phases.finish();
+    if let Some(schema) = cleanup.restoring.take() {
+        match leave_restoring_mode(&opts.target, &schema).await {
+            Ok(()) => info!("the target left TimescaleDB's restoring mode"),
+            Err(e) => report.warnings.push(e.to_string()),
+        }
+    }
+    if !cleanup.memberships.is_empty() {
+        match Target::connect(&opts.target, "cleanup").await {
+            Ok(tgt) => {
+                let login = opts.target.user().to_string();
+                let stmts: Vec<String> = cleanup
+                    .memberships
+                    .iter()
+                    .map(|r| format!("REVOKE {} FROM {}", ident(r), ident(&login)))
+                    .collect();
+                report.warnings.extend(
+                    privileges::run_batches(&tgt, &stmts, "revoking a temporary membership").await,
+                );
+            }
+            Err(e) => report.warnings.push(format!(
+                "could not revoke the memberships tsxfer gave its login role ({}): {e}",
+                cleanup.memberships.join(", ")
+            )),
+        }
+    }
+    report.phases = phases.done;
+    report.seconds = phases.started.elapsed().as_secs_f64();
+    report.success = result.is_ok();
+    report.error = result.as_ref().err().map(|e| e.to_string());
+    (report, result)
+}
+
+/// Calls `timescaledb_post_restore()` on a fresh connection; on failure, says exactly what
+/// to run by hand.
+async fn leave_restoring_mode(target: &ConnInfo, schema: &str) -> Result<()> {
+    let sql = format!("SELECT {}.timescaledb_post_restore()", ident(schema));
+    let outcome = async {
+        let tgt = Target::connect(target, "post-restore").await?;
+        tgt.execute(&sql).await
+    }
+    .await;
+    outcome.map_err(|e| {
+        Error::new(
+            ErrorKind::Schema,
+            format!(
+                "the target may still be in TimescaleDB's restoring mode ({e}); run: psql \"{}\" -c '{sql};'",
+                target.redacted()
+            ),
+        )
+    })
+}
+
+async fn migrate(
+    opts: &MigrateOptions,
+    report: &mut Report,
+    cleanup: &mut Cleanup,
+    phases: &mut Phases,
+) -> Result<()> {
+    phases.enter("preflight");
+    let src = Source::connect(&opts.source, "coordinator").await?;
+    let tgt = Target::connect(&opts.target, "coordinator").await?;
+    let pre = preflight::check(&src, &tgt, false).await?;
+    report.warnings.extend(pre.warnings.iter().cloned());
+    let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), pre.source.major())?;
+    let timescale = pre.timescaledb_schema.clone();
+
+    // One snapshot for everything: pg_dump and every COPY stream import it while this
+    // transaction holds it open.
+    src.begin_snapshot(None).await?;
+    let snapshot: String = src
+        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+        .await?
+        .get(0);
+    report.snapshot = Some(snapshot.clone());
+    info!(
+        "source {} (PostgreSQL {}), snapshot {snapshot}",
+        opts.source.describe(),
+        pre.source.version
+    );
+    let reader = Source::connect(&opts.source, "catalog").await?;
+    let units = plan::order_units(catalog::copy_units(&src, &reader, &pre.source).await?);
+    let total_bytes: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+    info!(
+        "{} units to copy, about {}",
+        units.len(),
+        human_bytes(total_bytes)
+    );
+
+    phases.enter("roles");
+    let (source_roles, memberships, readable) = roles::read_source_roles(&src).await?;
+    let target_roles = roles::target_roles(&tgt).await?;
+    let role_plan = roles::plan_roles(
+        &source_roles,
+        &memberships,
+        &target_roles,
+        &pre.target.login,
+        &pre.target.dbname,
+        readable,
+    );
+    report
+        .warnings
+        .extend(roles::apply_roles(&tgt, &role_plan).await?);
+    report.roles_created = role_plan.creates.iter().map(|(r, _)| r.clone()).collect();
+    report.roles_existing = role_plan.existing.clone();
+    report.roles_needing_password = role_plan.need_password.clone();
+    report.rewrites.extend(role_plan.rewrites.iter().cloned());
+    let managed: BTreeSet<String> = role_plan.mapped_to_target_user.iter().cloned().collect();
+    let source_privileges = privileges::read(&src).await?;
+    let privilege_plan = privileges::plan(&source_privileges, &managed, &pre.target.login);
+    report
+        .rewrites
+        .extend(privilege_plan.rewrites.iter().cloned());
+    let (granted, warnings) =
+        privileges::acquire_roles(&tgt, &pre.target.login, &privilege_plan.acting_roles).await?;
+    cleanup.memberships = granted;
+    report.warnings.extend(warnings);
+
+    phases.enter("schema dump");
+    let work = match &opts.work_dir {
+        Some(d) => tempfile::Builder::new().prefix("tsxfer-").tempdir_in(d),
+        None => tempfile::Builder::new().prefix("tsxfer-").tempdir(),
+    }
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot make a working directory: {e}"),
+        )
+    })?;
+    let archives = Archives {
+        tools,
+        dir: work.path().to_path_buf(),
+    };
+    let mut main_args: Vec<String> = Vec::new();
+    let mut chunk_archives = Vec::new();
+    for schema in catalog::user_schemas(&src).await? {
+        main_args.push(format!("--exclude-table-data={}.*", dump_pattern(&schema)));
+    }
+    if pre.source.extension("timescaledb").is_some() {
+        let chunks = catalog::chunk_tables(&src).await?;
+        let others = catalog::non_chunk_relation_names(&src).await?;
+        for p in schema::chunk_exclusion_patterns(&chunks, &others) {
+            main_args.push(format!("--exclude-table={p}"));
+        }
+        for (i, batch) in chunks.chunks(CHUNK_BATCH).enumerate() {
+            let mut args = vec!["--schema-only".to_string()];
+            args.extend(
+                batch
+                    .iter()
+                    .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
+            );
+            let file = format!("chunks-{i:04}.dump");
+            chunk_archives.push(archives.dump(&opts.source, &snapshot, &file, args).await?);
+        }
+        if !chunks.is_empty() {
+            info!(
+                "dumped the DDL of {} chunks in {} batch(es)",
+                chunks.len(),
+                chunk_archives.len()
+            );
+        }
+    }
+    let main = archives
+        .dump(&opts.source, &snapshot, "main.dump", main_args)
+        .await?;
+
+    if let Some(schema) = &timescale {
+        tgt.execute(&format!(
+            "SELECT {}.timescaledb_pre_restore()",
+            ident(schema)
+        ))
+        .await
+        .map_err(|e| e.context("calling timescaledb_pre_restore() on the target"))?;
+        cleanup.restoring = Some(schema.clone());
+        info!("the target is in TimescaleDB's restoring mode");
+    }
+
+    phases.enter("schema");
+    let (pre_entries, dropped) =
+        schema::pre_data_entries(&archives.toc(&main, Some("pre-data")).await?);
+    report.rewrites.extend(dropped);
+    archives
+        .restore(
+            &opts.target,
+            &main,
+            &pre_entries,
+            1,
+            false,
+            "pre-data restore",
+        )
+        .await?;
+    for archive in &chunk_archives {
+        let entries = archives.toc(archive, Some("pre-data")).await?;
+        archives
+            .restore(
+                &opts.target,
+                archive,
+                &entries,
+                1,
+                false,
+                "chunk pre-data restore",
+            )
+            .await?;
+    }
+    let data_toc = archives.toc(&main, Some("data")).await?;
+    if timescale.is_some() {
+        let refs = catalog_references(&tgt).await?;
+        let entries = schema::catalog_entries(&data_toc, &refs);
+        archives
+            .restore(
+                &opts.target,
+                &main,
+                &entries,
+                1,
+                true,
+                "TimescaleDB catalog restore",
+            )
+            .await?;
+        info!("TimescaleDB catalog loaded ({} entries)", entries.len());
+    }
+
+    phases.enter("data");
+    let (unit_reports, failure) = data_pass(opts, &snapshot, units.clone(), total_bytes).await;
+    report.units = unit_reports;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    archives
+        .restore(
+            &opts.target,
+            &main,
+            &schema::user_sequence_entries(&data_toc),
+            1,
+            true,
+            "sequence values restore",
+        )
+        .await?;
+    src.end().await?;
+
+    phases.enter("post-data");
+    let (post_entries, dropped) =
+        schema::post_data_entries(&archives.toc(&main, Some("post-data")).await?);
+    report.rewrites.extend(dropped);
+    archives
+        .restore(
+            &opts.target,
+            &main,
+            &post_entries,
+            opts.jobs,
+            false,
+            "post-data restore",
+        )
+        .await?;
+    for archive in &chunk_archives {
+        let entries = archives.toc(archive, Some("post-data")).await?;
+        archives
+            .restore(
+                &opts.target,
+                archive,
+                &entries,
+                opts.jobs,
+                false,
+                "chunk post-data restore",
+            )
+            .await?;
+    }
+
+    phases.enter("owners and grants");
+    let undo = privileges::lend_schema_create(&tgt, &privilege_plan.schema_owners).await?;
+    report
+        .warnings
+        .extend(privileges::run_batches(&tgt, &privilege_plan.owners, "owner").await);
+    report
+        .warnings
+        .extend(privileges::run_batches(&tgt, &undo, "returning a lent schema privilege").await);
+    report
+        .warnings
+        .extend(privileges::run_batches(&tgt, &privilege_plan.grants, "grant").await);
+
+    if let Some(schema) = &timescale {
+        tgt.execute(&format!(
+            "SELECT {}.timescaledb_post_restore()",
+            ident(schema)
+        ))
+        .await
+        .map_err(|e| e.context("calling timescaledb_post_restore() on the target"))?;
+        cleanup.restoring = None;
+        info!("the target left TimescaleDB's restoring mode");
+    }
+    // The database owner may analyze every table but the shared catalogs; the notices
+    // about those say nothing useful.
+    tgt.execute("SET client_min_messages = error; ANALYZE; RESET client_min_messages")
+        .await?;
+
+    phases.enter("verify");
+    let mismatches = verify(opts, &units, &mut report.units).await?;
+    report.mismatches = mismatches;
+    if !report.mismatches.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Verify,
+            format!(
+                "{} unit(s) differ between source and target (first: {})",
+                report.mismatches.len(),
+                report.mismatches[0]
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Foreign keys among TimescaleDB's catalog tables on the target: table → referenced.
+async fn catalog_references(tgt: &Target) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let rows = tgt
+        .query(
+            "SELECT cn.nspname || '.' || c.relname, rn.nspname || '.' || r.relname
+             FROM pg_catalog.pg_constraint k
+             JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+             JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+             JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
+             JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+             WHERE k.contype = 'f' AND cn.nspname IN ('_timescaledb_catalog', '_timescaledb_config')",
+            &[],
+        )
+        .await?;
+    let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in rows {
+        refs.entry(r.get(0)).or_default().insert(r.get(1));
+    }
+    Ok(refs)
+}
+
+/// Shared by the copy workers of one data pass.
+struct Pool {
+    queue: Mutex<VecDeque<CopyUnit>>,
+    stop: AtomicBool,
+    failure: Mutex<Option<Error>>,
+    done: Mutex<Vec<UnitReport>>,
+    bytes: AtomicU64,
+}
+
+impl Pool {
+    fn next(&self) -> Option<CopyUnit> {
+        if self.stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.queue.lock().expect("queue lock").pop_front()
+    }
+
+    fn fail(&self, e: Error) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut f = self.failure.lock().expect("failure lock");
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+}
+
+async fn copy_worker(opts: MigrateOptions, snapshot: String, pool: Arc<Pool>, n: usize) {
+    let role = format!("copy {n}");
+    let connected = async {
+        let src = Source::connect(&opts.source, &role).await?;
+        let tgt = Target::connect(&opts.target, &role).await?;
+        tgt.execute("SET synchronous_commit = off").await?;
+        Ok::<_, Error>((src, tgt))
+    }
+    .await;
+    let (src, tgt) = match connected {
+        Ok(c) => c,
+        Err(e) => return pool.fail(e),
+    };
+    while let Some(unit) = pool.next() {
+        match copy::copy_unit(&src, &tgt, &unit, &snapshot, opts.buffer_size).await {
+            Ok(outcome) => {
+                pool.bytes.fetch_add(outcome.bytes, Ordering::Relaxed);
+                info!(
+                    "copied {} {}: {} rows, {} in {:.1}s",
+                    unit.kind.label(),
+                    unit.relation(),
+                    outcome.rows,
+                    human_bytes(outcome.bytes as i64),
+                    outcome.seconds
+                );
+                pool.done
+                    .lock()
+                    .expect("done lock")
+                    .push(UnitReport::new(&unit, outcome));
+            }
+            Err(e) => return pool.fail(e),
+        }
+    }
+}
+
+/// Copies every unit over `opts.jobs` streams, largest first. Stops taking new units at the
+/// first failure; units in flight finish.
+async fn data_pass(
+    opts: &MigrateOptions,
+    snapshot: &str,
+    units: Vec<CopyUnit>,
+    total_bytes: i64,
+) -> (Vec<UnitReport>, Option<Error>) {
+    let count = units.len();
+    let workers = opts.jobs.min(count).max(1);
+    let pool = Arc::new(Pool {
+        queue: Mutex::new(units.into()),
+        stop: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        done: Mutex::new(Vec::new()),
+        bytes: AtomicU64::new(0),
+    });
+    let mut set = JoinSet::new();
+    for n in 0..workers {
+        set.spawn(copy_worker(
+            opts.clone(),
+            snapshot.to_string(),
+            pool.clone(),
+            n,
+        ));
+    }
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            joined = set.join_next() => match joined {
+                None => break,
+                Some(Err(e)) => pool.fail(Error::new(ErrorKind::Internal, format!("a copy worker died: {e}"))),
+                Some(Ok(())) => {}
+            },
+            _ = tick.tick() => {
+                let bytes = pool.bytes.load(Ordering::Relaxed);
+                let done = pool.done.lock().expect("done lock").len();
+                let secs = started.elapsed().as_secs_f64();
+                info!(
+                    "data: {done}/{count} units, {} of about {}, {}/s",
+                    human_bytes(bytes as i64),
+                    human_bytes(total_bytes),
+                    human_bytes((bytes as f64 / secs) as i64)
+                );
+            }
+        }
+    }
+    let done = std::mem::take(&mut *pool.done.lock().expect("done lock"));
+    let failure = pool.failure.lock().expect("failure lock").take();
+    if failure.is_some() {
+        warn!("data pass stopped after {} of {count} units", done.len());
+    }
+    (done, failure)
+}
+
+/// Counts every unit's rows on the target and compares them with what was read from the
+/// source snapshot. Returns one line per mismatch.
+async fn verify(
+    opts: &MigrateOptions,
+    units: &[CopyUnit],
+    reports: &mut [UnitReport],
+) -> Result<Vec<String>> {
+    let by_relation: BTreeMap<String, &CopyUnit> =
+        units.iter().map(|u| (u.relation(), u)).collect();
+    let mut work: Vec<(usize, String, u64)> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let unit = by_relation[&r.relation];
+        work.push((i, unit.count_sql(), r.outcome.rows));
+    }
+    let lanes = opts.jobs.min(work.len()).max(1);
+    let mut set = JoinSet::new();
+    for lane in 0..lanes {
+        let mine: Vec<(usize, String, u64)> =
+            work.iter().skip(lane).step_by(lanes).cloned().collect();
+        let target = opts.target.clone();
+        set.spawn(async move {
+            let tgt = Target::connect(&target, "verify").await?;
+            let mut counts = Vec::new();
+            for (i, sql, _) in mine {
+                let n: i64 = tgt.query_one(&sql, &[]).await?.get(0);
+                counts.push((i, n));
+            }
+            Ok::<_, Error>(counts)
+        });
+    }
+    let mut mismatches = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let counts = joined
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("a verify worker died: {e}")))??;
+        for (i, n) in counts {
+            reports[i].target_rows = Some(n);
+            let expected = work[i].2;
+            if n < 0 || n as u64 != expected {
+                mismatches.push(format!(
+                    "{} {}: {expected} rows in the source snapshot, {n} on the target",
+                    reports[i].kind.label(),
+                    reports[i].relation
+                ));
+            }
+        }
+    }
+    mismatches.sort();
+    Ok(mismatches)
+}
+
+/// What `tsxfer plan` prints: the checks' verdict, the roles, and every unit in the order
+/// the pool would take it. Changes nothing on either side.
+pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
+    use std::fmt::Write as _;
+    let src = Source::connect(&opts.source, "plan").await?;
+    let tgt = Target::connect(&opts.target, "plan").await?;
+    let mut out = String::new();
+    let verdict = preflight::check(&src, &tgt, false).await;
+    let facts = match &verdict {
+        Ok(pre) => {
+            let _ = writeln!(out, "preflight: ok");
+            for w in &pre.warnings {
+                let _ = writeln!(out, "  warning: {w}");
+            }
+            pre.source.clone()
+        }
+        Err(e) if e.kind() == ErrorKind::Preflight => {
+            let _ = writeln!(out, "preflight: the migration would be refused: {e}");
+            catalog::source_facts(&src).await?
+        }
+        Err(_) => return Err(verdict.err().expect("an error")),
+    };
+    let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), facts.major());
+    match &tools {
+        Ok(t) => {
+            let _ = writeln!(
+                out,
+                "pg_dump: {} (version {})",
+                t.pg_dump.display(),
+                t.major
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "pg_dump: {e}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "source: {} (PostgreSQL {}{})",
+        opts.source.describe(),
+        facts.version,
+        facts
+            .extension("timescaledb")
+            .map(|e| format!(", TimescaleDB {}", e.version))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "target: {}", opts.target.describe());
+    let target_login: String = tgt
+        .query_one("SELECT current_user::text", &[])
+        .await?
+        .get(0);
+    let target_db: String = tgt
+        .query_one("SELECT current_database()::text", &[])
+        .await?
+        .get(0);
+    let (source_roles, memberships, readable) = roles::read_source_roles(&src).await?;
+    let role_plan = roles::plan_roles(
+        &source_roles,
+        &memberships,
+        &roles::target_roles(&tgt).await?,
+        &target_login,
+        &target_db,
+        readable,
+    );
+    let _ = writeln!(out, "\nroles:");
+    for (_, sql) in role_plan.creates.iter().chain(role_plan.extras.iter()) {
+        let _ = writeln!(out, "  {sql}");
+    }
+    for r in &role_plan.existing {
+        let _ = writeln!(out, "  (exists on the target, left as it is) {}", ident(r));
+    }
+    for r in &role_plan.rewrites {
+        let _ = writeln!(out, "  rewrite: {r}");
+    }
+    let reader = Source::connect(&opts.source, "plan sizes").await?;
+    src.begin_snapshot(None).await?;
+    let units = plan::order_units(catalog::copy_units(&src, &reader, &facts).await?);
+    src.end().await?;
+    let schemas = catalog::user_schemas(&src).await?;
+    let _ = writeln!(
+        out,
+        "\nschemas: {}",
+        schemas
+            .iter()
+            .map(|s| ident(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+    let _ = writeln!(
+        out,
+        "\n{} units, about {}, over {} streams, in this order:",
+        units.len(),
+        human_bytes(total),
+        opts.jobs
+    );
+    for (i, u) in units.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {:>5}  {:<16} {:>10}  {}{}",
+            i + 1,
+            u.kind.label(),
+            human_bytes(u.estimated_bytes),
+            u.relation(),
+            if u.binary { "" } else { "  (text COPY)" }
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,236 @@
+//! Work units and their order: a pure function from what the catalog says to the order the
+//! copy pool takes units in.
+
+use serde::Serialize;
+
+use crate::quote;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitKind {
+    Table,
+    Partition,
+    /// A hypertable's parent table (normally empty: its rows live in chunks).
+    Hypertable,
+    Chunk,
+    /// The internal table of a compressed chunk, copied as it is.
+    CompressedChunk,
+    /// Rows users added to another extension's configuration table.
+    ExtensionConfig,
+    LargeObjects,
+}
+
+impl UnitKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            UnitKind::Table => "table",
+            UnitKind::Partition => "partition",
+            UnitKind::Hypertable => "hypertable",
+            UnitKind::Chunk => "chunk",
+            UnitKind::CompressedChunk => "compressed chunk",
+            UnitKind::ExtensionConfig => "extension config",
+            UnitKind::LargeObjects => "large objects",
+        }
+    }
+}
+
+/// One piece of data that one COPY stream moves in one target transaction.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyUnit {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub kind: UnitKind,
+    /// Columns COPY moves, in table order (dropped and generated columns left out).
+    pub columns: Vec<String>,
+    /// Binary COPY when every column's type allows it; text otherwise.
+    pub binary: bool,
+    /// A WHERE condition (extension configuration tables only).
+    pub filter: Option<String>,
+    pub estimated_bytes: i64,
+    /// Known up front only for large objects.
+    pub estimated_rows: Option<i64>,
+}
+
+impl CopyUnit {
+    pub fn table(oid: u32, schema: String, name: String, kind: UnitKind) -> CopyUnit {
+        CopyUnit {
+            oid,
+            schema,
+            name,
+            kind,
+            columns: Vec::new(),
+            binary: true,
+            filter: None,
+            estimated_bytes: 0,
+            estimated_rows: None,
+        }
+    }
+
+    pub fn large_objects(count: i64, bytes: i64) -> CopyUnit {
+        CopyUnit {
+            oid: 0,
+            schema: String::new(),
+            name: "large objects".into(),
+            kind: UnitKind::LargeObjects,
+            columns: Vec::new(),
+            binary: true,
+            filter: None,
+            estimated_bytes: bytes,
+            estimated_rows: Some(count),
+        }
+    }
+
+    /// The quoted `schema.table` (or "large objects").
+    pub fn relation(&self) -> String {
+        if self.kind == UnitKind::LargeObjects {
+            self.name.clone()
+        } else {
+            quote::qualified(&self.schema, &self.name)
+        }
+    }
+
+    fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote::ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// ` (a, b)`, or nothing for a table without columns.
+    fn column_clause(&self) -> String {
+        if self.columns.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.column_list())
+        }
+    }
+
+    fn format_clause(&self) -> &'static str {
+        if self.binary {
+            "(FORMAT binary)"
+        } else {
+            "(FORMAT text)"
+        }
+    }
+
+    /// The source side: the unit's rows, and only its own (COPY of a table never
+    /// includes rows of its inheritance children).
+    pub fn copy_out_sql(&self) -> String {
+        match &self.filter {
+            Some(cond) => format!(
+                "COPY (SELECT {} FROM ONLY {} {}) TO STDOUT {}",
+                self.column_list(),
+                self.relation(),
+                cond,
+                self.format_clause()
+            ),
+            None => format!(
+                "COPY {}{} TO STDOUT {}",
+                self.relation(),
+                self.column_clause(),
+                self.format_clause()
+            ),
+        }
+    }
+
+    pub fn copy_in_sql(&self) -> String {
+        format!(
+            "COPY {}{} FROM STDIN {}",
+            self.relation(),
+            self.column_clause(),
+            self.format_clause()
+        )
+    }
+
+    /// Counts the unit's rows on either side (for verification).
+    pub fn count_sql(&self) -> String {
+        match (&self.filter, self.kind) {
+            (_, UnitKind::LargeObjects) => {
+                "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata".into()
+            }
+            (Some(cond), _) => format!("SELECT count(*) FROM ONLY {} {}", self.relation(), cond),
+            (None, _) => format!("SELECT count(*) FROM ONLY {}", self.relation()),
+        }
+    }
+}
+
+/// Largest first, so the long units start early and the pool ends together; ties by
+/// name so a plan reads the same twice.
+pub fn order_units(mut units: Vec<CopyUnit>) -> Vec<CopyUnit> {
+    units.sort_by(|a, b| {
+        b.estimated_bytes
+            .cmp(&a.estimated_bytes)
+            .then_with(|| a.schema.cmp(&b.schema))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    units
+}
+
+/// Human-readable byte count (binary units).
+pub fn human_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(schema: &str, name: &str, bytes: i64) -> CopyUnit {
+        let mut u = CopyUnit::table(1, schema.into(), name.into(), UnitKind::Table);
+        u.estimated_bytes = bytes;
+        u.columns = vec!["a".into(), "We\"ird".into()];
+        u
+    }
+
+    #[test]
+    fn largest_units_first_ties_by_name() {
+        let ordered = order_units(vec![
+            unit("s", "b", 10),
+            unit("s", "small", 1),
+            unit("s", "a", 10),
+            unit("s", "big", 1000),
+        ]);
+        let names: Vec<_> = ordered.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["big", "a", "b", "small"]);
+    }
+
+    #[test]
+    fn copy_statements_quote_everything() {
+        let mut u = unit("My Schema", "t\"1", 0);
+        assert_eq!(
+            u.copy_out_sql(),
+            "COPY \"My Schema\".\"t\"\"1\" (\"a\", \"We\"\"ird\") TO STDOUT (FORMAT binary)"
+        );
+        u.binary = false;
+        assert_eq!(
+            u.copy_in_sql(),
+            "COPY \"My Schema\".\"t\"\"1\" (\"a\", \"We\"\"ird\") FROM STDIN (FORMAT text)"
+        );
+        u.filter = Some("WHERE a > 1".into());
+        assert!(
+            u.copy_out_sql()
+                .starts_with("COPY (SELECT \"a\", \"We\"\"ird\" FROM ONLY")
+        );
+        assert!(u.count_sql().ends_with("WHERE a > 1"));
+    }
+
+    #[test]
+    fn bytes_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

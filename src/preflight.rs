@@ -1,0 +1,176 @@
+//! Checks made before anything is written: each problem is one sentence, and a refusal
+//! leaves both servers as they were.
+
+use crate::catalog::{self, ServerFacts};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::{Source, Target};
+use crate::quote::{ident, literal};
+
+fn refuse(message: String) -> Error {
+    Error::new(ErrorKind::Preflight, message)
+}
+
+/// The TimescaleDB part: same version on both sides, and the target able to take a
+/// restore. Returns the target's extension schema when TimescaleDB is in play.
+async fn check_timescaledb(
+    tgt: &Target,
+    source: &ServerFacts,
+    target: &ServerFacts,
+) -> Result<Option<String>> {
+    let Some(src_ts) = source.extension("timescaledb") else {
+        return Ok(None);
+    };
+    let Some(tgt_ts) = target.extension("timescaledb") else {
+        let available = tgt
+            .query(
+                "SELECT version FROM pg_catalog.pg_available_extension_versions
+                 WHERE name = 'timescaledb' AND version = $1",
+                &[&src_ts.version],
+            )
+            .await?;
+        return Err(refuse(if available.is_empty() {
+            format!(
+                "the source uses TimescaleDB {} but the target server does not offer that version; install TimescaleDB {} on the target server",
+                src_ts.version, src_ts.version
+            )
+        } else {
+            format!(
+                "the target database has no TimescaleDB; have a superuser run there: CREATE EXTENSION timescaledb VERSION {};",
+                literal(&src_ts.version)
+            )
+        }));
+    };
+    if src_ts.version != tgt_ts.version {
+        return Err(refuse(if version_less(&src_ts.version, &tgt_ts.version) {
+            format!(
+                "TimescaleDB is {} on the source and {} on the target; update the source first (psql -X, as the extension's owner): ALTER EXTENSION timescaledb UPDATE TO {};",
+                src_ts.version,
+                tgt_ts.version,
+                literal(&tgt_ts.version)
+            )
+        } else {
+            format!(
+                "TimescaleDB is {} on the source and {} on the target; update the target first (psql -X, as the extension's owner): ALTER EXTENSION timescaledb UPDATE TO {};",
+                src_ts.version,
+                tgt_ts.version,
+                literal(&src_ts.version)
+            )
+        }));
+    }
+    let schema = ident(&tgt_ts.schema);
+    for f in ["timescaledb_pre_restore", "timescaledb_post_restore"] {
+        let sig = format!("{schema}.{f}()");
+        let row = tgt
+            .query_one(
+                "SELECT pg_catalog.has_function_privilege($1, 'EXECUTE')",
+                &[&sig],
+            )
+            .await?;
+        if !row.get::<_, bool>(0) {
+            return Err(refuse(format!(
+                "the target role {} may not run {sig}; grant it EXECUTE (managed services do) or connect as a role that may",
+                ident(&target.login)
+            )));
+        }
+    }
+    Ok(Some(tgt_ts.schema.clone()))
+}
+
+/// Compares dotted version strings numerically ("2.9.1" < "2.19.3").
+pub fn version_less(a: &str, b: &str) -> bool {
+    let parse = |s: &str| -> Vec<u64> {
+        s.split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
+    parse(a) < parse(b)
+}
+
+/// Everything preflight learned, for the later phases.
+pub struct PreflightReport {
+    pub source: ServerFacts,
+    pub target: ServerFacts,
+    /// The schema of TimescaleDB on the target, when the migration involves it.
+    pub timescaledb_schema: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+pub async fn check(src: &Source, tgt: &Target, allow_non_empty: bool) -> Result<PreflightReport> {
+    let source = catalog::source_facts(src).await?;
+    let target = catalog::target_facts(tgt).await?;
+    let mut warnings = Vec::new();
+    if source.major() != target.major() {
+        return Err(refuse(format!(
+            "the source runs PostgreSQL {} and the target {}; tsxfer copies between servers of the same major version (upgrade the older one with pg_upgrade first)",
+            source.version, target.version
+        )));
+    }
+    if source.extension("timescaledb").is_some() && catalog::is_multinode(src).await? {
+        return Err(refuse(
+            "the source has distributed hypertables (TimescaleDB multi-node); tsxfer cannot migrate multi-node databases: move the data into regular hypertables first".into(),
+        ));
+    }
+    let available: Vec<String> = tgt
+        .query(
+            "SELECT name::text FROM pg_catalog.pg_available_extensions",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<String> = source
+        .extensions
+        .iter()
+        .filter(|e| !available.contains(&e.name))
+        .map(|e| format!("{} {}", e.name, e.version))
+        .collect();
+    if !missing.is_empty() {
+        return Err(refuse(format!(
+            "the target server does not offer these extensions of the source: {}; install them on the target server first",
+            missing.join(", ")
+        )));
+    }
+    let timescaledb_schema = check_timescaledb(tgt, &source, &target).await?;
+    let can_create: bool = tgt
+        .query_one(
+            "SELECT pg_catalog.has_database_privilege(current_database(), 'CREATE')",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !can_create {
+        return Err(refuse(format!(
+            "the target role {} has no CREATE privilege on database {}; connect as the database owner or GRANT CREATE ON DATABASE {} TO {}",
+            ident(&target.login),
+            ident(&target.dbname),
+            ident(&target.dbname),
+            ident(&target.login)
+        )));
+    }
+    let row = tgt
+        .query_one(include_str!("sql/target_user_tables.sql"), &[])
+        .await?;
+    let count: i64 = row.get(0);
+    if count > 0 && !allow_non_empty {
+        let examples: Vec<String> = row.get(1);
+        return Err(refuse(format!(
+            "the target database {} is not empty: it holds {count} table(s) (e.g. {}); migrate into an empty database",
+            ident(&target.dbname),
+            examples.join(", ")
+        )));
+    }
+    if !source.superuser {
+        warnings.push(format!(
+            "the source role {} is not a superuser: role passwords cannot be read, and objects it may not read will fail the run",
+            ident(&source.login)
+        ));
+    }
+    Ok(PreflightReport {
+        source,
+        target,
+        timescaledb_schema,
+        warnings,
+    })
+}

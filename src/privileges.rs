@@ -1,0 +1,422 @@
+//! Owners and grants. pg_restore runs with `--no-owner --no-acl` because its owner and
+//! grant statements name roles a managed target does not have (`postgres`, `rds*`) and a
+//! failed statement loses the grants beside it. Here they are rebuilt from the source's
+//! catalog: each object's owner, then its exact privileges, with managed-service roles
+//! mapped to the target's login role or dropped, and every such change listed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::Result;
+use crate::pg::{Source, Target};
+use crate::quote::ident;
+
+/// Statements that run in one round trip; each batch is one transaction, so this also
+/// bounds the locks one transaction takes.
+const BATCH: usize = 200;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedObject {
+    pub kind: String,
+    pub object: String,
+    pub schema: String,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub kind: String,
+    pub object: String,
+    pub column: String,
+    pub owner: String,
+    /// Empty for PUBLIC.
+    pub grantee: String,
+    pub privilege: String,
+    pub grantable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultGrant {
+    pub role: String,
+    pub schema: String,
+    pub objtype: String,
+    pub grantee: String,
+    pub privilege: String,
+    pub grantable: bool,
+}
+
+/// The source's owners and privileges.
+pub struct SourcePrivileges {
+    pub owners: Vec<OwnedObject>,
+    pub grants: Vec<Grant>,
+    pub defaults: Vec<DefaultGrant>,
+}
+
+pub async fn read(src: &Source) -> Result<SourcePrivileges> {
+    let owners = src
+        .query(include_str!("sql/source_owners.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| OwnedObject {
+            kind: r.get(0),
+            object: r.get(1),
+            schema: r.get(2),
+            owner: r.get(3),
+        })
+        .collect();
+    let grants = src
+        .query(include_str!("sql/source_acls.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| Grant {
+            kind: r.get(0),
+            object: r.get(1),
+            column: r.get(2),
+            owner: r.get(3),
+            grantee: r.get(4),
+            privilege: r.get(5),
+            grantable: r.get(6),
+        })
+        .collect();
+    let defaults = src
+        .query(include_str!("sql/source_default_acls.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| DefaultGrant {
+            role: r.get(0),
+            schema: r.get(1),
+            objtype: r.get(2),
+            grantee: r.get(3),
+            privilege: r.get(4),
+            grantable: r.get(5),
+        })
+        .collect();
+    Ok(SourcePrivileges {
+        owners,
+        grants,
+        defaults,
+    })
+}
+
+/// The statements for the target, split in the order they must run.
+#[derive(Debug, Default)]
+pub struct PrivilegePlan {
+    pub owners: Vec<String>,
+    pub grants: Vec<String>,
+    /// Roles the login role must be able to act as (to give objects to them).
+    pub acting_roles: BTreeSet<String>,
+    /// (schema, role) pairs that need CREATE on the schema to own objects there.
+    pub schema_owners: BTreeSet<(String, String)>,
+    pub rewrites: Vec<String>,
+}
+
+fn grantee_sql(grantee: &str) -> String {
+    if grantee.is_empty() {
+        "PUBLIC".into()
+    } else {
+        ident(grantee)
+    }
+}
+
+/// Builds owner and grant statements. `managed` roles are not on the target: objects they
+/// own stay with `login`; grants to them are dropped (and counted in `rewrites`).
+pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> PrivilegePlan {
+    let mut plan = PrivilegePlan::default();
+    let map_owner = |owner: &str| -> String {
+        if managed.contains(owner) {
+            login.to_string()
+        } else {
+            owner.to_string()
+        }
+    };
+    for o in &src.owners {
+        let owner = map_owner(&o.owner);
+        if owner == login {
+            continue;
+        }
+        plan.owners.push(format!(
+            "ALTER {} {} OWNER TO {}",
+            o.kind,
+            o.object,
+            ident(&owner)
+        ));
+        plan.acting_roles.insert(owner.clone());
+        if !o.schema.is_empty() {
+            plan.schema_owners.insert((o.schema.clone(), owner));
+        }
+    }
+    let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut reset: BTreeSet<(String, String)> = BTreeSet::new();
+    for g in &src.grants {
+        let owner = map_owner(&g.owner);
+        if g.column.is_empty() && reset.insert((g.kind.clone(), g.object.clone())) {
+            // An explicit ACL replaces the defaults: start from none, then grant exactly.
+            plan.grants
+                .push(format!("REVOKE ALL ON {} {} FROM PUBLIC", g.kind, g.object));
+            plan.grants.push(format!(
+                "REVOKE ALL ON {} {} FROM {}",
+                g.kind,
+                g.object,
+                ident(&owner)
+            ));
+        }
+        let grantee = if managed.contains(&g.grantee) {
+            if g.grantee != g.owner {
+                *dropped.entry(g.grantee.clone()).or_default() += 1;
+                continue;
+            }
+            owner.clone()
+        } else {
+            g.grantee.clone()
+        };
+        let privilege = if g.column.is_empty() {
+            g.privilege.clone()
+        } else {
+            format!("{} ({})", g.privilege, ident(&g.column))
+        };
+        plan.grants.push(format!(
+            "GRANT {privilege} ON {} {} TO {}{}",
+            g.kind,
+            g.object,
+            grantee_sql(&grantee),
+            if g.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mut reset_defaults: BTreeSet<(String, String)> = BTreeSet::new();
+    for d in &src.defaults {
+        if managed.contains(&d.role) {
+            *dropped.entry(d.role.clone()).or_default() += 1;
+            continue;
+        }
+        let objects = match d.objtype.as_str() {
+            "r" => "TABLES",
+            "S" => "SEQUENCES",
+            "f" => "FUNCTIONS",
+            "T" => "TYPES",
+            "n" => "SCHEMAS",
+            _ => continue,
+        };
+        let head = if d.schema.is_empty() {
+            format!("ALTER DEFAULT PRIVILEGES FOR ROLE {}", ident(&d.role))
+        } else {
+            format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {}",
+                ident(&d.role),
+                ident(&d.schema)
+            )
+        };
+        plan.acting_roles.insert(d.role.clone());
+        if d.schema.is_empty() && reset_defaults.insert((d.role.clone(), d.objtype.clone())) {
+            plan.grants
+                .push(format!("{head} REVOKE ALL ON {objects} FROM PUBLIC"));
+            plan.grants.push(format!(
+                "{head} REVOKE ALL ON {objects} FROM {}",
+                ident(&d.role)
+            ));
+        }
+        if managed.contains(&d.grantee) {
+            *dropped.entry(d.grantee.clone()).or_default() += 1;
+            continue;
+        }
+        plan.grants.push(format!(
+            "{head} GRANT {} ON {objects} TO {}{}",
+            d.privilege,
+            grantee_sql(&d.grantee),
+            if d.grantable {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            }
+        ));
+    }
+    for (role, n) in dropped {
+        plan.rewrites.push(format!(
+            "{n} privilege(s) granted to or by {} dropped (a managed-service role)",
+            ident(&role)
+        ));
+    }
+    plan.acting_roles.remove(login);
+    plan
+}
+
+/// Runs statements in batches; a batch that fails is retried one statement at a time so
+/// one refused grant does not take its neighbours with it. Returns the refusals.
+pub async fn run_batches(tgt: &Target, statements: &[String], what: &str) -> Vec<String> {
+    let mut refused = Vec::new();
+    for batch in statements.chunks(BATCH) {
+        let sql = batch.join(";\n");
+        if tgt.execute(&sql).await.is_ok() {
+            continue;
+        }
+        for stmt in batch {
+            if let Err(e) = tgt.execute(stmt).await {
+                refused.push(format!("{what}: `{stmt}` refused by the target: {e}"));
+            }
+        }
+    }
+    refused
+}
+
+/// Makes the login role able to act as each role in `roles` for the duration of the run;
+/// returns the memberships it granted itself (to revoke at the end) and warnings.
+pub async fn acquire_roles(
+    tgt: &Target,
+    login: &str,
+    roles: &BTreeSet<String>,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let mut granted = Vec::new();
+    let mut warnings = Vec::new();
+    for role in roles {
+        let row = tgt
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)
+                        AND pg_catalog.pg_has_role($2, $1, 'MEMBER')",
+                &[role, &login],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            continue;
+        }
+        match tgt
+            .execute(&format!("GRANT {} TO {}", ident(role), ident(login)))
+            .await
+        {
+            Ok(()) => granted.push(role.clone()),
+            Err(e) => warnings.push(format!(
+                "cannot act as role {} on the target ({e}); objects it owns stay with {}",
+                ident(role),
+                ident(login)
+            )),
+        }
+    }
+    Ok((granted, warnings))
+}
+
+/// Gives each future owner CREATE on its schemas where it lacks it (PostgreSQL asks that of
+/// a new owner); returns the statements that take it back.
+pub async fn lend_schema_create(
+    tgt: &Target,
+    pairs: &BTreeSet<(String, String)>,
+) -> Result<Vec<String>> {
+    let mut undo = Vec::new();
+    for (schema, role) in pairs {
+        let row = tgt
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $2)
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)
+                    AND NOT pg_catalog.has_schema_privilege($2, pg_catalog.quote_ident($1), 'CREATE')",
+                &[schema, role],
+            )
+            .await?;
+        if !row.get::<_, bool>(0) {
+            continue;
+        }
+        let grant = format!(
+            "GRANT CREATE ON SCHEMA {} TO {}",
+            ident(schema),
+            ident(role)
+        );
+        if tgt.execute(&grant).await.is_ok() {
+            undo.push(format!(
+                "REVOKE CREATE ON SCHEMA {} FROM {}",
+                ident(schema),
+                ident(role)
+            ));
+        }
+    }
+    Ok(undo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(object: &str, owner: &str, grantee: &str, privilege: &str) -> Grant {
+        Grant {
+            kind: "TABLE".into(),
+            object: object.into(),
+            column: String::new(),
+            owner: owner.into(),
+            grantee: grantee.into(),
+            privilege: privilege.into(),
+            grantable: false,
+        }
+    }
+
+    #[test]
+    fn owners_of_managed_roles_stay_with_login_others_are_set() {
+        let src = SourcePrivileges {
+            owners: vec![
+                OwnedObject {
+                    kind: "TABLE".into(),
+                    object: "\"public\".\"a\"".into(),
+                    schema: "public".into(),
+                    owner: "postgres".into(),
+                },
+                OwnedObject {
+                    kind: "FUNCTION".into(),
+                    object: "public.f(integer)".into(),
+                    schema: "public".into(),
+                    owner: "app".into(),
+                },
+            ],
+            grants: vec![],
+            defaults: vec![],
+        };
+        let managed: BTreeSet<String> = ["postgres".to_string()].into();
+        let p = plan(&src, &managed, "tsdbadmin");
+        assert_eq!(
+            p.owners,
+            ["ALTER FUNCTION public.f(integer) OWNER TO \"app\""]
+        );
+        assert_eq!(p.acting_roles, ["app".to_string()].into());
+        assert!(
+            p.schema_owners
+                .contains(&("public".to_string(), "app".to_string()))
+        );
+    }
+
+    #[test]
+    fn acls_are_rebuilt_exactly_and_managed_grantees_dropped() {
+        let mut column = grant("\"public\".\"t\"", "app", "reader", "SELECT");
+        column.column = "Secret col".into();
+        let mut withgrant = grant("\"public\".\"t\"", "app", "", "SELECT");
+        withgrant.grantable = false;
+        let src = SourcePrivileges {
+            owners: vec![],
+            grants: vec![
+                grant("\"public\".\"t\"", "postgres", "postgres", "INSERT"),
+                grant("\"public\".\"t\"", "postgres", "rds_superuser", "SELECT"),
+                withgrant,
+                column,
+            ],
+            defaults: vec![DefaultGrant {
+                role: "app".into(),
+                schema: "s".into(),
+                objtype: "r".into(),
+                grantee: "reader".into(),
+                privilege: "SELECT".into(),
+                grantable: true,
+            }],
+        };
+        let managed: BTreeSet<String> =
+            ["postgres".to_string(), "rds_superuser".to_string()].into();
+        let p = plan(&src, &managed, "tsdbadmin");
+        assert_eq!(
+            p.grants,
+            [
+                "REVOKE ALL ON TABLE \"public\".\"t\" FROM PUBLIC",
+                "REVOKE ALL ON TABLE \"public\".\"t\" FROM \"tsdbadmin\"",
+                "GRANT INSERT ON TABLE \"public\".\"t\" TO \"tsdbadmin\"",
+                "GRANT SELECT ON TABLE \"public\".\"t\" TO PUBLIC",
+                "GRANT SELECT (\"Secret col\") ON TABLE \"public\".\"t\" TO \"reader\"",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE \"app\" IN SCHEMA \"s\" GRANT SELECT ON TABLES TO \"reader\" WITH GRANT OPTION",
+            ]
+        );
+        assert_eq!(p.rewrites.len(), 1);
+        assert!(p.rewrites[0].contains("rds_superuser"));
+    }
+}

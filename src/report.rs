@@ -1,0 +1,184 @@
+//! The run report: what was copied, how fast, what was rewritten, what did not match.
+//! Printed as a table for people and written as JSON for machines.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::copy::UnitOutcome;
+use crate::error::Result;
+use crate::plan::{CopyUnit, UnitKind, human_bytes};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitReport {
+    pub relation: String,
+    pub kind: UnitKind,
+    pub format: &'static str,
+    pub estimated_bytes: i64,
+    #[serde(flatten)]
+    pub outcome: UnitOutcome,
+    /// Rows found on the target by the verify pass.
+    pub target_rows: Option<i64>,
+}
+
+impl UnitReport {
+    pub fn new(unit: &CopyUnit, outcome: UnitOutcome) -> UnitReport {
+        UnitReport {
+            relation: unit.relation(),
+            kind: unit.kind,
+            format: if unit.binary { "binary" } else { "text" },
+            estimated_bytes: unit.estimated_bytes,
+            outcome,
+            target_rows: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTime {
+    pub phase: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub source: String,
+    pub target: String,
+    pub jobs: usize,
+    pub snapshot: Option<String>,
+    pub success: bool,
+    pub error: Option<String>,
+    pub phases: Vec<PhaseTime>,
+    pub units: Vec<UnitReport>,
+    pub roles_created: Vec<String>,
+    pub roles_existing: Vec<String>,
+    pub roles_needing_password: Vec<String>,
+    pub rewrites: Vec<String>,
+    pub warnings: Vec<String>,
+    pub mismatches: Vec<String>,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| {
+            crate::error::Error::new(crate::error::ErrorKind::Internal, e.to_string())
+        })?;
+        std::fs::write(path, text)?;
+        Ok(())
+    }
+
+    /// The human summary: units by kind, totals and throughput, then every rewrite,
+    /// warning and mismatch.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "\ntsxfer: {} -> {}", self.source, self.target);
+        let _ = writeln!(
+            s,
+            "{:<18} {:>7} {:>14} {:>11} {:>10}",
+            "kind", "units", "rows", "bytes", "seconds"
+        );
+        let kinds = [
+            UnitKind::Table,
+            UnitKind::Partition,
+            UnitKind::Hypertable,
+            UnitKind::Chunk,
+            UnitKind::CompressedChunk,
+            UnitKind::ExtensionConfig,
+            UnitKind::LargeObjects,
+        ];
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for kind in kinds {
+            let of_kind: Vec<&UnitReport> = self.units.iter().filter(|u| u.kind == kind).collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            let r: u64 = of_kind.iter().map(|u| u.outcome.rows).sum();
+            let b: u64 = of_kind.iter().map(|u| u.outcome.bytes).sum();
+            let secs: f64 = of_kind.iter().map(|u| u.outcome.seconds).sum();
+            rows += r;
+            bytes += b;
+            let _ = writeln!(
+                s,
+                "{:<18} {:>7} {:>14} {:>11} {:>10.1}",
+                kind.label(),
+                of_kind.len(),
+                r,
+                human_bytes(b as i64),
+                secs
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{:<18} {:>7} {:>14} {:>11}",
+            "total",
+            self.units.len(),
+            rows,
+            human_bytes(bytes as i64)
+        );
+        let data_secs = self
+            .phases
+            .iter()
+            .find(|p| p.phase == "data")
+            .map(|p| p.seconds)
+            .unwrap_or(0.0);
+        if data_secs > 0.0 {
+            let _ = writeln!(
+                s,
+                "data pass: {:.1} s at {}/s over {} streams",
+                data_secs,
+                human_bytes((bytes as f64 / data_secs) as i64),
+                self.jobs
+            );
+        }
+        let phases: Vec<String> = self
+            .phases
+            .iter()
+            .map(|p| format!("{} {:.1}s", p.phase, p.seconds))
+            .collect();
+        let _ = writeln!(s, "phases: {}", phases.join(", "));
+        let _ = writeln!(s, "total time: {:.1} s", self.seconds);
+        if !self.roles_created.is_empty() {
+            let _ = writeln!(s, "roles created: {}", self.roles_created.join(", "));
+        }
+        if !self.roles_existing.is_empty() {
+            let _ = writeln!(
+                s,
+                "roles already on the target, left as they were: {}",
+                self.roles_existing.join(", ")
+            );
+        }
+        if !self.roles_needing_password.is_empty() {
+            let _ = writeln!(
+                s,
+                "login roles created without a password (set one with ALTER ROLE ... PASSWORD): {}",
+                self.roles_needing_password.join(", ")
+            );
+        }
+        for (title, items) in [
+            ("rewrites", &self.rewrites),
+            ("warnings", &self.warnings),
+            ("MISMATCHES", &self.mismatches),
+        ] {
+            if !items.is_empty() {
+                let _ = writeln!(s, "{title} ({}):", items.len());
+                for i in items {
+                    let _ = writeln!(s, "  - {i}");
+                }
+            }
+        }
+        match (&self.error, self.success) {
+            (_, true) => {
+                let _ = writeln!(s, "result: success, every unit verified");
+            }
+            (Some(e), false) => {
+                let _ = writeln!(s, "result: FAILED: {e}");
+            }
+            (None, false) => {
+                let _ = writeln!(s, "result: FAILED");
+            }
+        }
+        s
+    }
+}

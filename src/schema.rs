@@ -1,0 +1,585 @@
+//! DDL through PostgreSQL's own tools: `pg_dump` reads the schema under the run's snapshot,
+//! `pg_restore` applies it. tsxfer only chooses which archive entries go when, so that
+//! TimescaleDB's catalog arrives after the tables it names, data before indexes, and no
+//! single transaction locks an unbounded number of tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+use crate::conninfo::ConnInfo;
+use crate::error::{Error, ErrorKind, Result};
+use crate::quote;
+
+/// How many chunk tables one `pg_dump` may lock at once: far below the shared lock table
+/// of a default server (64 × 100 slots), whatever the number of chunks.
+pub const CHUNK_BATCH: usize = 1000;
+
+/// The pg_dump and pg_restore this run uses.
+#[derive(Debug, Clone)]
+pub struct PgTools {
+    pub pg_dump: PathBuf,
+    pub pg_restore: PathBuf,
+    pub major: i32,
+}
+
+fn tool_version(path: &Path) -> Option<i32> {
+    let out = std::process::Command::new(path)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split_whitespace().nth(2)?;
+    version.split('.').next()?.parse().ok()
+}
+
+/// Finds pg_dump/pg_restore: in `bin_dir` if given, else Debian's per-version directories
+/// (the source's major version first), else `PATH`. Refuses tools older than the source.
+pub fn find_tools(bin_dir: Option<&Path>, source_major: i32) -> Result<PgTools> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = bin_dir {
+        dirs.push(d.to_path_buf());
+    } else {
+        for major in source_major..source_major + 5 {
+            dirs.push(PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")));
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&path));
+        }
+    }
+    let mut seen_old = None;
+    for dir in &dirs {
+        let dump = dir.join("pg_dump");
+        let restore = dir.join("pg_restore");
+        if !dump.is_file() || !restore.is_file() {
+            continue;
+        }
+        match (tool_version(&dump), tool_version(&restore)) {
+            (Some(d), Some(r)) if d >= source_major && r >= source_major => {
+                return Ok(PgTools {
+                    pg_dump: dump,
+                    pg_restore: restore,
+                    major: d.min(r),
+                });
+            }
+            (Some(d), _) => seen_old = Some((dump.clone(), d)),
+            _ => {}
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Preflight,
+        match (seen_old, bin_dir) {
+            (Some((path, v)), _) => format!(
+                "{} is version {v}, older than the source server ({source_major}); install postgresql-client-{source_major} or point --pg-bin-dir at a newer one",
+                path.display()
+            ),
+            (None, Some(d)) => format!("no pg_dump and pg_restore in {}", d.display()),
+            (None, None) => format!(
+                "pg_dump and pg_restore not found; install postgresql-client-{source_major} or give --pg-bin-dir"
+            ),
+        },
+    ))
+}
+
+/// Archive entry descriptions of more than one word (pg_dump's names).
+const MULTI_WORD_DESCS: &[&str] = &[
+    "ACCESS METHOD",
+    "BLOB DATA",
+    "BLOB METADATA",
+    "CHECK CONSTRAINT",
+    "DEFAULT ACL",
+    "EVENT TRIGGER",
+    "FK CONSTRAINT",
+    "FOREIGN DATA WRAPPER",
+    "FOREIGN SERVER",
+    "FOREIGN TABLE",
+    "INDEX ATTACH",
+    "LARGE OBJECT",
+    "MATERIALIZED VIEW",
+    "MATERIALIZED VIEW DATA",
+    "OPERATOR CLASS",
+    "OPERATOR FAMILY",
+    "PROCEDURAL LANGUAGE",
+    "PUBLICATION TABLE",
+    "PUBLICATION TABLES IN SCHEMA",
+    "ROW SECURITY",
+    "SEQUENCE OWNED BY",
+    "SEQUENCE SET",
+    "SHELL TYPE",
+    "TABLE ATTACH",
+    "TABLE DATA",
+    "TEXT SEARCH CONFIGURATION",
+    "TEXT SEARCH DICTIONARY",
+    "TEXT SEARCH PARSER",
+    "TEXT SEARCH TEMPLATE",
+    "USER MAPPING",
+];
+
+/// One line of a `pg_restore -l` listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TocEntry {
+    pub line: String,
+    /// The entry's description and names, e.g. `TABLE DATA _timescaledb_catalog chunk postgres`.
+    pub rest: String,
+}
+
+impl TocEntry {
+    fn parse(line: &str) -> Option<TocEntry> {
+        if line.starts_with(';') || line.trim().is_empty() {
+            return None;
+        }
+        let (id, rest) = line.split_once(';')?;
+        id.trim().parse::<u64>().ok()?;
+        let mut parts = rest.trim_start().splitn(3, ' ');
+        parts.next()?;
+        parts.next()?;
+        Some(TocEntry {
+            line: line.to_string(),
+            rest: parts.next()?.to_string(),
+        })
+    }
+
+    /// The entry's description: the longest known multi-word one it starts with, else its
+    /// first word.
+    pub fn desc(&self) -> &str {
+        MULTI_WORD_DESCS
+            .iter()
+            .filter(|d| self.rest.starts_with(**d) && self.rest[d.len()..].starts_with(' '))
+            .max_by_key(|d| d.len())
+            .copied()
+            .unwrap_or_else(|| self.rest.split(' ').next().unwrap_or(""))
+    }
+
+    pub fn is(&self, desc: &str) -> bool {
+        self.desc() == desc
+    }
+
+    /// For `DESC schema name owner` entries whose names hold no spaces: (schema, name).
+    pub fn schema_and_name(&self, desc: &str) -> Option<(&str, &str)> {
+        let tail = self.rest.strip_prefix(desc)?.trim_start();
+        let mut it = tail.split(' ');
+        Some((it.next()?, it.next()?))
+    }
+}
+
+pub fn parse_toc(listing: &str) -> Vec<TocEntry> {
+    listing.lines().filter_map(TocEntry::parse).collect()
+}
+
+const TIMESCALE_CONFIG_SCHEMAS: [&str; 2] = ["_timescaledb_catalog", "_timescaledb_config"];
+
+/// Entries restored with the pre-data, minus what a non-superuser target cannot take: a
+/// comment on an extension belongs to the extension's owner.
+pub fn pre_data_entries(toc: &[TocEntry]) -> (Vec<TocEntry>, Vec<String>) {
+    let mut dropped = Vec::new();
+    let kept = toc
+        .iter()
+        .filter(|e| {
+            if e.is("COMMENT") && e.rest.starts_with("COMMENT - EXTENSION ") {
+                dropped.push(format!(
+                    "{} not restored (only the extension's owner may comment on it)",
+                    e.rest.trim_end()
+                ));
+                false
+            } else {
+                true
+            }
+        })
+        .cloned()
+        .collect();
+    (kept, dropped)
+}
+
+/// Post-data entries, minus event triggers (superuser only on the target).
+pub fn post_data_entries(toc: &[TocEntry]) -> (Vec<TocEntry>, Vec<String>) {
+    let mut dropped = Vec::new();
+    let kept = toc
+        .iter()
+        .filter(|e| {
+            if e.is("EVENT TRIGGER") {
+                dropped.push(format!(
+                    "{} not restored (event triggers need a superuser)",
+                    e.rest.trim_end()
+                ));
+                false
+            } else {
+                true
+            }
+        })
+        .cloned()
+        .collect();
+    (kept, dropped)
+}
+
+/// TimescaleDB's catalog rows and sequence positions, in foreign-key order: a table comes
+/// after every table it references. `references` maps `schema.table` to what it references.
+pub fn catalog_entries(
+    data_toc: &[TocEntry],
+    references: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<TocEntry> {
+    let mut tables: Vec<(String, TocEntry)> = Vec::new();
+    let mut sequences = Vec::new();
+    for e in data_toc {
+        if let Some((schema, name)) = e.schema_and_name("TABLE DATA")
+            && TIMESCALE_CONFIG_SCHEMAS.contains(&schema)
+        {
+            tables.push((format!("{schema}.{name}"), e.clone()));
+        } else if let Some((schema, _)) = e.schema_and_name("SEQUENCE SET")
+            && TIMESCALE_CONFIG_SCHEMAS.contains(&schema)
+        {
+            sequences.push(e.clone());
+        }
+    }
+    let names: Vec<String> = tables.iter().map(|(n, _)| n.clone()).collect();
+    let order = fk_order(&names, references);
+    let mut out: Vec<TocEntry> = order
+        .iter()
+        .filter_map(|n| tables.iter().find(|(t, _)| t == n).map(|(_, e)| e.clone()))
+        .collect();
+    out.extend(sequences);
+    out
+}
+
+/// Sequence positions of user sequences (set after the data, as pg_restore would).
+pub fn user_sequence_entries(data_toc: &[TocEntry]) -> Vec<TocEntry> {
+    data_toc
+        .iter()
+        .filter(|e| {
+            e.is("SEQUENCE SET")
+                && !e
+                    .schema_and_name("SEQUENCE SET")
+                    .is_some_and(|(s, _)| TIMESCALE_CONFIG_SCHEMAS.contains(&s))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Topological order of `tables` over `references` (table → tables it references), ties
+/// and cycles broken by name so the result is stable.
+pub fn fk_order(tables: &[String], references: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let wanted: BTreeSet<&String> = tables.iter().collect();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    while out.len() < wanted.len() {
+        let ready: Vec<&String> = wanted
+            .iter()
+            .filter(|t| !done.contains(t.as_str()))
+            .filter(|t| {
+                references.get(t.as_str()).is_none_or(|refs| {
+                    refs.iter()
+                        .all(|r| r == **t || done.contains(r) || !wanted.contains(&r))
+                })
+            })
+            .copied()
+            .collect();
+        let next: Vec<&String> = if ready.is_empty() {
+            wanted
+                .iter()
+                .filter(|t| !done.contains(t.as_str()))
+                .take(1)
+                .copied()
+                .collect()
+        } else {
+            ready
+        };
+        for t in next {
+            done.insert(t.clone());
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+/// `pg_dump -T` patterns that leave chunk tables out of the main dump: two wildcard
+/// patterns per schema when every chunk there has TimescaleDB's standard name and no
+/// other table matches them, exact names otherwise.
+pub fn chunk_exclusion_patterns(
+    chunks: &[(String, String)],
+    non_chunk_names: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    fn standard(name: &str) -> bool {
+        let core = name
+            .strip_prefix("compress_hyper_")
+            .or_else(|| name.strip_prefix("_hyper_"))
+            .and_then(|n| n.strip_suffix("_chunk"));
+        core.is_some_and(|c| {
+            let mut parts = c.split('_');
+            matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None)
+                if !a.is_empty() && !b.is_empty()
+                && a.bytes().all(|x| x.is_ascii_digit()) && b.bytes().all(|x| x.is_ascii_digit()))
+        })
+    }
+    let mut by_schema: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (s, n) in chunks {
+        by_schema.entry(s).or_default().push(n);
+    }
+    let mut patterns = Vec::new();
+    for (schema, names) in by_schema {
+        let others = non_chunk_names.get(schema).cloned().unwrap_or_default();
+        let clash = others.iter().any(|n| standard(n));
+        let schema_pat = quote::dump_pattern(schema);
+        if !clash {
+            patterns.push(format!("{schema_pat}._hyper_*_chunk"));
+            patterns.push(format!("{schema_pat}.compress_hyper_*_chunk"));
+        }
+        for n in names {
+            if clash || !standard(n) {
+                patterns.push(format!("{schema_pat}.{}", quote::dump_pattern(n)));
+            }
+        }
+    }
+    patterns
+}
+
+/// Runs pg_dump/pg_restore with the password in the environment, not on the command line.
+async fn run_tool(
+    program: &Path,
+    args: &[String],
+    info: Option<&ConnInfo>,
+    what: &str,
+) -> Result<String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(pw) = info.and_then(ConnInfo::password) {
+        cmd.env("PGPASSWORD", pw);
+    }
+    let out = cmd.output().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot run {}: {e}", program.display()),
+        )
+    })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.len() > 12 {
+            lines.drain(..lines.len() - 12);
+        }
+        return Err(Error::new(
+            ErrorKind::Schema,
+            format!("{what} failed: {}", lines.join(" | ")),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The archive files of one run, in a private working directory.
+pub struct Archives {
+    pub tools: PgTools,
+    pub dir: PathBuf,
+}
+
+impl Archives {
+    /// `pg_dump --format=custom` of the source under `snapshot`, with `extra` arguments.
+    pub async fn dump(
+        &self,
+        source: &ConnInfo,
+        snapshot: &str,
+        file: &str,
+        extra: Vec<String>,
+    ) -> Result<PathBuf> {
+        let path = self.dir.join(file);
+        let mut args = vec![
+            "--format=custom".to_string(),
+            format!("--file={}", path.display()),
+            format!("--snapshot={snapshot}"),
+            "--no-subscriptions".into(),
+            "--no-blobs".into(),
+        ];
+        args.extend(extra);
+        args.push(format!(
+            "--dbname={}",
+            source.libpq_string("tsxfer pg_dump")
+        ));
+        run_tool(
+            &self.tools.pg_dump,
+            &args,
+            Some(source),
+            "pg_dump of the source",
+        )
+        .await?;
+        Ok(path)
+    }
+
+    /// The archive's table of contents, for one section or all.
+    pub async fn toc(&self, archive: &Path, section: Option<&str>) -> Result<Vec<TocEntry>> {
+        let mut args = vec!["--list".to_string()];
+        if let Some(s) = section {
+            args.push(format!("--section={s}"));
+        }
+        args.push(archive.display().to_string());
+        let listing = run_tool(&self.tools.pg_restore, &args, None, "pg_restore --list").await?;
+        Ok(parse_toc(&listing))
+    }
+
+    /// Restores `entries` of `archive` into the target (owners and grants are set apart).
+    pub async fn restore(
+        &self,
+        target: &ConnInfo,
+        archive: &Path,
+        entries: &[TocEntry],
+        jobs: usize,
+        single_transaction: bool,
+        what: &str,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let list = self.dir.join(format!(
+            "{}.{}.list",
+            archive
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or("archive"),
+            what.replace(' ', "_")
+        ));
+        let text: String = entries.iter().map(|e| format!("{}\n", e.line)).collect();
+        std::fs::write(&list, text)?;
+        let mut args = vec![
+            "--no-owner".to_string(),
+            "--no-acl".into(),
+            "--no-tablespaces".into(),
+            "--exit-on-error".into(),
+            format!("--use-list={}", list.display()),
+            format!("--dbname={}", target.libpq_string("tsxfer pg_restore")),
+        ];
+        if single_transaction {
+            args.push("--single-transaction".into());
+        } else if jobs > 1 {
+            args.push(format!("--jobs={jobs}"));
+        }
+        args.push(archive.display().to_string());
+        run_tool(&self.tools.pg_restore, &args, Some(target), what).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = "\
+;
+; Archive created at 2026-11-26
+;
+4263; 1262 16384 DATABASE - src postgres
+2; 3079 16385 EXTENSION - timescaledb
+4264; 0 0 COMMENT - EXTENSION timescaledb
+233; 1259 17001 TABLE public metrics postgres
+4101; 0 16400 TABLE DATA _timescaledb_catalog chunk postgres
+4100; 0 16390 TABLE DATA _timescaledb_catalog hypertable postgres
+4102; 0 16410 TABLE DATA _timescaledb_catalog dimension postgres
+4300; 0 0 SEQUENCE SET _timescaledb_catalog chunk_id_seq postgres
+4301; 0 0 SEQUENCE SET public my_seq postgres
+4400; 3466 17100 EVENT TRIGGER - audit postgres
+";
+
+    fn refs() -> BTreeMap<String, BTreeSet<String>> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "_timescaledb_catalog.chunk".to_string(),
+            ["_timescaledb_catalog.hypertable".to_string()].into(),
+        );
+        m.insert(
+            "_timescaledb_catalog.dimension".to_string(),
+            ["_timescaledb_catalog.hypertable".to_string()].into(),
+        );
+        m
+    }
+
+    #[test]
+    fn toc_lines_parse_and_classify() {
+        let toc = parse_toc(LISTING);
+        assert_eq!(toc.len(), 10);
+        assert!(toc[3].is("TABLE"));
+        assert!(!toc[4].is("TABLE"));
+        assert!(toc[4].is("TABLE DATA"));
+        assert_eq!(
+            toc[4].schema_and_name("TABLE DATA"),
+            Some(("_timescaledb_catalog", "chunk"))
+        );
+    }
+
+    #[test]
+    fn extension_comments_and_event_triggers_are_left_out_and_said() {
+        let toc = parse_toc(LISTING);
+        let (kept, dropped) = pre_data_entries(&toc);
+        assert_eq!(kept.len(), toc.len() - 1);
+        assert!(dropped[0].contains("COMMENT - EXTENSION timescaledb"));
+        let (kept, dropped) = post_data_entries(&toc);
+        assert_eq!(kept.len(), toc.len() - 1);
+        assert!(dropped[0].contains("EVENT TRIGGER"));
+    }
+
+    #[test]
+    fn catalog_rows_come_in_foreign_key_order_then_sequences() {
+        let toc = parse_toc(LISTING);
+        let entries = catalog_entries(&toc, &refs());
+        let names: Vec<_> = entries.iter().map(|e| e.rest.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "TABLE DATA _timescaledb_catalog hypertable postgres",
+                "TABLE DATA _timescaledb_catalog chunk postgres",
+                "TABLE DATA _timescaledb_catalog dimension postgres",
+                "SEQUENCE SET _timescaledb_catalog chunk_id_seq postgres",
+            ]
+        );
+        let user = user_sequence_entries(&toc);
+        assert_eq!(user.len(), 1);
+        assert!(user[0].rest.contains("my_seq"));
+    }
+
+    #[test]
+    fn fk_order_survives_cycles_and_self_references() {
+        let mut refs = BTreeMap::new();
+        refs.insert("a".to_string(), ["b".to_string()].into());
+        refs.insert("b".to_string(), ["a".to_string()].into());
+        refs.insert("c".to_string(), ["c".to_string(), "a".to_string()].into());
+        let order = fk_order(&["c".into(), "b".into(), "a".into()], &refs);
+        assert_eq!(order.len(), 3);
+        assert!(order.iter().position(|x| x == "c") > order.iter().position(|x| x == "a"));
+    }
+
+    #[test]
+    fn chunk_patterns_use_wildcards_unless_a_table_would_match() {
+        let chunks = vec![
+            (
+                "_timescaledb_internal".to_string(),
+                "_hyper_1_1_chunk".to_string(),
+            ),
+            (
+                "_timescaledb_internal".to_string(),
+                "compress_hyper_2_5_chunk".to_string(),
+            ),
+            ("_timescaledb_internal".to_string(), "my chunk".to_string()),
+        ];
+        let mut others = BTreeMap::new();
+        others.insert(
+            "_timescaledb_internal".to_string(),
+            vec!["_compressed_hypertable_2".to_string()],
+        );
+        let pats = chunk_exclusion_patterns(&chunks, &others);
+        assert_eq!(
+            pats,
+            [
+                "\"_timescaledb_internal\"._hyper_*_chunk",
+                "\"_timescaledb_internal\".compress_hyper_*_chunk",
+                "\"_timescaledb_internal\".\"my chunk\"",
+            ]
+        );
+        others.insert(
+            "_timescaledb_internal".to_string(),
+            vec!["_hyper_9_9_chunk".to_string()],
+        );
+        let pats = chunk_exclusion_patterns(&chunks, &others);
+        assert_eq!(pats.len(), 3);
+        assert!(pats.iter().all(|p| !p.contains('*')));
+    }
+}

@@ -1,0 +1,9 @@
+SELECT current_setting('server_version_num')::int AS version_num,
+       current_setting('server_version') AS version,
+       current_database()::text AS dbname,
+       current_user::text AS login,
+       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser,
+       (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata) AS large_objects,
+       current_setting('max_locks_per_transaction')::int AS max_locks,
+       current_setting('max_connections')::int AS max_connections,
+       COALESCE(current_setting('timescaledb.license', true), '') AS timescaledb_license
