@@ -254,3 +254,51 @@ pub async fn copy_units(
     }
     Ok(units)
 }
+
+/// User sequences (not extension members) and their positions, read on `src`. Sequence
+/// positions are not transactional: like pg_dump, this reads them as they are now.
+pub async fn sequence_values(src: &Source) -> Result<Vec<(String, i64, bool)>> {
+    let names: Vec<String> = src
+        .query(include_str!("sql/source_sequences.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut values = Vec::with_capacity(names.len());
+    for batch in names.chunks(100) {
+        let sql = batch
+            .iter()
+            .map(|n| {
+                format!(
+                    "SELECT {}::text, last_value, is_called FROM {n}",
+                    crate::quote::literal(n)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        for r in src.query(&sql, &[]).await? {
+            values.push((r.get(0), r.get(1), r.get(2)));
+        }
+    }
+    Ok(values)
+}
+
+/// Materialized views that hold data on the source, in creation order (a view built on
+/// another comes after it).
+pub async fn populated_matviews(src: &Source) -> Result<Vec<String>> {
+    Ok(src
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'm' AND c.relispopulated
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                               WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                                 AND d.objid = c.oid AND d.deptype = 'e')
+             ORDER BY c.oid",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}

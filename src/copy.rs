@@ -254,7 +254,8 @@ pub async fn copy_large_objects(
     tgt.execute("BEGIN").await?;
     let oids = src
         .query(
-            "SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
+            "SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject')
+             FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
             &[],
         )
         .await?;
@@ -270,6 +271,14 @@ pub async fn copy_large_objects(
         tgt.query_one("SELECT pg_catalog.lo_create($1)", &[&oid])
             .await
             .map_err(|e| lo_error("target", oid, e))?;
+        if let Some(comment) = row.get::<_, Option<String>>(1) {
+            tgt.execute(&format!(
+                "COMMENT ON LARGE OBJECT {oid} IS {}",
+                crate::quote::literal(&comment)
+            ))
+            .await
+            .map_err(|e| lo_error("target", oid, e))?;
+        }
         let mut offset: i64 = 0;
         loop {
             let piece: Vec<u8> = src

@@ -42,8 +42,6 @@ pub struct MigrateOptions {
 struct Cleanup {
     /// TimescaleDB's schema on the target, while the target is in restoring mode.
     restoring: Option<String>,
-    /// Memberships the login role granted itself to set owners.
-    memberships: Vec<String>,
 }
 
 struct Phases {
@@ -94,30 +92,18 @@ pub async fn run(
             "interrupted: in-flight units were rolled back; the target holds a partial migration, drop and recreate the target database before running again",
         )),
     };
+    let failed_in = phases.current.as_ref().map(|(name, _)| name.clone());
+    let result = match (result, failed_in) {
+        (Err(e), Some(phase)) if e.kind() != ErrorKind::Interrupted => {
+            Err(e.context(format!("{phase} phase")))
+        }
+        (r, _) => r,
+    };
     phases.finish();
     if let Some(schema) = cleanup.restoring.take() {
         match leave_restoring_mode(&opts.target, &schema).await {
             Ok(()) => info!("the target left TimescaleDB's restoring mode"),
             Err(e) => report.warnings.push(e.to_string()),
-        }
-    }
-    if !cleanup.memberships.is_empty() {
-        match Target::connect(&opts.target, "cleanup").await {
-            Ok(tgt) => {
-                let login = opts.target.user().to_string();
-                let stmts: Vec<String> = cleanup
-                    .memberships
-                    .iter()
-                    .map(|r| format!("REVOKE {} FROM {}", ident(r), ident(&login)))
-                    .collect();
-                report.warnings.extend(
-                    privileges::run_batches(&tgt, &stmts, "revoking a temporary membership").await,
-                );
-            }
-            Err(e) => report.warnings.push(format!(
-                "could not revoke the memberships tsxfer gave its login role ({}): {e}",
-                cleanup.memberships.join(", ")
-            )),
         }
     }
     report.phases = phases.done;
@@ -154,9 +140,15 @@ async fn migrate(
     phases: &mut Phases,
 ) -> Result<()> {
     phases.enter("preflight");
-    let src = Source::connect(&opts.source, "coordinator").await?;
-    let tgt = Target::connect(&opts.target, "coordinator").await?;
-    let pre = preflight::check(&src, &tgt, false).await?;
+    // Nothing has been changed yet: any failure here is a refusal.
+    let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
+    let src = Source::connect(&opts.source, "coordinator")
+        .await
+        .map_err(refusal)?;
+    let tgt = Target::connect(&opts.target, "coordinator")
+        .await
+        .map_err(refusal)?;
+    let pre = preflight::check(&src, &tgt, false).await.map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
     let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), pre.source.major())?;
     let timescale = pre.timescaledb_schema.clone();
@@ -177,6 +169,8 @@ async fn migrate(
     let reader = Source::connect(&opts.source, "catalog").await?;
     let units = plan::order_units(catalog::copy_units(&src, &reader, &pre.source).await?);
     let total_bytes: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+    let sequences = catalog::sequence_values(&src).await?;
+    let matviews = catalog::populated_matviews(&src).await?;
     info!(
         "{} units to copy, about {}",
         units.len(),
@@ -209,7 +203,16 @@ async fn migrate(
         .extend(privilege_plan.rewrites.iter().cloned());
     let (granted, warnings) =
         privileges::acquire_roles(&tgt, &pre.target.login, &privilege_plan.acting_roles).await?;
-    cleanup.memberships = granted;
+    if !granted.is_empty() {
+        // Kept after the run: objects of the source's superuser now belong to the login
+        // role, and they reach other roles' objects only through these memberships.
+        report.rewrites.push(format!(
+            "{} was made a member of {} to give objects to them; objects of the source's superuser now belong to {} and keep their access through these memberships",
+            ident(&pre.target.login),
+            granted.iter().map(|r| ident(r)).collect::<Vec<_>>().join(", "),
+            ident(&pre.target.login)
+        ));
+    }
     report.warnings.extend(warnings);
 
     phases.enter("schema dump");
@@ -321,17 +324,21 @@ async fn migrate(
     if let Some(e) = failure {
         return Err(e);
     }
-    archives
-        .restore(
-            &opts.target,
-            &main,
-            &schema::user_sequence_entries(&data_toc),
-            1,
-            true,
-            "sequence values restore",
-        )
-        .await?;
     src.end().await?;
+    for batch in sequences.chunks(200) {
+        let sql: Vec<String> = batch
+            .iter()
+            .map(|(name, value, called)| {
+                format!(
+                    "SELECT pg_catalog.setval({}, {value}, {called})",
+                    crate::quote::literal(name)
+                )
+            })
+            .collect();
+        tgt.execute(&sql.join(";\n"))
+            .await
+            .map_err(|e| e.context("setting sequence values on the target"))?;
+    }
 
     phases.enter("post-data");
     let (post_entries, dropped) =
@@ -361,17 +368,35 @@ async fn migrate(
             .await?;
     }
 
+    let refreshes: Vec<String> = matviews
+        .iter()
+        .map(|m| format!("REFRESH MATERIALIZED VIEW {m}"))
+        .collect();
+    report
+        .warnings
+        .extend(privileges::run_and_summarize(&tgt, &refreshes, "materialized view refresh").await);
+
     phases.enter("owners and grants");
     let undo = privileges::lend_schema_create(&tgt, &privilege_plan.schema_owners).await?;
+    let refused = privileges::run_batches(&tgt, &privilege_plan.owners).await;
+    report.warnings.extend(
+        privileges::summarize("owner", &privilege_plan.owners, &refused)
+            .into_iter()
+            .map(|w| format!("{w}; those objects stay with {} and their intended owners get all privileges on them instead", ident(&pre.target.login))),
+    );
+    let fallbacks: Vec<String> = refused
+        .iter()
+        .filter_map(|(i, _)| privilege_plan.owner_fallbacks[*i].clone())
+        .collect();
+    report.warnings.extend(
+        privileges::run_and_summarize(&tgt, &fallbacks, "owner rights instead of ownership").await,
+    );
+    report.warnings.extend(
+        privileges::run_and_summarize(&tgt, &undo, "returning a lent schema privilege").await,
+    );
     report
         .warnings
-        .extend(privileges::run_batches(&tgt, &privilege_plan.owners, "owner").await);
-    report
-        .warnings
-        .extend(privileges::run_batches(&tgt, &undo, "returning a lent schema privilege").await);
-    report
-        .warnings
-        .extend(privileges::run_batches(&tgt, &privilege_plan.grants, "grant").await);
+        .extend(privileges::run_and_summarize(&tgt, &privilege_plan.grants, "grant").await);
 
     if let Some(schema) = &timescale {
         tgt.execute(&format!(

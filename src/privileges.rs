@@ -101,6 +101,10 @@ pub async fn read(src: &Source) -> Result<SourcePrivileges> {
 #[derive(Debug, Default)]
 pub struct PrivilegePlan {
     pub owners: Vec<String>,
+    /// For each owner statement: what gives the intended owner the same rights should the
+    /// target refuse to change the owner (it refuses a new owner without CREATE on the
+    /// schema, as for chunks in TimescaleDB's internal schema).
+    pub owner_fallbacks: Vec<Option<String>>,
     pub grants: Vec<String>,
     /// Roles the login role must be able to act as (to give objects to them).
     pub acting_roles: BTreeSet<String>,
@@ -139,6 +143,20 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
             o.object,
             ident(&owner)
         ));
+        let grant_kind = match o.kind.as_str() {
+            "TABLE" | "VIEW" | "MATERIALIZED VIEW" | "FOREIGN TABLE" => Some("TABLE"),
+            "SEQUENCE" => Some("SEQUENCE"),
+            "FUNCTION" | "AGGREGATE" => Some("FUNCTION"),
+            "PROCEDURE" => Some("PROCEDURE"),
+            _ => None,
+        };
+        plan.owner_fallbacks.push(grant_kind.map(|k| {
+            format!(
+                "GRANT ALL ON {k} {} TO {} WITH GRANT OPTION",
+                o.object,
+                ident(&owner)
+            )
+        }));
         plan.acting_roles.insert(owner.clone());
         if !o.schema.is_empty() {
             plan.schema_owners.insert((o.schema.clone(), owner));
@@ -187,10 +205,7 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
     }
     let mut reset_defaults: BTreeSet<(String, String)> = BTreeSet::new();
     for d in &src.defaults {
-        if managed.contains(&d.role) {
-            *dropped.entry(d.role.clone()).or_default() += 1;
-            continue;
-        }
+        let role = map_owner(&d.role);
         let objects = match d.objtype.as_str() {
             "r" => "TABLES",
             "S" => "SEQUENCES",
@@ -200,31 +215,36 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
             _ => continue,
         };
         let head = if d.schema.is_empty() {
-            format!("ALTER DEFAULT PRIVILEGES FOR ROLE {}", ident(&d.role))
+            format!("ALTER DEFAULT PRIVILEGES FOR ROLE {}", ident(&role))
         } else {
             format!(
                 "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {}",
-                ident(&d.role),
+                ident(&role),
                 ident(&d.schema)
             )
         };
-        plan.acting_roles.insert(d.role.clone());
-        if d.schema.is_empty() && reset_defaults.insert((d.role.clone(), d.objtype.clone())) {
+        plan.acting_roles.insert(role.clone());
+        if d.schema.is_empty() && reset_defaults.insert((role.clone(), d.objtype.clone())) {
             plan.grants
                 .push(format!("{head} REVOKE ALL ON {objects} FROM PUBLIC"));
             plan.grants.push(format!(
                 "{head} REVOKE ALL ON {objects} FROM {}",
-                ident(&d.role)
+                ident(&role)
             ));
         }
-        if managed.contains(&d.grantee) {
-            *dropped.entry(d.grantee.clone()).or_default() += 1;
-            continue;
-        }
+        let grantee = if managed.contains(&d.grantee) {
+            if d.grantee != d.role {
+                *dropped.entry(d.grantee.clone()).or_default() += 1;
+                continue;
+            }
+            role.clone()
+        } else {
+            d.grantee.clone()
+        };
         plan.grants.push(format!(
             "{head} GRANT {} ON {objects} TO {}{}",
             d.privilege,
-            grantee_sql(&d.grantee),
+            grantee_sql(&grantee),
             if d.grantable {
                 " WITH GRANT OPTION"
             } else {
@@ -243,21 +263,45 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
 }
 
 /// Runs statements in batches; a batch that fails is retried one statement at a time so
-/// one refused grant does not take its neighbours with it. Returns the refusals.
-pub async fn run_batches(tgt: &Target, statements: &[String], what: &str) -> Vec<String> {
+/// one refused statement does not take its neighbours with it. Returns the refused
+/// statements' indexes with the target's reason.
+pub async fn run_batches(tgt: &Target, statements: &[String]) -> Vec<(usize, String)> {
     let mut refused = Vec::new();
-    for batch in statements.chunks(BATCH) {
+    for (b, batch) in statements.chunks(BATCH).enumerate() {
         let sql = batch.join(";\n");
         if tgt.execute(&sql).await.is_ok() {
             continue;
         }
-        for stmt in batch {
+        for (i, stmt) in batch.iter().enumerate() {
             if let Err(e) = tgt.execute(stmt).await {
-                refused.push(format!("{what}: `{stmt}` refused by the target: {e}"));
+                refused.push((b * BATCH + i, e.to_string()));
             }
         }
     }
     refused
+}
+
+/// One line per distinct reason, with a count and the first statement refused for it.
+pub fn summarize(what: &str, statements: &[String], refused: &[(usize, String)]) -> Vec<String> {
+    let mut by_reason: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (i, reason) in refused {
+        by_reason.entry(reason).or_insert((0, *i)).0 += 1;
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, (n, first))| {
+            format!(
+                "{what}: {n} statement(s) refused by the target: {reason} (first: `{}`)",
+                statements[first]
+            )
+        })
+        .collect()
+}
+
+/// Runs and summarizes in one go, for statements whose refusal needs no follow-up.
+pub async fn run_and_summarize(tgt: &Target, statements: &[String], what: &str) -> Vec<String> {
+    let refused = run_batches(tgt, statements).await;
+    summarize(what, statements, &refused)
 }
 
 /// Makes the login role able to act as each role in `roles` for the duration of the run;
@@ -307,7 +351,7 @@ pub async fn lend_schema_create(
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $2)
                     AND EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)
-                    AND NOT pg_catalog.has_schema_privilege($2, pg_catalog.quote_ident($1), 'CREATE')",
+                    AND NOT pg_catalog.has_schema_privilege($2, $1, 'CREATE')",
                 &[schema, role],
             )
             .await?;

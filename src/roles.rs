@@ -192,13 +192,77 @@ pub fn plan_roles(
     plan
 }
 
+/// Settings whose value is a list of names: the catalog keeps them as one string of
+/// (double-quoted where needed) names, and SET wants each name as its own literal.
+const LIST_SETTINGS: &[&str] = &[
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+];
+
+/// Splits a list setting's value the way PostgreSQL does: comma-separated, each item
+/// optionally double-quoted with `""` for a quote inside.
+fn split_list_setting(value: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut chars = value.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        item.push('"');
+                    } else {
+                        break;
+                    }
+                } else {
+                    item.push(c);
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                item.push(c);
+                chars.next();
+            }
+            item = item.trim_end().to_string();
+        }
+        items.push(item);
+        while chars.peek().is_some_and(|c| *c != ',') {
+            chars.next();
+        }
+        if chars.next().is_none() {
+            break;
+        }
+    }
+    items
+}
+
 /// `ALTER ROLE ... SET name TO 'value'` from a `name=value` catalog entry.
 fn setting_sql(head: &str, setting: &str) -> Option<String> {
     let (name, value) = setting.split_once('=')?;
     if name == "timescaledb.restoring" {
         return None;
     }
-    Some(format!("{head} SET {} TO {}", ident(name), literal(value)))
+    let value = if LIST_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {
+        split_list_setting(value)
+            .iter()
+            .map(|v| literal(v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        literal(value)
+    };
+    Some(format!("{head} SET {} TO {value}", ident(name)))
 }
 
 /// Reads the source's roles and memberships. Returns whether passwords were readable.
@@ -370,6 +434,22 @@ mod tests {
         assert_eq!(grants, ["GRANT \"reader\" TO \"app\" WITH ADMIN OPTION"]);
         assert!(plan.rewrites.iter().any(|r| r.contains("rds_iam")));
         assert!(plan.rewrites.iter().any(|r| r.contains("GRANTED BY")));
+    }
+
+    #[test]
+    fn list_settings_are_split_into_literals() {
+        assert_eq!(
+            setting_sql(
+                "ALTER ROLE r",
+                "search_path=public, \"Ünï \"\"S\"\"\", $user"
+            )
+            .unwrap(),
+            "ALTER ROLE r SET \"search_path\" TO 'public', 'Ünï \"S\"', '$user'"
+        );
+        assert_eq!(
+            setting_sql("ALTER ROLE r", "work_mem=64MB").unwrap(),
+            "ALTER ROLE r SET \"work_mem\" TO '64MB'"
+        );
     }
 
     #[test]

@@ -242,20 +242,6 @@ pub fn catalog_entries(
     out
 }
 
-/// Sequence positions of user sequences (set after the data, as pg_restore would).
-pub fn user_sequence_entries(data_toc: &[TocEntry]) -> Vec<TocEntry> {
-    data_toc
-        .iter()
-        .filter(|e| {
-            e.is("SEQUENCE SET")
-                && !e
-                    .schema_and_name("SEQUENCE SET")
-                    .is_some_and(|(s, _)| TIMESCALE_CONFIG_SCHEMAS.contains(&s))
-        })
-        .cloned()
-        .collect()
-}
-
 /// Topological order of `tables` over `references` (table → tables it references), ties
 /// and cycles broken by name so the result is stable.
 pub fn fk_order(tables: &[String], references: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
@@ -531,9 +517,6 @@ mod tests {
                 "SEQUENCE SET _timescaledb_catalog chunk_id_seq postgres",
             ]
         );
-        let user = user_sequence_entries(&toc);
-        assert_eq!(user.len(), 1);
-        assert!(user[0].rest.contains("my_seq"));
     }
 
     #[test]
