@@ -214,12 +214,12 @@ pub async fn copy_units(
         units.push(unit);
     }
     let oids: Vec<u32> = units.iter().map(|u| u.oid).collect();
-    let mut columns: HashMap<u32, (Vec<String>, bool)> = HashMap::new();
+    let mut columns: HashMap<u32, (Vec<String>, bool, Vec<String>)> = HashMap::new();
     for r in src
         .query(include_str!("sql/source_columns.sql"), &[&oids])
         .await?
     {
-        columns.insert(r.get(0), (r.get(1), r.get(2)));
+        columns.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
     }
     let mut sizes: HashMap<u32, i64> = HashMap::new();
     for batch in oids.chunks(SIZE_BATCH) {
@@ -236,9 +236,10 @@ pub async fn copy_units(
         }
     }
     for u in &mut units {
-        if let Some((cols, binary)) = columns.remove(&u.oid) {
+        if let Some((cols, binary, compressed)) = columns.remove(&u.oid) {
             u.columns = cols;
             u.binary = binary;
+            u.compressed_columns = compressed;
         }
         u.estimated_bytes = sizes.get(&u.oid).copied().unwrap_or(0);
     }

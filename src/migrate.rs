@@ -17,7 +17,7 @@ use crate::conninfo::ConnInfo;
 use crate::copy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Source, Target};
-use crate::plan::{self, CopyUnit, human_bytes};
+use crate::plan::{self, CopyUnit, UnitKind, human_bytes};
 use crate::preflight;
 use crate::privileges;
 use crate::quote::{dump_pattern, ident};
@@ -167,7 +167,22 @@ async fn migrate(
         pre.source.version
     );
     let reader = Source::connect(&opts.source, "catalog").await?;
-    let units = plan::order_units(catalog::copy_units(&src, &reader, &pre.source).await?);
+    let mut units = plan::order_units(catalog::copy_units(&src, &reader, &pre.source).await?);
+    if needs_null_placeholder_rewrite(&pre.target) {
+        let mut rewritten = 0;
+        for u in units
+            .iter_mut()
+            .filter(|u| u.kind == UnitKind::CompressedChunk)
+        {
+            u.null_placeholders = true;
+            rewritten += 1;
+        }
+        if rewritten > 0 {
+            report.rewrites.push(format!(
+                "{rewritten} compressed chunk(s): TimescaleDB's \"all values NULL\" placeholder sent as NULL (TimescaleDB 2.19 cannot load the placeholder it writes, timescaledb#8893; it reads NULL there the same way)"
+            ));
+        }
+    }
     let total_bytes: i64 = units.iter().map(|u| u.estimated_bytes).sum();
     let sequences = catalog::sequence_values(&src).await?;
     let matviews = catalog::populated_matviews(&src).await?;
@@ -427,6 +442,14 @@ async fn migrate(
         ));
     }
     Ok(())
+}
+
+/// TimescaleDB 2.19 writes a one-byte placeholder for a compressed column whose values
+/// are all NULL but its input and receive functions refuse it; later releases read it.
+fn needs_null_placeholder_rewrite(target: &catalog::ServerFacts) -> bool {
+    target
+        .extension("timescaledb")
+        .is_some_and(|e| e.version.starts_with("2.19."))
 }
 
 /// Foreign keys among TimescaleDB's catalog tables on the target: table → referenced.

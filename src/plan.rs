@@ -47,6 +47,13 @@ pub struct CopyUnit {
     pub binary: bool,
     /// A WHERE condition (extension configuration tables only).
     pub filter: Option<String>,
+    /// Columns of TimescaleDB's compressed_data type (compressed chunks only).
+    pub compressed_columns: Vec<String>,
+    /// Send TimescaleDB's one-byte "all values NULL" placeholder in those columns as SQL
+    /// NULL: TimescaleDB 2.19 cannot read its own placeholder back (timescaledb#8893),
+    /// and reads a NULL there as "every value NULL" when, as on a freshly restored
+    /// chunk, the column has no missing-value default.
+    pub null_placeholders: bool,
     pub estimated_bytes: i64,
     /// Known up front only for large objects.
     pub estimated_rows: Option<i64>,
@@ -62,6 +69,8 @@ impl CopyUnit {
             columns: Vec::new(),
             binary: true,
             filter: None,
+            compressed_columns: Vec::new(),
+            null_placeholders: false,
             estimated_bytes: 0,
             estimated_rows: None,
         }
@@ -76,6 +85,8 @@ impl CopyUnit {
             columns: Vec::new(),
             binary: true,
             filter: None,
+            compressed_columns: Vec::new(),
+            null_placeholders: false,
             estimated_bytes: bytes,
             estimated_rows: Some(count),
         }
@@ -115,23 +126,47 @@ impl CopyUnit {
         }
     }
 
+    /// The select list when the source side needs a query rather than a plain table.
+    fn select_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| {
+                let q = quote::ident(c);
+                if self.null_placeholders && self.compressed_columns.contains(c) {
+                    format!(
+                        "CASE WHEN pg_catalog.pg_column_size({q}) < 8 AND {q}::text = 'Bg==' \
+                         THEN NULL ELSE {q} END AS {q}"
+                    )
+                } else {
+                    q
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The source side: the unit's rows, and only its own (COPY of a table never
     /// includes rows of its inheritance children).
     pub fn copy_out_sql(&self) -> String {
-        match &self.filter {
-            Some(cond) => format!(
-                "COPY (SELECT {} FROM ONLY {} {}) TO STDOUT {}",
-                self.column_list(),
+        let rewrite = self.null_placeholders && !self.compressed_columns.is_empty();
+        if rewrite || self.filter.is_some() {
+            format!(
+                "COPY (SELECT {} FROM ONLY {}{}) TO STDOUT {}",
+                self.select_list(),
                 self.relation(),
-                cond,
+                self.filter
+                    .as_ref()
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default(),
                 self.format_clause()
-            ),
-            None => format!(
+            )
+        } else {
+            format!(
                 "COPY {}{} TO STDOUT {}",
                 self.relation(),
                 self.column_clause(),
                 self.format_clause()
-            ),
+            )
         }
     }
 

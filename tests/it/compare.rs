@@ -124,9 +124,9 @@ impl Side<'_> {
              SELECT coalesce(jsonb_agg(jsonb_build_array(k, v) ORDER BY k COLLATE \"C\"), '[]'::jsonb)::text \
              FROM entries"
         ));
-        let rows: Vec<(String, Value)> = serde_json::from_value(rows.clone()).unwrap_or_else(|e| {
+        let rows: Vec<(String, Value)> = serde_json::from_value(rows).unwrap_or_else(|e| {
             panic!(
-                "cluster {} db {}: query output is not [[key, value], ...]: {e}\n{rows}",
+                "cluster {} db {}: query output is not [[key, value], ...]: {e}\n--- query ---\n{select_k_v}",
                 self.cluster.name, self.db
             )
         });
