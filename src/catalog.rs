@@ -9,10 +9,6 @@ use crate::error::Result;
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind};
 
-/// How many relations one size query may touch: `pg_table_size` locks each relation
-/// until the end of its transaction, so sizes are read in bounded batches.
-const SIZE_BATCH: usize = 500;
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Extension {
     pub name: String,
@@ -31,6 +27,8 @@ pub struct ServerFacts {
     pub large_objects: i64,
     pub max_locks: i32,
     pub max_connections: i32,
+    /// How many locks the server's shared lock table holds in all.
+    pub lock_slots: i64,
     /// `apache`, `timescale`, or empty without TimescaleDB loaded.
     pub timescaledb_license: String,
     pub extensions: Vec<Extension>,
@@ -45,9 +43,12 @@ impl ServerFacts {
         self.extensions.iter().find(|e| e.name == name)
     }
 
-    /// The lock table is shared: this many locks fit in it in all.
-    pub fn lock_slots(&self) -> i64 {
-        i64::from(self.max_locks) * i64::from(self.max_connections)
+    /// How many relations one transaction of tsxfer may lock on this server: a quarter of
+    /// the shared lock table (others need room too), at most `cap`, at least 10.
+    pub fn lock_batch(&self, cap: usize) -> usize {
+        usize::try_from(self.lock_slots / 4)
+            .unwrap_or(cap)
+            .clamp(10, cap.max(10))
     }
 }
 
@@ -64,6 +65,7 @@ async fn facts_from_rows(
         large_objects: row.get("large_objects"),
         max_locks: row.get("max_locks"),
         max_connections: row.get("max_connections"),
+        lock_slots: row.get("lock_slots"),
         timescaledb_license: row.get("timescaledb_license"),
         extensions: ext_rows
             .iter()
@@ -222,7 +224,8 @@ pub async fn copy_units(
         columns.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
     }
     let mut sizes: HashMap<u32, i64> = HashMap::new();
-    for batch in oids.chunks(SIZE_BATCH) {
+    // pg_table_size locks a table and its TOAST table until the end of the transaction.
+    for batch in oids.chunks(facts.lock_batch(1000) / 2) {
         let batch = batch.to_vec();
         for r in sizer
             .query(

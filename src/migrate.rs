@@ -256,7 +256,10 @@ async fn migrate(
         for p in schema::chunk_exclusion_patterns(&chunks, &others) {
             main_args.push(format!("--exclude-table={p}"));
         }
-        for (i, batch) in chunks.chunks(CHUNK_BATCH).enumerate() {
+        for (i, batch) in chunks
+            .chunks(pre.source.lock_batch(CHUNK_BATCH))
+            .enumerate()
+        {
             let mut args = vec!["--schema-only".to_string()];
             args.extend(
                 batch
@@ -423,10 +426,8 @@ async fn migrate(
         cleanup.restoring = None;
         info!("the target left TimescaleDB's restoring mode");
     }
-    // The database owner may analyze every table but the shared catalogs; the notices
-    // about those say nothing useful.
-    tgt.execute("SET client_min_messages = error; ANALYZE; RESET client_min_messages")
-        .await?;
+    phases.enter("analyze");
+    report.warnings.extend(analyze(opts, &tgt).await?);
 
     phases.enter("verify");
     let mismatches = verify(opts, &units, &mut report.units).await?;
@@ -589,6 +590,45 @@ async fn data_pass(
         warn!("data pass stopped after {} of {count} units", done.len());
     }
     (done, failure)
+}
+
+/// ANALYZE of every user table: leaves in parallel over the job pool, then the parents
+/// of inheritance trees one at a time (analyzing a parent locks all its children at once,
+/// which a server with a small lock table may refuse: that is a warning, not a failure).
+async fn analyze(opts: &MigrateOptions, tgt: &Target) -> Result<Vec<String>> {
+    let rows = tgt
+        .query(include_str!("sql/target_analyze.sql"), &[])
+        .await?;
+    let (parents, leaves): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.get::<_, bool>(1));
+    let leaves: Vec<String> = leaves.iter().map(|r| r.get(0)).collect();
+    let lanes = opts.jobs.min(leaves.len()).max(1);
+    let mut set = JoinSet::new();
+    for lane in 0..lanes {
+        let mine: Vec<String> = leaves.iter().skip(lane).step_by(lanes).cloned().collect();
+        let target = opts.target.clone();
+        set.spawn(async move {
+            let tgt = Target::connect(&target, "analyze").await?;
+            for rel in mine {
+                tgt.execute(&format!("ANALYZE {rel}")).await?;
+            }
+            Ok::<_, Error>(())
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("an analyze worker died: {e}"))
+        })??;
+    }
+    let mut warnings = Vec::new();
+    for r in parents {
+        let rel: String = r.get(0);
+        if let Err(e) = tgt.execute(&format!("ANALYZE {rel}")).await {
+            warnings.push(format!(
+                "ANALYZE {rel} (statistics over all its children) skipped: {e}; run it when the server has room for that many locks"
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 /// Counts every unit's rows on the target and compares them with what was read from the

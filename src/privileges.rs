@@ -11,8 +11,9 @@ use crate::pg::{Source, Target};
 use crate::quote::ident;
 
 /// Statements that run in one round trip; each batch is one transaction, so this also
-/// bounds the locks one transaction takes.
-const BATCH: usize = 200;
+/// bounds the locks one transaction takes (an owner change locks a table, its TOAST
+/// table and its indexes).
+const BATCH: usize = 50;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnedObject {

@@ -13,8 +13,9 @@ use crate::conninfo::ConnInfo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::quote;
 
-/// How many chunk tables one `pg_dump` may lock at once: far below the shared lock table
-/// of a default server (64 × 100 slots), whatever the number of chunks.
+/// At most this many chunk tables go into one `pg_dump`, which locks each of them until
+/// it ends: with thousands of chunks one dump of them all would fill the lock table of a
+/// server at the default `max_locks_per_transaction` (what `pg_dump -j` runs into).
 pub const CHUNK_BATCH: usize = 1000;
 
 /// The pg_dump and pg_restore this run uses.

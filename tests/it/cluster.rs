@@ -88,6 +88,11 @@ impl Cluster {
     /// directory and messages; it need not be unique). Panics on failure, with
     /// the output of the failing command or the server log.
     pub fn start(name: &str) -> Cluster {
+        Cluster::start_with(name, &[])
+    }
+
+    /// As [`Cluster::start`], with extra `postgresql.conf` lines (later lines win).
+    pub fn start_with(name: &str, settings: &[&str]) -> Cluster {
         let root = process_root();
         let dir = unique_subdir(root, name);
         let data_dir = dir.join("data");
@@ -134,6 +139,9 @@ impl Cluster {
             "logging_collector = off",
             "log_line_prefix = '%m [%p] %q%u@%d '",
         ] {
+            let _ = writeln!(conf, "{line}");
+        }
+        for line in settings {
             let _ = writeln!(conf, "{line}");
         }
         append_file(&data_dir.join("postgresql.conf"), &conf);

@@ -1,0 +1,13 @@
+-- Tables to ANALYZE after the load: leaves first (each locks only itself), then parents
+-- of inheritance trees and partitioned tables (each locks all its children at once).
+SELECT format('%I.%I', n.nspname, c.relname) AS relation,
+       (c.relkind = 'p' OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid)) AS parent
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tsxfer')
+  AND n.nspname NOT LIKE 'pg\_toast%'
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_catalog.pg_depend d
+      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 2, 1
