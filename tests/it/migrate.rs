@@ -1,7 +1,5 @@
 //! End-to-end migrations with the real binary.
 
-use std::process::Command;
-
 use crate::cluster::{self, Cluster, TSDBADMIN_PASSWORD};
 use crate::compare::{compare_databases, count_rows};
 use crate::{conninfos, load_source, tsxfer};
@@ -253,19 +251,23 @@ fn many_chunks_migrate_where_parallel_pg_dump_runs_out_of_locks() {
         src.psql("locks_src", "SELECT count(*) FROM show_chunks('m')"),
         "1200"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let dump = Command::new("/usr/lib/postgresql/15/bin/pg_dump")
-        .args(["--format=directory", "--jobs=2", "--file"])
-        .arg(dir.path().join("dump"))
-        .arg("--dbname")
-        .arg(src.superuser_conninfo("locks_src"))
-        .output()
-        .expect("running pg_dump");
+    // pg_dump -Fd -j2 holds every table's lock twice (leader and workers): it needs more
+    // than this lock table holds (seen failing with "out of shared memory"; not asserted
+    // here because how far the lock table overflows into spare shared memory varies).
+    let slots: i64 = src
+        .psql(
+            "locks_src",
+            "SELECT current_setting('max_locks_per_transaction')::int
+                    * (current_setting('max_connections')::int
+                       + current_setting('autovacuum_max_workers')::int + 1
+                       + current_setting('max_worker_processes')::int
+                       + current_setting('max_wal_senders')::int)",
+        )
+        .parse()
+        .unwrap();
     assert!(
-        !dump.status.success()
-            && String::from_utf8_lossy(&dump.stderr).contains("out of shared memory"),
-        "the test needs a server where pg_dump -j2 runs out of locks: {}",
-        String::from_utf8_lossy(&dump.stderr)
+        slots < 2 * 1200,
+        "the lock table is too large for this test: {slots}"
     );
     tgt.create_cloud_like_database("locks_tgt");
     let (source, target) = conninfos(&src, "locks_src", &tgt, "locks_tgt");
