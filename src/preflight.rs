@@ -40,22 +40,8 @@ async fn check_timescaledb(
             )
         }));
     };
-    if src_ts.version != tgt_ts.version {
-        return Err(refuse(if version_less(&src_ts.version, &tgt_ts.version) {
-            format!(
-                "TimescaleDB is {} on the source and {} on the target; update the source first (psql -X, as the extension's owner): ALTER EXTENSION timescaledb UPDATE TO {};",
-                src_ts.version,
-                tgt_ts.version,
-                literal(&tgt_ts.version)
-            )
-        } else {
-            format!(
-                "TimescaleDB is {} on the source and {} on the target; update the target first (psql -X, as the extension's owner): ALTER EXTENSION timescaledb UPDATE TO {};",
-                src_ts.version,
-                tgt_ts.version,
-                literal(&src_ts.version)
-            )
-        }));
+    if let Some(message) = version_mismatch(&src_ts.version, &tgt_ts.version) {
+        return Err(refuse(message));
     }
     let schema = ident(&tgt_ts.schema);
     for f in ["timescaledb_pre_restore", "timescaledb_post_restore"] {
@@ -74,6 +60,23 @@ async fn check_timescaledb(
         }
     }
     Ok(Some(tgt_ts.schema.clone()))
+}
+
+/// The refusal for different TimescaleDB versions, with the statement that fixes it: the
+/// older side is updated (a database cannot go back to an older TimescaleDB).
+pub fn version_mismatch(source: &str, target: &str) -> Option<String> {
+    if source == target {
+        return None;
+    }
+    let (older, newer) = if version_less(source, target) {
+        ("source", target)
+    } else {
+        ("target", source)
+    };
+    Some(format!(
+        "TimescaleDB is {source} on the source and {target} on the target; update the {older} first (psql -X, as the extension's owner): ALTER EXTENSION timescaledb UPDATE TO {};",
+        literal(newer)
+    ))
 }
 
 /// Compares dotted version strings numerically ("2.9.1" < "2.19.3").
@@ -173,4 +176,30 @@ pub async fn check(src: &Source, tgt: &Target, allow_non_empty: bool) -> Result<
         timescaledb_schema,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_less("2.9.1", "2.19.3"));
+        assert!(!version_less("2.19.3", "2.19.3"));
+        assert!(version_less("2.19.3", "2.20.0-rc1"));
+    }
+
+    #[test]
+    fn a_version_mismatch_says_which_side_to_update_and_how() {
+        assert_eq!(version_mismatch("2.19.3", "2.19.3"), None);
+        let m = version_mismatch("2.18.2", "2.19.3").unwrap();
+        assert!(m.contains("update the source first"), "{m}");
+        assert!(
+            m.ends_with("ALTER EXTENSION timescaledb UPDATE TO '2.19.3';"),
+            "{m}"
+        );
+        let m = version_mismatch("2.19.3", "2.17.0").unwrap();
+        assert!(m.contains("update the target first"), "{m}");
+        assert!(m.ends_with("UPDATE TO '2.19.3';"), "{m}");
+    }
 }
