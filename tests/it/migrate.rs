@@ -354,7 +354,6 @@ fn a_copy_that_fails_midway_fails_the_run_leaves_no_half_unit_and_no_restoring_m
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let stop = stop.clone();
-        let tgt = tgt;
         std::thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
