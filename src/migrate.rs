@@ -685,8 +685,13 @@ async fn verify(
 /// the pool would take it. Changes nothing on either side.
 pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
     use std::fmt::Write as _;
-    let src = Source::connect(&opts.source, "plan").await?;
-    let tgt = Target::connect(&opts.target, "plan").await?;
+    let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
+    let src = Source::connect(&opts.source, "plan")
+        .await
+        .map_err(refusal)?;
+    let tgt = Target::connect(&opts.target, "plan")
+        .await
+        .map_err(refusal)?;
     let mut out = String::new();
     let verdict = preflight::check(&src, &tgt, false).await;
     let facts = match &verdict {

@@ -456,3 +456,76 @@ fn a_pg_dump_older_than_the_source_is_refused_before_anything_is_written() {
         "off"
     );
 }
+
+#[test]
+fn passwords_come_from_pgpass_and_the_pg_environment() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("e2e_env_src");
+    tgt.create_cloud_like_database("e2e_env_tgt");
+    let source = src.superuser_conninfo("e2e_env_src");
+    let no_password = format!(
+        "host={} port={} user={} dbname=e2e_env_tgt",
+        tgt.socket_dir.display(),
+        tgt.port,
+        cluster::TSDBADMIN
+    );
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    let escaped = TSDBADMIN_PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    std::fs::write(
+        &pgpass,
+        format!(
+            "# a comment\n*:{}:e2e_env_tgt:{}:{escaped}\n",
+            tgt.port,
+            cluster::TSDBADMIN
+        ),
+    )
+    .unwrap();
+    let plan = |extra_env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tsxfer"));
+        cmd.args(["plan", "--source", &source, "--target", &no_password]);
+        for var in ["SOURCE", "TARGET", "PGPASSWORD", "PGPASSFILE"] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(extra_env.iter().copied());
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let home_str = home.path().to_str().unwrap();
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    assert_eq!(
+        plan(&[("HOME", home_str)]).0,
+        Some(0),
+        ".pgpass was not used"
+    );
+    // Like libpq, a password file others can read is ignored.
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, stderr) = plan(&[("HOME", home_str)]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("readable by others"), "{stderr}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, stderr) = plan(&[
+        ("HOME", empty.path().to_str().unwrap()),
+        ("PGPASSWORD", TSDBADMIN_PASSWORD),
+    ]);
+    assert_eq!(code, Some(0), "PGPASSWORD was not used: {stderr}");
+    // SOURCE and TARGET stand for the flags.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tsxfer"))
+        .arg("plan")
+        .env("SOURCE", &source)
+        .env(
+            "TARGET",
+            tgt.conninfo(cluster::TSDBADMIN, TSDBADMIN_PASSWORD, "e2e_env_tgt"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
