@@ -293,32 +293,9 @@ async fn migrate(
     }
 
     phases.enter("schema");
-    let (pre_entries, dropped) =
-        schema::pre_data_entries(&archives.toc(&main, Some("pre-data")).await?);
+    let dropped =
+        restore_section(&archives, opts, &main, &chunk_archives, Section::PreData).await?;
     report.rewrites.extend(dropped);
-    archives
-        .restore(
-            &opts.target,
-            &main,
-            &pre_entries,
-            1,
-            false,
-            "pre-data restore",
-        )
-        .await?;
-    for archive in &chunk_archives {
-        let entries = archives.toc(archive, Some("pre-data")).await?;
-        archives
-            .restore(
-                &opts.target,
-                archive,
-                &entries,
-                1,
-                false,
-                "chunk pre-data restore",
-            )
-            .await?;
-    }
     let data_toc = archives.toc(&main, Some("data")).await?;
     if timescale.is_some() {
         let refs = catalog_references(&tgt).await?;
@@ -359,33 +336,9 @@ async fn migrate(
     }
 
     phases.enter("post-data");
-    let (post_entries, dropped) =
-        schema::post_data_entries(&archives.toc(&main, Some("post-data")).await?);
+    let dropped =
+        restore_section(&archives, opts, &main, &chunk_archives, Section::PostData).await?;
     report.rewrites.extend(dropped);
-    archives
-        .restore(
-            &opts.target,
-            &main,
-            &post_entries,
-            opts.jobs,
-            false,
-            "post-data restore",
-        )
-        .await?;
-    for archive in &chunk_archives {
-        let entries = archives.toc(archive, Some("post-data")).await?;
-        archives
-            .restore(
-                &opts.target,
-                archive,
-                &entries,
-                opts.jobs,
-                false,
-                "chunk post-data restore",
-            )
-            .await?;
-    }
-
     let refreshes: Vec<String> = matviews
         .iter()
         .map(|m| format!("REFRESH MATERIALIZED VIEW {m}"))
@@ -443,6 +396,48 @@ async fn migrate(
         ));
     }
     Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Section {
+    PreData,
+    PostData,
+}
+
+/// Restores one section of the main archive, then of every chunk archive. Pre-data runs
+/// on one connection (each statement its own transaction); post-data (indexes,
+/// constraints, triggers) over the job pool. Returns the entries left out, with why.
+async fn restore_section(
+    archives: &Archives,
+    opts: &MigrateOptions,
+    main: &std::path::Path,
+    chunk_archives: &[PathBuf],
+    section: Section,
+) -> Result<Vec<String>> {
+    let (name, jobs) = match section {
+        Section::PreData => ("pre-data", 1),
+        Section::PostData => ("post-data", opts.jobs),
+    };
+    let mut dropped = Vec::new();
+    for archive in std::iter::once(main).chain(chunk_archives.iter().map(PathBuf::as_path)) {
+        let toc = archives.toc(archive, Some(name)).await?;
+        let (entries, left_out) = match section {
+            Section::PreData => schema::pre_data_entries(&toc),
+            Section::PostData => schema::post_data_entries(&toc),
+        };
+        dropped.extend(left_out);
+        archives
+            .restore(
+                &opts.target,
+                archive,
+                &entries,
+                jobs,
+                false,
+                &format!("{name} restore"),
+            )
+            .await?;
+    }
+    Ok(dropped)
 }
 
 /// TimescaleDB 2.19 writes a one-byte placeholder for a compressed column whose values

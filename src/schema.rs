@@ -171,47 +171,38 @@ pub fn parse_toc(listing: &str) -> Vec<TocEntry> {
 
 const TIMESCALE_CONFIG_SCHEMAS: [&str; 2] = ["_timescaledb_catalog", "_timescaledb_config"];
 
+/// The entries of `toc` that `leave_out` has no reason against, and a line for each one
+/// left out.
+fn keep_entries(
+    toc: &[TocEntry],
+    leave_out: impl Fn(&TocEntry) -> Option<&'static str>,
+) -> (Vec<TocEntry>, Vec<String>) {
+    let mut dropped = Vec::new();
+    let mut kept = Vec::new();
+    for e in toc {
+        match leave_out(e) {
+            Some(reason) => dropped.push(format!("{} not restored ({reason})", e.rest.trim_end())),
+            None => kept.push(e.clone()),
+        }
+    }
+    (kept, dropped)
+}
+
 /// Entries restored with the pre-data, minus what a non-superuser target cannot take: a
 /// comment on an extension belongs to the extension's owner.
 pub fn pre_data_entries(toc: &[TocEntry]) -> (Vec<TocEntry>, Vec<String>) {
-    let mut dropped = Vec::new();
-    let kept = toc
-        .iter()
-        .filter(|e| {
-            if e.is("COMMENT") && e.rest.starts_with("COMMENT - EXTENSION ") {
-                dropped.push(format!(
-                    "{} not restored (only the extension's owner may comment on it)",
-                    e.rest.trim_end()
-                ));
-                false
-            } else {
-                true
-            }
-        })
-        .cloned()
-        .collect();
-    (kept, dropped)
+    keep_entries(toc, |e| {
+        (e.is("COMMENT") && e.rest.starts_with("COMMENT - EXTENSION "))
+            .then_some("only the extension's owner may comment on it")
+    })
 }
 
 /// Post-data entries, minus event triggers (superuser only on the target).
 pub fn post_data_entries(toc: &[TocEntry]) -> (Vec<TocEntry>, Vec<String>) {
-    let mut dropped = Vec::new();
-    let kept = toc
-        .iter()
-        .filter(|e| {
-            if e.is("EVENT TRIGGER") {
-                dropped.push(format!(
-                    "{} not restored (event triggers need a superuser)",
-                    e.rest.trim_end()
-                ));
-                false
-            } else {
-                true
-            }
-        })
-        .cloned()
-        .collect();
-    (kept, dropped)
+    keep_entries(toc, |e| {
+        e.is("EVENT TRIGGER")
+            .then_some("event triggers need a superuser")
+    })
 }
 
 /// TimescaleDB's catalog rows and sequence positions, in foreign-key order: a table comes
