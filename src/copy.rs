@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result, pg_message};
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind};
+use crate::progress::Progress;
 
 /// What copying one unit did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -163,6 +164,8 @@ pub async fn copy_table(
     unit: &CopyUnit,
     snapshot: &str,
     buffer_size: usize,
+    progress: &Progress,
+    stream: usize,
 ) -> Result<UnitOutcome> {
     let started = Instant::now();
     src.begin_snapshot(Some(snapshot))
@@ -183,24 +186,32 @@ pub async fn copy_table(
     let mut buf = BytesMut::with_capacity(buffer_size);
     let mut bytes = 0u64;
     let mut blocked = Duration::ZERO;
-    while let Some(chunk) = out.next().await {
-        let chunk = chunk.map_err(|e| copy_error(unit, "source", &e))?;
-        counter.feed(&chunk);
-        bytes += chunk.len() as u64;
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= buffer_size {
+    let mut rows_reported = 0u64;
+    loop {
+        let next = out.next().await;
+        let end = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.map_err(|e| copy_error(unit, "source", &e))?;
+            counter.feed(&chunk);
+            bytes += chunk.len() as u64;
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() >= buffer_size || (end && !buf.is_empty()) {
+            let len = buf.len() as u64;
             let wait = Instant::now();
             sink.send(buf.split().freeze())
                 .await
                 .map_err(|e| copy_error(unit, "target", &e))?;
-            blocked += wait.elapsed();
+            let waited = wait.elapsed();
+            blocked += waited;
+            progress.blocked(waited.as_secs_f64());
+            progress.unit_progress(stream, unit.kind, len, counter.rows() - rows_reported);
+            rows_reported = counter.rows();
             buf.reserve(buffer_size);
         }
-    }
-    if !buf.is_empty() {
-        sink.send(buf.split().freeze())
-            .await
-            .map_err(|e| copy_error(unit, "target", &e))?;
+        if end {
+            break;
+        }
     }
     if !counter.complete() {
         return Err(Error::new(
@@ -315,18 +326,22 @@ pub async fn copy_large_objects(
     })
 }
 
-/// Copies `unit`, whatever its kind.
+/// Copies `unit`, whatever its kind, on stream number `stream`.
 pub async fn copy_unit(
     src: &Source,
     tgt: &Target,
     unit: &CopyUnit,
     snapshot: &str,
     buffer_size: usize,
+    progress: &Progress,
+    stream: usize,
 ) -> Result<UnitOutcome> {
     if unit.kind == UnitKind::LargeObjects {
-        copy_large_objects(src, tgt, snapshot, buffer_size).await
+        let outcome = copy_large_objects(src, tgt, snapshot, buffer_size).await?;
+        progress.unit_progress(stream, unit.kind, outcome.bytes, outcome.rows);
+        Ok(outcome)
     } else {
-        copy_table(src, tgt, unit, snapshot, buffer_size).await
+        copy_table(src, tgt, unit, snapshot, buffer_size, progress, stream).await
     }
 }
 

@@ -13,6 +13,7 @@ pub mod pg;
 pub mod plan;
 pub mod preflight;
 pub mod privileges;
+pub mod progress;
 pub mod quote;
 pub mod report;
 pub mod roles;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use crate::pg::{Source, Target};
 use crate::plan::{self, CopyUnit, UnitKind, human_bytes};
 use crate::preflight;
 use crate::privileges;
+use crate::progress::Progress;
 use crate::quote::{dump_pattern, ident};
 use crate::report::{PhaseTime, Report, UnitReport};
 use crate::roles;
@@ -48,12 +49,13 @@ struct Phases {
     started: Instant,
     current: Option<(String, Instant)>,
     done: Vec<PhaseTime>,
+    progress: Arc<Progress>,
 }
 
 impl Phases {
     fn enter(&mut self, name: &str) {
         self.finish();
-        info!("phase: {name}");
+        self.progress.phase(name);
         self.current = Some((name.to_string(), Instant::now()));
     }
 
@@ -84,6 +86,7 @@ pub async fn run(
         started: Instant::now(),
         current: None,
         done: Vec::new(),
+        progress: Arc::new(Progress::new(opts.jobs)),
     };
     let result = tokio::select! {
         r = migrate(opts, &mut report, &mut cleanup, &mut phases) => r,
@@ -314,7 +317,9 @@ async fn migrate(
     }
 
     phases.enter("data");
-    let (unit_reports, failure) = data_pass(opts, &snapshot, units.clone(), total_bytes).await;
+    phases.progress.planned(&units);
+    let (unit_reports, failure) =
+        data_pass(opts, &snapshot, units.clone(), phases.progress.clone()).await;
     report.units = unit_reports;
     if let Some(e) = failure {
         return Err(e);
@@ -475,7 +480,7 @@ struct Pool {
     stop: AtomicBool,
     failure: Mutex<Option<Error>>,
     done: Mutex<Vec<UnitReport>>,
-    bytes: AtomicU64,
+    progress: Arc<Progress>,
 }
 
 impl Pool {
@@ -509,23 +514,29 @@ async fn copy_worker(opts: MigrateOptions, snapshot: String, pool: Arc<Pool>, n:
         Err(e) => return pool.fail(e),
     };
     while let Some(unit) = pool.next() {
-        match copy::copy_unit(&src, &tgt, &unit, &snapshot, opts.buffer_size).await {
+        pool.progress.unit_started(n, &unit);
+        let copied = copy::copy_unit(
+            &src,
+            &tgt,
+            &unit,
+            &snapshot,
+            opts.buffer_size,
+            &pool.progress,
+            n,
+        )
+        .await;
+        match copied {
             Ok(outcome) => {
-                pool.bytes.fetch_add(outcome.bytes, Ordering::Relaxed);
-                info!(
-                    "copied {} {}: {} rows, {} in {:.1}s",
-                    unit.kind.label(),
-                    unit.relation(),
-                    outcome.rows,
-                    human_bytes(outcome.bytes as i64),
-                    outcome.seconds
-                );
+                pool.progress.unit_finished(n, &unit, &outcome);
                 pool.done
                     .lock()
                     .expect("done lock")
                     .push(UnitReport::new(&unit, outcome));
             }
-            Err(e) => return pool.fail(e),
+            Err(e) => {
+                pool.progress.unit_failed(n, &unit, false);
+                return pool.fail(e);
+            }
         }
     }
 }
@@ -536,7 +547,7 @@ async fn data_pass(
     opts: &MigrateOptions,
     snapshot: &str,
     units: Vec<CopyUnit>,
-    total_bytes: i64,
+    progress: Arc<Progress>,
 ) -> (Vec<UnitReport>, Option<Error>) {
     let count = units.len();
     let workers = opts.jobs.min(count).max(1);
@@ -545,7 +556,7 @@ async fn data_pass(
         stop: AtomicBool::new(false),
         failure: Mutex::new(None),
         done: Mutex::new(Vec::new()),
-        bytes: AtomicU64::new(0),
+        progress,
     });
     let mut set = JoinSet::new();
     for n in 0..workers {
@@ -556,7 +567,6 @@ async fn data_pass(
             n,
         ));
     }
-    let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     loop {
@@ -566,17 +576,7 @@ async fn data_pass(
                 Some(Err(e)) => pool.fail(Error::new(ErrorKind::Internal, format!("a copy worker died: {e}"))),
                 Some(Ok(())) => {}
             },
-            _ = tick.tick() => {
-                let bytes = pool.bytes.load(Ordering::Relaxed);
-                let done = pool.done.lock().expect("done lock").len();
-                let secs = started.elapsed().as_secs_f64();
-                info!(
-                    "data: {done}/{count} units, {} of about {}, {}/s",
-                    human_bytes(bytes as i64),
-                    human_bytes(total_bytes),
-                    human_bytes((bytes as f64 / secs) as i64)
-                );
-            }
+            _ = tick.tick() => info!("{}", pool.progress.status_line()),
         }
     }
     let done = std::mem::take(&mut *pool.done.lock().expect("done lock"));
