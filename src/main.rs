@@ -1,4 +1,6 @@
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -6,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 use tsxfer::cli::{Cli, Command, LogFormat};
 use tsxfer::error::{Error, ErrorKind};
 use tsxfer::migrate;
+use tsxfer::progress::{self, Progress};
 
 fn init_logging(format: LogFormat, quiet: bool) {
     // The driver reports server notices at info level; they are noise here.
@@ -76,7 +79,14 @@ fn main() -> ExitCode {
                 Ok(o) => o,
                 Err(e) => return fail(&e),
             };
-            let (report, result) = runtime.block_on(migrate::run(&opts, interrupted()));
+            let progress = Arc::new(Progress::new(opts.jobs));
+            let (report, result) = runtime.block_on(async {
+                let reporter =
+                    progress::report_periodically(progress.clone(), Duration::from_secs(10));
+                let outcome = migrate::run(&opts, progress, interrupted()).await;
+                reporter.abort();
+                outcome
+            });
             print!("{}", report.summary());
             if let Some(path) = report_path
                 && let Err(e) = report.write_json(&path)

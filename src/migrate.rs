@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -73,6 +73,7 @@ impl Phases {
 /// is returned in every case.
 pub async fn run(
     opts: &MigrateOptions,
+    progress: Arc<Progress>,
     interrupt: impl Future<Output = ()>,
 ) -> (Report, Result<()>) {
     let mut report = Report {
@@ -86,7 +87,7 @@ pub async fn run(
         started: Instant::now(),
         current: None,
         done: Vec::new(),
-        progress: Arc::new(Progress::new(opts.jobs)),
+        progress,
     };
     let result = tokio::select! {
         r = migrate(opts, &mut report, &mut cleanup, &mut phases) => r,
@@ -567,16 +568,12 @@ async fn data_pass(
             n,
         ));
     }
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            joined = set.join_next() => match joined {
-                None => break,
-                Some(Err(e)) => pool.fail(Error::new(ErrorKind::Internal, format!("a copy worker died: {e}"))),
-                Some(Ok(())) => {}
-            },
-            _ = tick.tick() => info!("{}", pool.progress.status_line()),
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined {
+            pool.fail(Error::new(
+                ErrorKind::Internal,
+                format!("a copy worker died: {e}"),
+            ));
         }
     }
     let done = std::mem::take(&mut *pool.done.lock().expect("done lock"));

@@ -1,8 +1,8 @@
 //! What a run tells the world while it runs. The phases call these hooks; what they feed
 //! (log lines now) lives here, so the migration code does not care who is watching.
 
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tracing::info;
 
@@ -134,4 +134,22 @@ impl Progress {
             )
         })
     }
+}
+
+/// Logs [`Progress::status_line`] every `every` while the data pass runs, until the
+/// returned task is aborted.
+pub fn report_periodically(
+    progress: Arc<Progress>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if progress.with(|s| s.phase == "data") {
+                info!("{}", progress.status_line());
+            }
+        }
+    })
 }
