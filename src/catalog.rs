@@ -306,3 +306,19 @@ pub async fn populated_matviews(src: &Source) -> Result<Vec<String>> {
         .map(|r| r.get(0))
         .collect())
 }
+
+/// Who the source is, for telling whether a recorded run came from it: the cluster's
+/// system identifier where the role may read it, else host and port, and the database.
+pub async fn source_identity(src: &Source) -> Result<String> {
+    let row = src
+        .query_one(
+            "SELECT COALESCE(
+                 CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+                      THEN (SELECT system_identifier::text FROM pg_catalog.pg_control_system()) END,
+                 COALESCE(host(inet_server_addr()), 'local') || ':' || current_setting('port'))
+                 || '/' || current_database()",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}

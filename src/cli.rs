@@ -1,7 +1,9 @@
 //! Command-line flags. Parsing here does no I/O; `into_options` validates and builds what
 //! the library runs.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -34,11 +36,96 @@ pub enum Command {
     /// Migrate the source database into the target (the default).
     Migrate(MigrateArgs),
     /// Print what a migration would do (checks, roles, units in order); change nothing.
-    Plan(MigrateArgs),
+    Plan(TransferArgs),
+    /// Join the migration running into the target (from another host, say) and copy units
+    /// with it until none is left.
+    Worker(WorkerArgs),
+    /// Print the progress of the run recorded in the target.
+    Status(TargetArgs),
+    /// Drop the run state (schema tsxfer) from the target; the copied data stays.
+    Clean(TargetArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+
+    #[command(flatten)]
+    pub resume: ResumeArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How a run survives failures and interruptions.
+#[derive(Debug, Clone, Args)]
+pub struct ResumeArgs {
+    /// Times a unit is tried again after a transient failure (dropped connection, server
+    /// restart, serialization failure, too many connections), with growing pauses.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+
+    /// Remove what an earlier, unfinished run left in the target (its objects, large
+    /// objects and run state; roles stay) and start over.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Resume an interrupted run although its snapshot is gone: units copied before and
+    /// after then come from two different moments of the source.
+    #[arg(long)]
+    pub allow_inconsistent: bool,
+
+    /// Keep the run state (schema tsxfer) in the target after a verified run.
+    #[arg(long)]
+    pub keep_state: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+
+    /// Times a unit is tried again after a transient failure.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Target database (libpq URI or key=value string).
+    #[arg(long, env = "TARGET", hide_env_values = true)]
+    pub target: Option<String>,
+}
+
+impl TargetArgs {
+    pub fn into_conninfo(self) -> Result<ConnInfo> {
+        let target = self
+            .target
+            .ok_or_else(|| usage("no target given: use --target or set TARGET"))?;
+        ConnInfo::parse(&target, "target")
+    }
+}
+
+impl ResumeArgs {
+    /// Puts these choices into `opts`.
+    pub fn apply(self, mut opts: MigrateOptions) -> Result<MigrateOptions> {
+        if self.restart && self.allow_inconsistent {
+            return Err(usage(
+                "--restart starts over; --allow-inconsistent resumes: give one of them",
+            ));
+        }
+        opts.retries = self.retries;
+        opts.restart = self.restart;
+        opts.allow_inconsistent = self.allow_inconsistent;
+        opts.keep_state = self.keep_state;
+        Ok(opts)
+    }
+}
+
+/// What to migrate, and with how many streams.
+#[derive(Debug, Clone, Args)]
+pub struct TransferArgs {
     /// Source database: a libpq URI or key=value string (PG* variables and .pgpass apply).
     #[arg(long, env = "SOURCE", hide_env_values = true)]
     pub source: Option<String>,
@@ -63,10 +150,33 @@ pub struct MigrateArgs {
     /// /usr/lib/postgresql, else PATH).
     #[arg(long)]
     pub pg_bin_dir: Option<PathBuf>,
+}
 
-    /// Also write the run report as JSON to this file.
-    #[arg(long)]
+/// What a migration tells the world besides its log: the report, the metrics.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Write the run report as JSON to this file [default: <UTC start time>.tsxfer-report.json
+    /// in the working directory].
+    #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on http://ADDR/metrics from the start of the run (ADDR is
+    /// IP:PORT, e.g. 0.0.0.0:9184 for every interface), or `off`.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9184")]
+    pub metrics_addr: String,
+
+    /// After the run, keep serving metrics until Ctrl-C or SIGTERM, so the last values can
+    /// be scraped. The exit code is still the run's.
+    #[arg(long)]
+    pub keep_serving: bool,
+}
+
+/// [`OutputArgs`], validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub report: PathBuf,
+    pub metrics_addr: Option<SocketAddr>,
+    pub keep_serving: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,7 +216,56 @@ fn usage(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Usage, msg)
 }
 
-impl MigrateArgs {
+/// `<UTC time>.tsxfer-report.json`, e.g. `20231114T221320Z.tsxfer-report.json`.
+pub fn default_report_path(now: SystemTime) -> PathBuf {
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's days_from_civil, inverted).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = secs.rem_euclid(86_400);
+    PathBuf::from(format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z.tsxfer-report.json",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60
+    ))
+}
+
+impl OutputArgs {
+    /// `now` names the default report file.
+    pub fn validate(self, now: SystemTime) -> Result<Output> {
+        let metrics_addr = match self.metrics_addr.trim() {
+            "off" => None,
+            addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                usage(format!(
+                    "--metrics-addr {addr} is not IP:PORT (e.g. 127.0.0.1:9184) or off"
+                ))
+            })?),
+        };
+        if self.keep_serving && metrics_addr.is_none() {
+            return Err(usage(
+                "--keep-serving keeps the metrics endpoint up, but --metrics-addr is off",
+            ));
+        }
+        Ok(Output {
+            report: self.report.unwrap_or_else(|| default_report_path(now)),
+            metrics_addr,
+            keep_serving: self.keep_serving,
+        })
+    }
+}
+
+impl TransferArgs {
     pub fn into_options(self) -> Result<MigrateOptions> {
         let source = self
             .source
@@ -134,6 +293,10 @@ impl MigrateArgs {
             buffer_size,
             work_dir: self.work_dir,
             pg_bin_dir: self.pg_bin_dir,
+            retries: 5,
+            restart: false,
+            allow_inconsistent: false,
+            keep_state: false,
         })
     }
 }
@@ -159,7 +322,7 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.migrate.jobs, 8);
+        assert_eq!(cli.migrate.transfer.jobs, 8);
         let cli =
             Cli::try_parse_from(["tsxfer", "plan", "--source", "host=a", "--target", "host=b"])
                 .unwrap();
@@ -168,15 +331,68 @@ mod tests {
 
     #[test]
     fn zero_jobs_is_refused() {
-        let args = MigrateArgs {
+        let args = TransferArgs {
             source: Some("host=/tmp user=u".into()),
             target: Some("host=/tmp user=u".into()),
             jobs: 0,
             buffer_size: "1MiB".into(),
             work_dir: None,
             pg_bin_dir: None,
-            report: None,
         };
         assert_eq!(args.into_options().unwrap_err().kind(), ErrorKind::Usage);
+    }
+
+    fn output(flags: &[&str]) -> Result<Output> {
+        let mut argv = vec!["tsxfer", "--source", "host=a", "--target", "host=b"];
+        argv.extend(flags);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        cli.migrate
+            .output
+            .validate(UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
+    }
+
+    #[test]
+    fn metrics_report_and_keep_serving_flags() {
+        assert_eq!(
+            output(&[]).unwrap(),
+            Output {
+                report: PathBuf::from("20231114T221320Z.tsxfer-report.json"),
+                metrics_addr: Some("127.0.0.1:9184".parse().unwrap()),
+                keep_serving: false,
+            }
+        );
+        let o = output(&["--metrics-addr", "[::1]:9000", "--keep-serving"]).unwrap();
+        assert_eq!(o.metrics_addr, Some("[::1]:9000".parse().unwrap()));
+        assert!(o.keep_serving);
+        let o = output(&["--metrics-addr", "off", "--report", "r.json"]).unwrap();
+        assert_eq!((o.metrics_addr, o.report), (None, PathBuf::from("r.json")));
+        for bad in [
+            &["--metrics-addr", "localhost"][..],
+            &["--metrics-addr", "off", "--keep-serving"],
+        ] {
+            assert_eq!(output(bad).unwrap_err().kind(), ErrorKind::Usage, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn report_names_sort_by_time() {
+        assert_eq!(
+            default_report_path(UNIX_EPOCH),
+            PathBuf::from("19700101T000000Z.tsxfer-report.json")
+        );
+        assert_eq!(
+            default_report_path(UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
+            PathBuf::from("20000229T000000Z.tsxfer-report.json")
+        );
+    }
+
+    #[test]
+    fn plan_takes_no_report_or_metrics_flags() {
+        assert!(
+            Cli::try_parse_from([
+                "tsxfer", "plan", "--source", "a", "--target", "b", "--report", "x"
+            ])
+            .is_err()
+        );
     }
 }

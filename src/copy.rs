@@ -153,11 +153,12 @@ fn copy_error(unit: &CopyUnit, side: &str, err: &tokio_postgres::Error) -> Error
             pg_message(err)
         ),
     )
+    .retryable(crate::error::is_transient(err))
 }
 
-/// Copies one table unit: its rows as of `snapshot`, committed on the target in one
-/// transaction. On error the target transaction is not committed; the caller must drop
-/// both connections (they may be mid-COPY).
+/// Copies one table unit, its rows as of `snapshot`, into the target transaction the
+/// caller has open (and commits). On error the caller must drop both connections: they
+/// may be mid-COPY.
 pub async fn copy_table(
     src: &Source,
     tgt: &Target,
@@ -171,7 +172,6 @@ pub async fn copy_table(
     src.begin_snapshot(Some(snapshot))
         .await
         .map_err(|e| e.context(format!("opening the snapshot for {}", unit.relation())))?;
-    tgt.execute("BEGIN").await?;
     let out = src.copy_out(&unit.copy_out_sql()).await.map_err(|e| {
         e.with_kind(ErrorKind::Copy)
             .context(format!("reading {} from the source", unit.relation()))
@@ -237,10 +237,6 @@ pub async fn copy_table(
             ),
         ));
     }
-    tgt.execute("COMMIT").await.map_err(|e| {
-        e.with_kind(ErrorKind::Copy)
-            .context(format!("committing {} on the target", unit.relation()))
-    })?;
     src.end().await?;
     Ok(UnitOutcome {
         rows: written,
@@ -250,8 +246,9 @@ pub async fn copy_table(
     })
 }
 
-/// Copies every large object as of `snapshot`, in slices of `buffer_size` bytes, in one
-/// target transaction. Owners and grants are set with the other privileges.
+/// Copies every large object as of `snapshot`, in slices of `buffer_size` bytes, into the
+/// target transaction the caller has open. Owners and grants are set with the other
+/// privileges.
 pub async fn copy_large_objects(
     src: &Source,
     tgt: &Target,
@@ -262,7 +259,6 @@ pub async fn copy_large_objects(
     let started = Instant::now();
     let slice = i32::try_from(buffer_size).unwrap_or(i32::MAX);
     src.begin_snapshot(Some(snapshot)).await?;
-    tgt.execute("BEGIN").await?;
     let oids = src
         .query(
             "SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject')
@@ -271,10 +267,12 @@ pub async fn copy_large_objects(
         )
         .await?;
     let lo_error = |side: &str, oid: u32, e: Error| {
+        let retryable = e.is_retryable();
         Error::new(
             ErrorKind::Copy,
             format!("copying large object {oid}: the {side} says: {e}"),
         )
+        .retryable(retryable)
     };
     let mut bytes = 0u64;
     for row in &oids {
@@ -316,7 +314,6 @@ pub async fn copy_large_objects(
             }
         }
     }
-    tgt.execute("COMMIT").await?;
     src.end().await?;
     Ok(UnitOutcome {
         rows: oids.len() as u64,

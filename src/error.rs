@@ -44,6 +44,9 @@ impl ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// Whether trying again may succeed (a dropped connection, a server restart, a
+    /// serialization failure), as opposed to a refusal that will recur.
+    retryable: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -53,7 +56,17 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            retryable: false,
         }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// Marks the error as worth retrying (or not).
+    pub fn retryable(self, retryable: bool) -> Error {
+        Error { retryable, ..self }
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -67,8 +80,8 @@ impl Error {
     /// Prefixes the message with where it happened ("copying public.t: ...").
     pub fn context(self, what: impl fmt::Display) -> Error {
         Error {
-            kind: self.kind,
             message: format!("{what}: {}", self.message),
+            ..self
         }
     }
 
@@ -85,7 +98,24 @@ impl Error {
             Some(code) => kind_of_sqlstate(code),
             None => ErrorKind::Connection,
         };
-        Error::new(kind, pg_message(err))
+        Error::new(kind, pg_message(err)).retryable(is_transient(err))
+    }
+}
+
+/// Errors that a new attempt may not meet again: the connection broke (no SQLSTATE), the
+/// server is shutting down or restarting, a serialization failure or deadlock, or the
+/// server is out of connections.
+pub fn is_transient(err: &tokio_postgres::Error) -> bool {
+    transient_sqlstate(err.code().map(SqlState::code))
+}
+
+fn transient_sqlstate(code: Option<&str>) -> bool {
+    match code {
+        None => true,
+        Some(c) => {
+            c.starts_with("08")
+                || matches!(c, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300")
+        }
     }
 }
 
@@ -160,6 +190,23 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), codes.len());
         assert!(codes.iter().all(|&c| c != 0));
+    }
+
+    #[test]
+    fn transient_sqlstates_are_the_ones_worth_retrying() {
+        for code in [
+            None,
+            Some("57P01"),
+            Some("40001"),
+            Some("40P01"),
+            Some("53300"),
+            Some("08006"),
+        ] {
+            assert!(transient_sqlstate(code), "{code:?}");
+        }
+        for code in ["23505", "42501", "22021", "42P01"] {
+            assert!(!transient_sqlstate(Some(code)), "{code}");
+        }
     }
 
     #[test]

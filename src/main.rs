@@ -1,16 +1,20 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use clap::Parser;
+use tokio::runtime::Runtime;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-use tsxfer::cli::{Cli, Command, LogFormat};
+use tsxfer::cli::{Cli, Command, LogFormat, MigrateArgs, TargetArgs, TransferArgs, WorkerArgs};
 use tsxfer::error::{Error, ErrorKind};
 use tsxfer::migrate;
-use tsxfer::progress::{self, Progress};
+use tsxfer::progress::{Progress, Screen};
 
-fn init_logging(format: LogFormat, quiet: bool) {
+fn init_logging(format: LogFormat, quiet: bool, screen: &Screen) {
     // The driver reports server notices at info level; they are noise here.
     let default = if quiet {
         "warn"
@@ -18,9 +22,10 @@ fn init_logging(format: LogFormat, quiet: bool) {
         "info,tokio_postgres=warn"
     };
     let filter = EnvFilter::try_from_env("TSXFER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let writer = screen.log_writer();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || writer.clone())
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -38,15 +43,140 @@ async fn interrupted() {
     }
 }
 
+/// The first Ctrl-C or SIGTERM sets `drain` (units in flight finish, then the run stops);
+/// the second completes the returned future (units in flight roll back).
+fn watch_signals(drain: Arc<AtomicBool>) -> impl std::future::Future<Output = ()> {
+    let abort = Arc::new(tokio::sync::Notify::new());
+    let notify = abort.clone();
+    tokio::spawn(async move {
+        interrupted().await;
+        drain.store(true, Ordering::SeqCst);
+        warn!("stopping: units in flight finish first; Ctrl-C again aborts them");
+        interrupted().await;
+        notify.notify_one();
+    });
+    async move { abort.notified().await }
+}
+
 fn fail(e: &Error) -> ExitCode {
     eprintln!("tsxfer: {e}");
     ExitCode::from(e.kind().exit_code() as u8)
 }
 
+fn plan(runtime: &Runtime, args: TransferArgs) -> ExitCode {
+    let opts = match args.into_options() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(migrate::describe_plan(&opts)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
+    let (output, opts) = match args.output.validate(SystemTime::now()).and_then(|o| {
+        let opts = args.resume.apply(args.transfer.into_options()?)?;
+        Ok((o, opts))
+    }) {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    if let Some(addr) = output.metrics_addr {
+        let _in_runtime = runtime.enter();
+        if let Err(e) = tsxfer::metrics::serve(addr, opts.jobs) {
+            return fail(&e);
+        }
+        info!("metrics on http://{addr}/metrics");
+    }
+    let progress = Arc::new(Progress::new(opts.jobs));
+    let (mut report, result) = runtime.block_on(async {
+        let watch = screen.watch(progress.clone());
+        let drain = Arc::new(AtomicBool::new(false));
+        let abort = watch_signals(drain.clone());
+        let outcome = migrate::run(&opts, progress.clone(), drain, abort).await;
+        watch.stop();
+        outcome
+    });
+    progress.ended(result.is_ok());
+    report.unfinished = progress.unfinished_units();
+    print!("{}", report.summary());
+    match report.write_json(&output.report) {
+        Ok(()) => println!("report: {}", output.report.display()),
+        Err(e) => eprintln!(
+            "tsxfer: cannot write the report to {}: {e}",
+            output.report.display()
+        ),
+    }
+    if let (true, Some(addr)) = (output.keep_serving, output.metrics_addr) {
+        info!("the run is over; still serving http://{addr}/metrics until Ctrl-C or SIGTERM");
+        runtime.block_on(interrupted());
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// `tsxfer worker`: copies units of the run in the target until none is left.
+fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
+    let mut opts = match args.transfer.into_options() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    opts.retries = args.retries;
+    let progress = Arc::new(Progress::new(opts.jobs));
+    let result = runtime.block_on(async {
+        let watch = screen.watch(progress.clone());
+        let drain = Arc::new(AtomicBool::new(false));
+        let abort = watch_signals(drain.clone());
+        let outcome = tokio::select! {
+            r = migrate::run_worker(&opts, progress.clone(), drain) => r,
+            () = abort => Err(Error::new(ErrorKind::Interrupted, "aborted: units in flight were rolled back")),
+        };
+        watch.stop();
+        outcome
+    });
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `tsxfer status` and `tsxfer clean`: one call on the target, its text printed.
+fn on_target<F, Fut>(runtime: &Runtime, args: TargetArgs, f: F) -> ExitCode
+where
+    F: FnOnce(tsxfer::conninfo::ConnInfo) -> Fut,
+    Fut: std::future::Future<Output = Result<String, Error>>,
+{
+    let target = match args.into_conninfo() {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(f(target)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log.log_format, cli.log.quiet);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let migrating = matches!(
+        cli.command,
+        None | Some(Command::Migrate(_)) | Some(Command::Worker(_))
+    );
+    let screen = Screen::new(cli.log.quiet, migrating && std::io::stderr().is_terminal());
+    init_logging(cli.log.log_format, cli.log.quiet, &screen);
+    let runtime = match Runtime::new() {
         Ok(r) => r,
         Err(e) => {
             return fail(&Error::new(
@@ -56,47 +186,15 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Plan(args)) => {
-            let opts = match args.into_options() {
-                Ok(o) => o,
-                Err(e) => return fail(&e),
-            };
-            match runtime.block_on(migrate::describe_plan(&opts)) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
+        Some(Command::Plan(args)) => plan(&runtime, args),
+        Some(Command::Worker(args)) => worker(&runtime, &screen, args),
+        Some(Command::Status(args)) => {
+            on_target(&runtime, args, |t| async move { migrate::status(&t).await })
         }
-        command => {
-            let args = match command {
-                Some(Command::Migrate(a)) => a,
-                _ => cli.migrate,
-            };
-            let report_path = args.report.clone();
-            let opts = match args.into_options() {
-                Ok(o) => o,
-                Err(e) => return fail(&e),
-            };
-            let progress = Arc::new(Progress::new(opts.jobs));
-            let (report, result) = runtime.block_on(async {
-                let reporter =
-                    progress::report_periodically(progress.clone(), Duration::from_secs(10));
-                let outcome = migrate::run(&opts, progress, interrupted()).await;
-                reporter.abort();
-                outcome
-            });
-            print!("{}", report.summary());
-            if let Some(path) = report_path
-                && let Err(e) = report.write_json(&path)
-            {
-                eprintln!("tsxfer: cannot write the report to {}: {e}", path.display());
-            }
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
+        Some(Command::Clean(args)) => {
+            on_target(&runtime, args, |t| async move { migrate::clean(&t).await })
         }
+        Some(Command::Migrate(args)) => run(&runtime, &screen, args),
+        None => run(&runtime, &screen, cli.migrate),
     }
 }

@@ -2,15 +2,15 @@
 //! catalog, data, post-data, owners and grants, verify. Whatever happens after
 //! `timescaledb_pre_restore()`, `timescaledb_post_restore()` runs before tsxfer exits.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::catalog;
 use crate::conninfo::ConnInfo;
@@ -18,13 +18,16 @@ use crate::copy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Source, Target};
 use crate::plan::{self, CopyUnit, UnitKind, human_bytes};
+use crate::pool::{self, PoolConfig, PoolEnd};
 use crate::preflight;
 use crate::privileges;
 use crate::progress::Progress;
 use crate::quote::{dump_pattern, ident};
 use crate::report::{PhaseTime, Report, UnitReport};
+use crate::reset;
 use crate::roles;
 use crate::schema::{self, Archives, CHUNK_BATCH};
+use crate::state::{self, Milestone};
 
 /// Everything a migration needs to know, validated.
 #[derive(Debug, Clone)]
@@ -35,6 +38,14 @@ pub struct MigrateOptions {
     pub buffer_size: usize,
     pub work_dir: Option<PathBuf>,
     pub pg_bin_dir: Option<PathBuf>,
+    /// How many times a unit is tried again after a transient failure.
+    pub retries: u32,
+    /// Remove what an earlier run left in the target and start over.
+    pub restart: bool,
+    /// Resume even though the earlier run's snapshot is gone.
+    pub allow_inconsistent: bool,
+    /// Keep the run state in the target after a verified run.
+    pub keep_state: bool,
 }
 
 /// What must be undone whatever happens, kept outside the migration future so it survives
@@ -69,12 +80,14 @@ impl Phases {
     }
 }
 
-/// Runs the migration until it ends or `interrupt` completes, then cleans up. The report
-/// is returned in every case.
+/// Runs the migration until it ends, then cleans up. Setting `drain` stops it at the next
+/// unit or phase boundary (units in flight finish); `abort` completing stops it at once
+/// (units in flight roll back). The report is returned in every case.
 pub async fn run(
     opts: &MigrateOptions,
     progress: Arc<Progress>,
-    interrupt: impl Future<Output = ()>,
+    drain: Arc<AtomicBool>,
+    abort: impl Future<Output = ()>,
 ) -> (Report, Result<()>) {
     let mut report = Report {
         source: opts.source.describe(),
@@ -90,10 +103,10 @@ pub async fn run(
         progress,
     };
     let result = tokio::select! {
-        r = migrate(opts, &mut report, &mut cleanup, &mut phases) => r,
-        () = interrupt => Err(Error::new(
+        r = migrate(opts, &mut report, &mut cleanup, &mut phases, &drain) => r,
+        () = abort => Err(Error::new(
             ErrorKind::Interrupted,
-            "interrupted: in-flight units were rolled back; the target holds a partial migration, drop and recreate the target database before running again",
+            "aborted: units in flight were rolled back; run the same command again with --allow-inconsistent to resume",
         )),
     };
     let failed_in = phases.current.as_ref().map(|(name, _)| name.clone());
@@ -137,11 +150,29 @@ async fn leave_restoring_mode(target: &ConnInfo, schema: &str) -> Result<()> {
     })
 }
 
+/// Stops at a phase boundary when the operator asked to stop.
+fn check_drain(drain: &AtomicBool) -> Result<()> {
+    if drain.load(Ordering::SeqCst) {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            "stopped on request; run the same command again (with --allow-inconsistent) to resume",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a snapshot can still be imported (its exporting transaction is open).
+async fn snapshot_alive(source: &ConnInfo, snapshot: &str) -> Result<bool> {
+    let probe = Source::connect(source, "snapshot probe").await?;
+    Ok(probe.begin_snapshot(Some(snapshot)).await.is_ok())
+}
+
 async fn migrate(
     opts: &MigrateOptions,
     report: &mut Report,
     cleanup: &mut Cleanup,
     phases: &mut Phases,
+    drain: &Arc<AtomicBool>,
 ) -> Result<()> {
     phases.enter("preflight");
     // Nothing has been changed yet: any failure here is a refusal.
@@ -152,8 +183,35 @@ async fn migrate(
     let tgt = Target::connect(&opts.target, "coordinator")
         .await
         .map_err(refusal)?;
-    let pre = preflight::check(&src, &tgt, false).await.map_err(refusal)?;
+    let mut prior = state::load(&tgt).await.map_err(refusal)?;
+    if prior.is_some() && opts.restart {
+        let warnings = reset::empty_target(&tgt).await?;
+        report.warnings.extend(warnings);
+        info!("--restart: the previous run's objects and state were removed from the target");
+        prior = None;
+    }
+    let pre = preflight::check(&src, &tgt, prior.is_some())
+        .await
+        .map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
+    let source_id = catalog::source_identity(&src).await?;
+    if let Some(p) = &prior {
+        if p.source_id != source_id {
+            return Err(Error::new(
+                ErrorKind::Preflight,
+                format!(
+                    "the target holds a run from another source ({}); finish it from there, or start over with --restart",
+                    p.source
+                ),
+            ));
+        }
+        if p.milestone == Milestone::Started {
+            return Err(Error::new(
+                ErrorKind::Preflight,
+                "the previous run stopped while it was restoring the schema; start over with --restart",
+            ));
+        }
+    }
     let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), pre.source.major())?;
     let timescale = pre.timescaledb_schema.clone();
 
@@ -171,30 +229,86 @@ async fn migrate(
         pre.source.version
     );
     let reader = Source::connect(&opts.source, "catalog").await?;
-    let mut units = plan::order_units(catalog::copy_units(&src, &reader, &pre.source).await?);
-    if needs_null_placeholder_rewrite(&pre.target) {
-        let mut rewritten = 0;
-        for u in units
-            .iter_mut()
-            .filter(|u| u.kind == UnitKind::CompressedChunk)
-        {
-            u.null_placeholders = true;
-            rewritten += 1;
+    let milestone = match &prior {
+        Some(p) => {
+            if snapshot_alive(&opts.source, &p.snapshot).await? {
+                return Err(Error::new(
+                    ErrorKind::Preflight,
+                    "a run on this target is still going (its snapshot is alive); help it with `tsxfer worker`, or stop it first",
+                ));
+            }
+            let counts = state::counts(&tgt).await?;
+            if !opts.allow_inconsistent && p.milestone < Milestone::Data {
+                return Err(Error::new(
+                    ErrorKind::Preflight,
+                    format!(
+                        "the previous run's snapshot is gone with its process, so a resumed copy would no longer come from one consistent snapshot of the source ({} of {} units were copied from the old one); run again with --allow-inconsistent to go on, or with --restart to start over",
+                        counts.done,
+                        counts.done + counts.pending + counts.failed
+                    ),
+                ));
+            }
+            if p.milestone < Milestone::Data {
+                report.warnings.push(format!(
+                    "resumed a run started {}: {} unit(s) were copied from its snapshot, the rest from a new one, so the copy is not from one consistent snapshot of the source",
+                    p.started_at, counts.done
+                ));
+            }
+            state::set_snapshot(&tgt, &snapshot).await?;
+            let requeued = state::requeue_failed(&tgt).await?;
+            if requeued > 0 {
+                info!("{requeued} failed unit(s) queued again");
+            }
+            info!(
+                "resuming the run started {} (reached: {})",
+                p.started_at,
+                p.milestone.name()
+            );
+            p.milestone
         }
-        if rewritten > 0 {
-            report.rewrites.push(format!(
-                "{rewritten} compressed chunk(s): TimescaleDB's \"all values NULL\" placeholder sent as NULL (TimescaleDB 2.19 cannot load the placeholder it writes, timescaledb#8893; it reads NULL there the same way)"
-            ));
+        None => {
+            let mut units =
+                plan::order_units(catalog::copy_units(&src, &reader, &pre.source).await?);
+            if needs_null_placeholder_rewrite(&pre.target) {
+                let mut rewritten = 0;
+                for u in units
+                    .iter_mut()
+                    .filter(|u| u.kind == UnitKind::CompressedChunk)
+                {
+                    u.null_placeholders = true;
+                    rewritten += 1;
+                }
+                if rewritten > 0 {
+                    report.rewrites.push(format!(
+                        "{rewritten} compressed chunk(s): TimescaleDB's \"all values NULL\" placeholder sent as NULL (TimescaleDB 2.19 cannot load the placeholder it writes, timescaledb#8893; it reads NULL there the same way)"
+                    ));
+                }
+            }
+            let options = serde_json::json!({
+                "jobs": opts.jobs,
+                "buffer_size": opts.buffer_size,
+                "retries": opts.retries,
+            });
+            state::create(
+                &tgt,
+                &opts.source.describe(),
+                &source_id,
+                &snapshot,
+                options,
+                &units,
+            )
+            .await?;
+            let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+            info!(
+                "{} units to copy, about {}",
+                units.len(),
+                human_bytes(total)
+            );
+            Milestone::Started
         }
-    }
-    let total_bytes: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+    };
     let sequences = catalog::sequence_values(&src).await?;
     let matviews = catalog::populated_matviews(&src).await?;
-    info!(
-        "{} units to copy, about {}",
-        units.len(),
-        human_bytes(total_bytes)
-    );
 
     phases.enter("roles");
     let (source_roles, memberships, readable) = roles::read_source_roles(&src).await?;
@@ -233,6 +347,7 @@ async fn migrate(
         ));
     }
     report.warnings.extend(warnings);
+    check_drain(drain)?;
 
     phases.enter("schema dump");
     let work = match &opts.work_dir {
@@ -249,41 +364,7 @@ async fn migrate(
         tools,
         dir: work.path().to_path_buf(),
     };
-    let mut main_args: Vec<String> = Vec::new();
-    let mut chunk_archives = Vec::new();
-    for schema in catalog::user_schemas(&src).await? {
-        main_args.push(format!("--exclude-table-data={}.*", dump_pattern(&schema)));
-    }
-    if pre.source.extension("timescaledb").is_some() {
-        let chunks = catalog::chunk_tables(&src).await?;
-        let others = catalog::non_chunk_relation_names(&src).await?;
-        for p in schema::chunk_exclusion_patterns(&chunks, &others) {
-            main_args.push(format!("--exclude-table={p}"));
-        }
-        for (i, batch) in chunks
-            .chunks(pre.source.lock_batch(CHUNK_BATCH))
-            .enumerate()
-        {
-            let mut args = vec!["--schema-only".to_string()];
-            args.extend(
-                batch
-                    .iter()
-                    .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
-            );
-            let file = format!("chunks-{i:04}.dump");
-            chunk_archives.push(archives.dump(&opts.source, &snapshot, &file, args).await?);
-        }
-        if !chunks.is_empty() {
-            info!(
-                "dumped the DDL of {} chunks in {} batch(es)",
-                chunks.len(),
-                chunk_archives.len()
-            );
-        }
-    }
-    let main = archives
-        .dump(&opts.source, &snapshot, "main.dump", main_args)
-        .await?;
+    let (main, chunk_archives) = dump_schema(&archives, opts, &src, &pre.source, &snapshot).await?;
 
     if let Some(schema) = &timescale {
         tgt.execute(&format!(
@@ -296,62 +377,109 @@ async fn migrate(
         info!("the target is in TimescaleDB's restoring mode");
     }
 
-    phases.enter("schema");
-    let dropped =
-        restore_section(&archives, opts, &main, &chunk_archives, Section::PreData).await?;
-    report.rewrites.extend(dropped);
-    let data_toc = archives.toc(&main, Some("data")).await?;
-    if timescale.is_some() {
-        let refs = catalog_references(&tgt).await?;
-        let entries = schema::catalog_entries(&data_toc, &refs);
-        archives
-            .restore(
-                &opts.target,
-                &main,
-                &entries,
-                1,
-                true,
-                "TimescaleDB catalog restore",
-            )
-            .await?;
-        info!("TimescaleDB catalog loaded ({} entries)", entries.len());
-    }
-
-    phases.enter("data");
-    phases.progress.planned(&units);
-    let (unit_reports, failure) =
-        data_pass(opts, &snapshot, units.clone(), phases.progress.clone()).await;
-    report.units = unit_reports;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    src.end().await?;
-    for batch in sequences.chunks(200) {
-        let sql: Vec<String> = batch
-            .iter()
-            .map(|(name, value, called)| {
-                format!(
-                    "SELECT pg_catalog.setval({}, {value}, {called})",
-                    crate::quote::literal(name)
+    if milestone < Milestone::Schema {
+        phases.enter("schema");
+        let dropped = restore_section(
+            &archives,
+            opts,
+            &main,
+            &chunk_archives,
+            Section::PreData,
+            false,
+        )
+        .await?;
+        report.rewrites.extend(dropped);
+        if timescale.is_some() {
+            let data_toc = archives.toc(&main, Some("data")).await?;
+            let refs = catalog_references(&tgt).await?;
+            let entries = schema::catalog_entries(&data_toc, &refs);
+            archives
+                .restore(
+                    &opts.target,
+                    &main,
+                    &entries,
+                    1,
+                    true,
+                    false,
+                    "TimescaleDB catalog restore",
                 )
-            })
-            .collect();
-        tgt.execute(&sql.join(";\n"))
-            .await
-            .map_err(|e| e.context("setting sequence values on the target"))?;
+                .await?;
+            info!("TimescaleDB catalog loaded ({} entries)", entries.len());
+        }
+        state::set_milestone(&tgt, Milestone::Schema).await?;
     }
+    check_drain(drain)?;
 
-    phases.enter("post-data");
-    let dropped =
-        restore_section(&archives, opts, &main, &chunk_archives, Section::PostData).await?;
-    report.rewrites.extend(dropped);
-    let refreshes: Vec<String> = matviews
-        .iter()
-        .map(|m| format!("REFRESH MATERIALIZED VIEW {m}"))
-        .collect();
-    report
-        .warnings
-        .extend(privileges::run_and_summarize(&tgt, &refreshes, "materialized view refresh").await);
+    if milestone < Milestone::Data {
+        phases.enter("data");
+        let units: Vec<CopyUnit> = state::all_units(&tgt).await?;
+        phases.progress.planned(&units);
+        let config = PoolConfig {
+            source: opts.source.clone(),
+            target: opts.target.clone(),
+            jobs: opts.jobs,
+            buffer_size: opts.buffer_size,
+            retries: opts.retries,
+            snapshot: snapshot.clone(),
+            worker: worker_name("coordinator"),
+        };
+        let end = pool::run(config, phases.progress.clone(), drain.clone()).await;
+        report.units = unit_reports(&tgt).await?;
+        if end? == PoolEnd::Drained {
+            let counts = state::counts(&tgt).await?;
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                format!(
+                    "stopped on request after the units in flight: {} of {} units copied; run the same command again with --allow-inconsistent to resume",
+                    counts.done,
+                    counts.done + counts.pending + counts.failed
+                ),
+            ));
+        }
+        let counts = state::counts(&tgt).await?;
+        if counts.failed > 0 || counts.pending > 0 {
+            let failures = state::failures(&tgt).await?;
+            let first = failures
+                .first()
+                .map(|(rel, n, err)| format!("{rel} after {n} attempt(s): {err}"))
+                .unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::Copy,
+                format!(
+                    "{} unit(s) failed, {} not copied (first: {first}); fix the cause and run the same command again with --allow-inconsistent to copy what is left",
+                    counts.failed, counts.pending
+                ),
+            ));
+        }
+        src.end().await?;
+        set_sequences(&tgt, &sequences).await?;
+        state::set_milestone(&tgt, Milestone::Data).await?;
+    }
+    check_drain(drain)?;
+
+    if milestone < Milestone::PostData {
+        phases.enter("post-data");
+        let resumed = prior.is_some();
+        let dropped = restore_section(
+            &archives,
+            opts,
+            &main,
+            &chunk_archives,
+            Section::PostData,
+            resumed,
+        )
+        .await?;
+        report.rewrites.extend(dropped);
+        let refreshes: Vec<String> = matviews
+            .iter()
+            .map(|m| format!("REFRESH MATERIALIZED VIEW {m}"))
+            .collect();
+        report.warnings.extend(
+            privileges::run_and_summarize(&tgt, &refreshes, "materialized view refresh").await,
+        );
+        state::set_milestone(&tgt, Milestone::PostData).await?;
+    }
+    check_drain(drain)?;
 
     phases.enter("owners and grants");
     let undo = privileges::lend_schema_create(&tgt, &privilege_plan.schema_owners).await?;
@@ -389,7 +517,12 @@ async fn migrate(
     report.warnings.extend(analyze(opts, &tgt).await?);
 
     phases.enter("verify");
-    let mismatches = verify(opts, &units, &mut report.units).await?;
+    let done = state::done_units(&tgt).await?;
+    report.units = done
+        .iter()
+        .map(|(unit, outcome)| UnitReport::new(unit, outcome.clone()))
+        .collect();
+    let mismatches = verify(opts, &done, &mut report.units).await?;
     report.mismatches = mismatches;
     if !report.mismatches.is_empty() {
         return Err(Error::new(
@@ -401,7 +534,91 @@ async fn migrate(
             ),
         ));
     }
+    if opts.keep_state {
+        info!("run state kept in schema tsxfer of the target (--keep-state)");
+    } else {
+        state::drop_state(&tgt).await?;
+    }
     Ok(())
+}
+
+/// pg_dump of the schema: the chunk tables in batches sized from the source's lock table,
+/// then everything else with the chunks left out. Returns (main archive, chunk archives).
+async fn dump_schema(
+    archives: &Archives,
+    opts: &MigrateOptions,
+    src: &Source,
+    facts: &catalog::ServerFacts,
+    snapshot: &str,
+) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let mut main_args: Vec<String> = Vec::new();
+    let mut chunk_archives = Vec::new();
+    for schema in catalog::user_schemas(src).await? {
+        main_args.push(format!("--exclude-table-data={}.*", dump_pattern(&schema)));
+    }
+    if facts.extension("timescaledb").is_some() {
+        let chunks = catalog::chunk_tables(src).await?;
+        let others = catalog::non_chunk_relation_names(src).await?;
+        for p in schema::chunk_exclusion_patterns(&chunks, &others) {
+            main_args.push(format!("--exclude-table={p}"));
+        }
+        for (i, batch) in chunks.chunks(facts.lock_batch(CHUNK_BATCH)).enumerate() {
+            let mut args = vec!["--schema-only".to_string()];
+            args.extend(
+                batch
+                    .iter()
+                    .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
+            );
+            let file = format!("chunks-{i:04}.dump");
+            chunk_archives.push(archives.dump(&opts.source, snapshot, &file, args).await?);
+        }
+        if !chunks.is_empty() {
+            info!(
+                "dumped the DDL of {} chunks in {} batch(es)",
+                chunks.len(),
+                chunk_archives.len()
+            );
+        }
+    }
+    let main = archives
+        .dump(&opts.source, snapshot, "main.dump", main_args)
+        .await?;
+    Ok((main, chunk_archives))
+}
+
+async fn set_sequences(tgt: &Target, sequences: &[(String, i64, bool)]) -> Result<()> {
+    for batch in sequences.chunks(200) {
+        let sql: Vec<String> = batch
+            .iter()
+            .map(|(name, value, called)| {
+                format!(
+                    "SELECT pg_catalog.setval({}, {value}, {called})",
+                    crate::quote::literal(name)
+                )
+            })
+            .collect();
+        tgt.execute(&sql.join(";\n"))
+            .await
+            .map_err(|e| e.context("setting sequence values on the target"))?;
+    }
+    Ok(())
+}
+
+/// A name for this process in the run state: host and pid.
+fn worker_name(role: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{role} {host}:{}", std::process::id())
+}
+
+/// The report lines of every unit done so far, whoever copied it.
+async fn unit_reports(tgt: &Target) -> Result<Vec<UnitReport>> {
+    Ok(state::done_units(tgt)
+        .await?
+        .into_iter()
+        .map(|(unit, outcome)| UnitReport::new(&unit, outcome))
+        .collect())
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -412,13 +629,15 @@ enum Section {
 
 /// Restores one section of the main archive, then of every chunk archive. Pre-data runs
 /// on one connection (each statement its own transaction); post-data (indexes,
-/// constraints, triggers) over the job pool. Returns the entries left out, with why.
+/// constraints, triggers) over the job pool. When resuming, objects an earlier attempt
+/// already made are not errors. Returns the entries left out, with why.
 async fn restore_section(
     archives: &Archives,
     opts: &MigrateOptions,
     main: &std::path::Path,
     chunk_archives: &[PathBuf],
     section: Section,
+    tolerate_existing: bool,
 ) -> Result<Vec<String>> {
     let (name, jobs) = match section {
         Section::PreData => ("pre-data", 1),
@@ -439,6 +658,7 @@ async fn restore_section(
                 &entries,
                 jobs,
                 false,
+                tolerate_existing,
                 &format!("{name} restore"),
             )
             .await?;
@@ -473,115 +693,6 @@ async fn catalog_references(tgt: &Target) -> Result<BTreeMap<String, BTreeSet<St
         refs.entry(r.get(0)).or_default().insert(r.get(1));
     }
     Ok(refs)
-}
-
-/// Shared by the copy workers of one data pass.
-struct Pool {
-    queue: Mutex<VecDeque<CopyUnit>>,
-    stop: AtomicBool,
-    failure: Mutex<Option<Error>>,
-    done: Mutex<Vec<UnitReport>>,
-    progress: Arc<Progress>,
-}
-
-impl Pool {
-    fn next(&self) -> Option<CopyUnit> {
-        if self.stop.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.queue.lock().expect("queue lock").pop_front()
-    }
-
-    fn fail(&self, e: Error) {
-        self.stop.store(true, Ordering::SeqCst);
-        let mut f = self.failure.lock().expect("failure lock");
-        if f.is_none() {
-            *f = Some(e);
-        }
-    }
-}
-
-async fn copy_worker(opts: MigrateOptions, snapshot: String, pool: Arc<Pool>, n: usize) {
-    let role = format!("copy {n}");
-    let connected = async {
-        let src = Source::connect(&opts.source, &role).await?;
-        let tgt = Target::connect(&opts.target, &role).await?;
-        tgt.execute("SET synchronous_commit = off").await?;
-        Ok::<_, Error>((src, tgt))
-    }
-    .await;
-    let (src, tgt) = match connected {
-        Ok(c) => c,
-        Err(e) => return pool.fail(e),
-    };
-    while let Some(unit) = pool.next() {
-        pool.progress.unit_started(n, &unit);
-        let copied = copy::copy_unit(
-            &src,
-            &tgt,
-            &unit,
-            &snapshot,
-            opts.buffer_size,
-            &pool.progress,
-            n,
-        )
-        .await;
-        match copied {
-            Ok(outcome) => {
-                pool.progress.unit_finished(n, &unit, &outcome);
-                pool.done
-                    .lock()
-                    .expect("done lock")
-                    .push(UnitReport::new(&unit, outcome));
-            }
-            Err(e) => {
-                pool.progress.unit_failed(n, &unit, false);
-                return pool.fail(e);
-            }
-        }
-    }
-}
-
-/// Copies every unit over `opts.jobs` streams, largest first. Stops taking new units at the
-/// first failure; units in flight finish.
-async fn data_pass(
-    opts: &MigrateOptions,
-    snapshot: &str,
-    units: Vec<CopyUnit>,
-    progress: Arc<Progress>,
-) -> (Vec<UnitReport>, Option<Error>) {
-    let count = units.len();
-    let workers = opts.jobs.min(count).max(1);
-    let pool = Arc::new(Pool {
-        queue: Mutex::new(units.into()),
-        stop: AtomicBool::new(false),
-        failure: Mutex::new(None),
-        done: Mutex::new(Vec::new()),
-        progress,
-    });
-    let mut set = JoinSet::new();
-    for n in 0..workers {
-        set.spawn(copy_worker(
-            opts.clone(),
-            snapshot.to_string(),
-            pool.clone(),
-            n,
-        ));
-    }
-    while let Some(joined) = set.join_next().await {
-        if let Err(e) = joined {
-            pool.fail(Error::new(
-                ErrorKind::Internal,
-                format!("a copy worker died: {e}"),
-            ));
-        }
-    }
-    let done = std::mem::take(&mut *pool.done.lock().expect("done lock"));
-    let failure = pool.failure.lock().expect("failure lock").take();
-    if failure.is_some() {
-        warn!("data pass stopped after {} of {count} units", done.len());
-    }
-    (done, failure)
 }
 
 /// ANALYZE of every user table: leaves in parallel over the job pool, then the parents
@@ -623,20 +734,18 @@ async fn analyze(opts: &MigrateOptions, tgt: &Target) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
-/// Counts every unit's rows on the target and compares them with what was read from the
-/// source snapshot. Returns one line per mismatch.
+/// Counts every done unit's rows on the target and compares them with what was read from
+/// the source snapshot. Fills each report's target count; returns one line per mismatch.
 async fn verify(
     opts: &MigrateOptions,
-    units: &[CopyUnit],
+    done: &[(CopyUnit, copy::UnitOutcome)],
     reports: &mut [UnitReport],
 ) -> Result<Vec<String>> {
-    let by_relation: BTreeMap<String, &CopyUnit> =
-        units.iter().map(|u| (u.relation(), u)).collect();
-    let mut work: Vec<(usize, String, u64)> = Vec::new();
-    for (i, r) in reports.iter().enumerate() {
-        let unit = by_relation[&r.relation];
-        work.push((i, unit.count_sql(), r.outcome.rows));
-    }
+    let work: Vec<(usize, String, u64)> = done
+        .iter()
+        .enumerate()
+        .map(|(i, (unit, outcome))| (i, unit.count_sql(), outcome.rows))
+        .collect();
     let lanes = opts.jobs.min(work.len()).max(1);
     let mut set = JoinSet::new();
     for lane in 0..lanes {
@@ -671,6 +780,139 @@ async fn verify(
     }
     mismatches.sort();
     Ok(mismatches)
+}
+
+/// `tsxfer worker`: joins the run recorded in the target and copies units with it until
+/// none is left. Returns a one-line summary.
+pub async fn run_worker(
+    opts: &MigrateOptions,
+    progress: Arc<Progress>,
+    drain: Arc<AtomicBool>,
+) -> Result<String> {
+    let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
+    let src = Source::connect(&opts.source, "worker")
+        .await
+        .map_err(refusal)?;
+    let tgt = Target::connect(&opts.target, "worker")
+        .await
+        .map_err(refusal)?;
+    let waited = Instant::now();
+    let run = loop {
+        match state::load(&tgt).await? {
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Preflight,
+                    "the target has no tsxfer run to join; start one with `tsxfer --source ... --target ...`",
+                ));
+            }
+            Some(r) if r.milestone >= Milestone::Data => {
+                return Ok("the run has no unit left to copy".into());
+            }
+            Some(r) if r.milestone == Milestone::Schema => break r,
+            Some(_) if waited.elapsed() > Duration::from_secs(600) => {
+                return Err(Error::new(
+                    ErrorKind::Preflight,
+                    "the run has been restoring its schema for 10 minutes; start the worker again once it copies data",
+                ));
+            }
+            Some(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    };
+    if run.source_id != catalog::source_identity(&src).await? {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            format!(
+                "the run in the target copies from another source ({})",
+                run.source
+            ),
+        ));
+    }
+    if !snapshot_alive(&opts.source, &run.snapshot).await? {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            "the run's snapshot is gone: its coordinator has stopped; run the coordinator's command again to resume",
+        ));
+    }
+    progress.phase("data");
+    progress.planned(&state::all_units(&tgt).await?);
+    let me = worker_name("worker");
+    let config = PoolConfig {
+        source: opts.source.clone(),
+        target: opts.target.clone(),
+        jobs: opts.jobs,
+        buffer_size: opts.buffer_size,
+        retries: opts.retries,
+        snapshot: run.snapshot,
+        worker: me.clone(),
+    };
+    let end = pool::run(config, progress, drain).await?;
+    let (units, rows, bytes) = state::done_by(&tgt, &me).await?;
+    Ok(format!(
+        "worker {me}: copied {units} unit(s), {rows} rows, {}{}",
+        human_bytes(bytes),
+        if end == PoolEnd::Drained {
+            " (stopped on request)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// `tsxfer status`: where the run recorded in the target stands.
+pub async fn status(target: &ConnInfo) -> Result<String> {
+    use std::fmt::Write as _;
+    let tgt = Target::connect(target, "status")
+        .await
+        .map_err(|e| e.with_kind(ErrorKind::Preflight))?;
+    let Some(run) = state::load(&tgt).await? else {
+        return Ok(format!(
+            "no tsxfer run in {} (none started, or it finished and its state was removed)\n",
+            target.describe()
+        ));
+    };
+    let c = state::counts(&tgt).await?;
+    let total = c.done + c.pending + c.failed;
+    let mut out = String::new();
+    let _ = writeln!(out, "run from {} started {}", run.source, run.started_at);
+    let _ = writeln!(out, "reached: {}", run.milestone.name());
+    let _ = writeln!(
+        out,
+        "units: {} done, {} in progress, {} waiting, {} failed, of {total}",
+        c.done,
+        c.in_progress,
+        c.pending - c.in_progress,
+        c.failed
+    );
+    let pct = if c.estimated_bytes > 0 {
+        100.0 * c.done_bytes as f64 / c.estimated_bytes as f64
+    } else {
+        100.0
+    };
+    let _ = writeln!(
+        out,
+        "data: {} rows, {} of about {} ({pct:.0}%)",
+        c.done_rows,
+        human_bytes(c.done_bytes),
+        human_bytes(c.estimated_bytes)
+    );
+    for (rel, attempts, err) in state::failures(&tgt).await? {
+        let _ = writeln!(out, "  {rel}: {attempts} attempt(s), last error: {err}");
+    }
+    Ok(out)
+}
+
+/// `tsxfer clean`: drops the run state from the target (the copied data stays).
+pub async fn clean(target: &ConnInfo) -> Result<String> {
+    let tgt = Target::connect(target, "clean")
+        .await
+        .map_err(|e| e.with_kind(ErrorKind::Preflight))?;
+    let had = state::load(&tgt).await?.is_some();
+    state::drop_state(&tgt).await?;
+    Ok(if had {
+        "the run state (schema tsxfer) was dropped; the data copied so far stays\n".into()
+    } else {
+        "there was no run state to drop\n".into()
+    })
 }
 
 /// What `tsxfer plan` prints: the checks' verdict, the roles, and every unit in the order

@@ -1,11 +1,11 @@
 //! Work units and their order: a pure function from what the catalog says to the order the
 //! copy pool takes units in.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::quote;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitKind {
     Table,
@@ -35,7 +35,7 @@ impl UnitKind {
 }
 
 /// One piece of data that one COPY stream moves in one target transaction.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CopyUnit {
     pub oid: u32,
     pub schema: String,

@@ -318,6 +318,18 @@ async fn run_tool(
     info: Option<&ConnInfo>,
     what: &str,
 ) -> Result<String> {
+    run_tool_tolerating(program, args, info, what, |_| false).await
+}
+
+/// As [`run_tool`], but a failed run whose every error line `harmless` accepts counts as
+/// a success (pg_restore goes on past errors without `--exit-on-error`).
+async fn run_tool_tolerating(
+    program: &Path,
+    args: &[String],
+    info: Option<&ConnInfo>,
+    what: &str,
+    harmless: impl Fn(&str) -> bool,
+) -> Result<String> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_remove("PGPASSWORD")
@@ -333,8 +345,10 @@ async fn run_tool(
             format!("cannot run {}: {e}", program.display()),
         )
     })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR:")).collect();
+    let tolerated = !errors.is_empty() && errors.iter().all(|l| harmless(l));
+    if !out.status.success() && !tolerated {
         let mut lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         if lines.len() > 12 {
             lines.drain(..lines.len() - 12);
@@ -397,6 +411,9 @@ impl Archives {
     }
 
     /// Restores `entries` of `archive` into the target (owners and grants are set apart).
+    /// With `tolerate_existing`, objects that already exist (made by an earlier attempt)
+    /// are not errors.
+    #[allow(clippy::too_many_arguments)]
     pub async fn restore(
         &self,
         target: &ConnInfo,
@@ -404,6 +421,7 @@ impl Archives {
         entries: &[TocEntry],
         jobs: usize,
         single_transaction: bool,
+        tolerate_existing: bool,
         what: &str,
     ) -> Result<()> {
         if entries.is_empty() {
@@ -423,17 +441,22 @@ impl Archives {
             "--no-owner".to_string(),
             "--no-acl".into(),
             "--no-tablespaces".into(),
-            "--exit-on-error".into(),
             format!("--use-list={}", list.display()),
             format!("--dbname={}", target.libpq_string("tsxfer pg_restore")),
         ];
+        if !tolerate_existing {
+            args.push("--exit-on-error".into());
+        }
         if single_transaction {
             args.push("--single-transaction".into());
         } else if jobs > 1 {
             args.push(format!("--jobs={jobs}"));
         }
         args.push(archive.display().to_string());
-        run_tool(&self.tools.pg_restore, &args, Some(target), what).await?;
+        run_tool_tolerating(&self.tools.pg_restore, &args, Some(target), what, |line| {
+            tolerate_existing && line.contains("already exists")
+        })
+        .await?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 mod cluster;
 mod compare;
 mod migrate;
+mod resume;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,9 +42,17 @@ impl std::fmt::Debug for Run {
 }
 
 /// Runs `tsxfer` with `args`; no SOURCE/TARGET/PG* from the test's own environment leak in.
+/// Migrations run without a metrics endpoint unless `args` asks for one: tests run in
+/// parallel and would fight over the default port.
 pub fn tsxfer(args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsxfer"));
     cmd.args(args);
+    let migrating = args
+        .first()
+        .is_some_and(|a| a.starts_with("--") || *a == "migrate");
+    if migrating && !args.contains(&"--metrics-addr") {
+        cmd.args(["--metrics-addr", "off"]);
+    }
     for var in [
         "SOURCE",
         "TARGET",

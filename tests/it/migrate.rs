@@ -2,10 +2,6 @@
 
 use crate::cluster::{self, Cluster, TSDBADMIN_PASSWORD};
 use crate::compare::{compare_databases, count_rows};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
 use crate::{conninfos, fixture, load_source, tsxfer};
 
 /// Differences a non-superuser target cannot avoid, and that tsxfer reports instead:
@@ -334,81 +330,6 @@ fn compressed_chunks_with_all_null_columns_arrive_compressed_and_whole() {
     let n = src.psql("e2e_nulls_src", compressed);
     assert_ne!(n, "0", "the fixture compressed nothing");
     assert_eq!(n, tgt.psql("e2e_nulls_tgt", compressed));
-}
-
-#[test]
-fn a_copy_that_fails_midway_fails_the_run_leaves_no_half_unit_and_no_restoring_mode() {
-    let (src, tgt) = cluster::clusters();
-    src.create_database("e2e_kill_src");
-    src.psql(
-        "e2e_kill_src",
-        "CREATE EXTENSION timescaledb;
-         CREATE TABLE m (t timestamptz NOT NULL, v int);
-         SELECT create_hypertable('m', 't');
-         INSERT INTO m SELECT timestamptz '2024-01-01' + i * interval '1 hour', i FROM generate_series(1, 500) i;
-         CREATE TABLE big (id int PRIMARY KEY, filler text);
-         INSERT INTO big SELECT i, repeat(md5(i::text), 8) FROM generate_series(1, 600000) i;",
-    );
-    tgt.create_cloud_like_database("e2e_kill_tgt");
-    let (source, target) = conninfos(src, "e2e_kill_src", tgt, "e2e_kill_tgt");
-    let stop = Arc::new(AtomicBool::new(false));
-    let killer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                let killed = tgt.psql(
-                    "postgres",
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                     WHERE datname = 'e2e_kill_tgt' AND application_name LIKE 'tsxfer target copy%'
-                       AND query LIKE 'COPY \"public\".\"big\"%'",
-                );
-                if killed != "0" {
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            false
-        })
-    };
-    let run = tsxfer(&[
-        "--source",
-        &source,
-        "--target",
-        &target,
-        "--jobs",
-        "1",
-        "--buffer-size",
-        "8KiB",
-    ]);
-    stop.store(true, Ordering::SeqCst);
-    assert!(
-        killer.join().unwrap(),
-        "the copy of public.big ended before the test could interrupt it: {run:?}"
-    );
-    assert_eq!(run.code, 4, "{run:?}");
-    assert!(run.stderr.contains("\"public\".\"big\""), "{run:?}");
-    assert_eq!(
-        tgt.psql("e2e_kill_tgt", "SELECT count(*) FROM public.big"),
-        "0",
-        "a failed unit left rows behind"
-    );
-    assert_eq!(
-        tgt.psql(
-            "e2e_kill_tgt",
-            "SELECT current_setting('timescaledb.restoring')"
-        ),
-        "off"
-    );
-    assert_eq!(
-        tgt.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
-             WHERE d.datname = 'e2e_kill_tgt' AND array_to_string(s.setconfig, ',') LIKE '%restoring%'"
-        ),
-        "0",
-        "the target database was left in restoring mode"
-    );
 }
 
 #[test]

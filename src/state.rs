@@ -1,0 +1,335 @@
+//! Run state in the target database (schema `tsxfer`): the run, how far its phases got, and
+//! one row per work unit. PostgreSQL is the coordinator: workers, in this process or in
+//! others, claim units with `FOR UPDATE SKIP LOCKED` inside the very transaction that
+//! copies the unit and marks it done.
+
+use serde::Serialize;
+use tokio_postgres::Row;
+
+use crate::copy::UnitOutcome;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::Target;
+use crate::plan::CopyUnit;
+
+/// Milestones of a run, in order; the state keeps the last one reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Milestone {
+    /// Roles made, schema being restored.
+    Started,
+    /// Pre-data schema and TimescaleDB's catalog are on the target: units can be copied.
+    Schema,
+    /// Every unit is copied and sequences are set.
+    Data,
+    /// Indexes, constraints and triggers are built.
+    PostData,
+}
+
+impl Milestone {
+    pub fn name(self) -> &'static str {
+        match self {
+            Milestone::Started => "started",
+            Milestone::Schema => "schema",
+            Milestone::Data => "data",
+            Milestone::PostData => "post-data",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Milestone> {
+        [
+            Milestone::Started,
+            Milestone::Schema,
+            Milestone::Data,
+            Milestone::PostData,
+        ]
+        .into_iter()
+        .find(|m| m.name() == s)
+    }
+}
+
+/// The run recorded in a target database.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    pub source: String,
+    pub source_id: String,
+    pub snapshot: String,
+    pub milestone: Milestone,
+    pub started_at: String,
+}
+
+/// Unit counts by status; `in_progress` are pending units locked by a worker right now.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub pending: i64,
+    pub in_progress: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub done_bytes: i64,
+    pub estimated_bytes: i64,
+    pub done_rows: i64,
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Preflight,
+        format!(
+            "the run state in the target (schema tsxfer) is damaged: {what}; remove it with `tsxfer clean` and start over with --restart"
+        ),
+    )
+}
+
+/// The recorded run, if the target has one.
+pub async fn load(tgt: &Target) -> Result<Option<RunState>> {
+    let exists: bool = tgt
+        .query_one("SELECT to_regclass('tsxfer.run') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let rows = tgt
+        .query(
+            "SELECT source, source_id, snapshot, phase, started_at::text FROM tsxfer.run",
+            &[],
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    let phase: String = r.get(3);
+    Ok(Some(RunState {
+        source: r.get(0),
+        source_id: r.get(1),
+        snapshot: r.get(2),
+        milestone: Milestone::parse(&phase).ok_or_else(|| corrupt("unknown phase"))?,
+        started_at: r.get(4),
+    }))
+}
+
+/// Records a new run and its units, in one transaction.
+pub async fn create(
+    tgt: &Target,
+    source: &str,
+    source_id: &str,
+    snapshot: &str,
+    options: serde_json::Value,
+    units: &[CopyUnit],
+) -> Result<()> {
+    tgt.execute("BEGIN").await?;
+    tgt.execute(include_str!("sql/state_schema.sql")).await?;
+    tgt.query(
+        "INSERT INTO tsxfer.run (source, source_id, snapshot, options, phase) VALUES ($1, $2, $3, $4, $5)",
+        &[&source, &source_id, &snapshot, &options, &Milestone::Started.name()],
+    )
+    .await?;
+    let ids: Vec<i32> = (1..=units.len() as i32).collect();
+    let kinds: Vec<&str> = units.iter().map(|u| u.kind.label()).collect();
+    let relations: Vec<String> = units.iter().map(CopyUnit::relation).collect();
+    let specs: Vec<serde_json::Value> = units
+        .iter()
+        .map(|u| serde_json::to_value(u).expect("a unit serializes"))
+        .collect();
+    let sizes: Vec<i64> = units.iter().map(|u| u.estimated_bytes).collect();
+    tgt.query(
+        "INSERT INTO tsxfer.unit (id, kind, relation, spec, estimated_bytes)
+         SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::jsonb[], $5::int8[])",
+        &[&ids, &kinds, &relations, &specs, &sizes],
+    )
+    .await?;
+    tgt.execute("COMMIT").await?;
+    Ok(())
+}
+
+pub async fn set_milestone(tgt: &Target, milestone: Milestone) -> Result<()> {
+    tgt.query(
+        "UPDATE tsxfer.run SET phase = $1, updated_at = now()",
+        &[&milestone.name()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn set_snapshot(tgt: &Target, snapshot: &str) -> Result<()> {
+    tgt.query(
+        "UPDATE tsxfer.run SET snapshot = $1, updated_at = now()",
+        &[&snapshot],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Failed units go back to the queue (a rerun after a fix).
+pub async fn requeue_failed(tgt: &Target) -> Result<u64> {
+    let n = tgt
+        .query(
+            "UPDATE tsxfer.unit SET status = 'pending' WHERE status = 'failed' RETURNING id",
+            &[],
+        )
+        .await?
+        .len();
+    Ok(n as u64)
+}
+
+/// A unit claimed by the calling transaction.
+pub struct Claimed {
+    pub id: i32,
+    pub unit: CopyUnit,
+    pub attempts: i32,
+}
+
+/// Inside an open target transaction: takes the largest pending unit no other transaction
+/// holds, and keeps it locked until that transaction ends.
+pub async fn claim(tgt: &Target) -> Result<Option<Claimed>> {
+    let rows = tgt
+        .query(
+            "SELECT id, spec, attempts FROM tsxfer.unit WHERE status = 'pending'
+             ORDER BY estimated_bytes DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            &[],
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    let spec: serde_json::Value = r.get(1);
+    Ok(Some(Claimed {
+        id: r.get(0),
+        unit: serde_json::from_value(spec).map_err(|e| corrupt(&e.to_string()))?,
+        attempts: r.get(2),
+    }))
+}
+
+/// Inside the claiming transaction: the unit is done (commits with its data).
+pub async fn mark_done(tgt: &Target, id: i32, outcome: &UnitOutcome, worker: &str) -> Result<()> {
+    tgt.query(
+        "UPDATE tsxfer.unit SET status = 'done', rows = $2, bytes = $3, seconds = $4,
+                done_by = $5, finished_at = now(), last_error = NULL
+         WHERE id = $1",
+        &[
+            &id,
+            &(outcome.rows as i64),
+            &(outcome.bytes as i64),
+            &outcome.seconds,
+            &worker,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// After a failed attempt (its transaction rolled back): counts the attempt, keeps the
+/// error, and marks the unit failed when it will not be tried again. Returns the attempts.
+pub async fn record_failure(tgt: &Target, id: i32, error: &str, give_up: bool) -> Result<i32> {
+    let row = tgt
+        .query_one(
+            "UPDATE tsxfer.unit SET attempts = attempts + 1, last_error = $2,
+                    status = CASE WHEN $3 THEN 'failed' ELSE status END
+             WHERE id = $1 RETURNING attempts",
+            &[&id, &error, &give_up],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+pub async fn counts(tgt: &Target) -> Result<Counts> {
+    // Pending units that SKIP LOCKED cannot see are held by a worker right now; the probe
+    // runs in a transaction that is rolled back, so it takes nothing.
+    tgt.execute("BEGIN").await?;
+    let free: i64 = tgt
+        .query_one(
+            "SELECT count(*) FROM (SELECT id FROM tsxfer.unit WHERE status = 'pending'
+                                   FOR UPDATE SKIP LOCKED) free",
+            &[],
+        )
+        .await?
+        .get(0);
+    tgt.execute("ROLLBACK").await?;
+    let r = tgt
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'pending'),
+                    count(*) FILTER (WHERE status = 'done'),
+                    count(*) FILTER (WHERE status = 'failed'),
+                    COALESCE(sum(bytes) FILTER (WHERE status = 'done'), 0)::int8,
+                    COALESCE(sum(estimated_bytes), 0)::int8,
+                    COALESCE(sum(rows) FILTER (WHERE status = 'done'), 0)::int8
+             FROM tsxfer.unit",
+            &[],
+        )
+        .await?;
+    let pending: i64 = r.get(0);
+    Ok(Counts {
+        pending,
+        in_progress: pending - free,
+        done: r.get(1),
+        failed: r.get(2),
+        done_bytes: r.get(3),
+        estimated_bytes: r.get(4),
+        done_rows: r.get(5),
+    })
+}
+
+/// Every unit that is done, with what copying it did (for verification and the report).
+pub async fn done_units(tgt: &Target) -> Result<Vec<(CopyUnit, UnitOutcome)>> {
+    let rows = tgt
+        .query(
+            "SELECT spec, rows, bytes, seconds FROM tsxfer.unit WHERE status = 'done' ORDER BY id",
+            &[],
+        )
+        .await?;
+    rows.iter().map(done_unit).collect()
+}
+
+fn done_unit(r: &Row) -> Result<(CopyUnit, UnitOutcome)> {
+    let spec: serde_json::Value = r.get(0);
+    let unit: CopyUnit = serde_json::from_value(spec).map_err(|e| corrupt(&e.to_string()))?;
+    let rows: i64 = r.get(1);
+    let bytes: i64 = r.get(2);
+    Ok((
+        unit,
+        UnitOutcome {
+            rows: rows as u64,
+            bytes: bytes as u64,
+            seconds: r.get(3),
+            blocked_seconds: 0.0,
+        },
+    ))
+}
+
+/// Every unit of the run, whatever its status.
+pub async fn all_units(tgt: &Target) -> Result<Vec<CopyUnit>> {
+    tgt.query("SELECT spec FROM tsxfer.unit ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| serde_json::from_value(r.get(0)).map_err(|e| corrupt(&e.to_string())))
+        .collect()
+}
+
+/// What one worker copied: (units, rows, bytes).
+pub async fn done_by(tgt: &Target, worker: &str) -> Result<(i64, i64, i64)> {
+    let r = tgt
+        .query_one(
+            "SELECT count(*), COALESCE(sum(rows), 0)::int8, COALESCE(sum(bytes), 0)::int8
+             FROM tsxfer.unit WHERE status = 'done' AND done_by = $1",
+            &[&worker],
+        )
+        .await?;
+    Ok((r.get(0), r.get(1), r.get(2)))
+}
+
+/// Failed units and their errors.
+pub async fn failures(tgt: &Target) -> Result<Vec<(String, i32, String)>> {
+    Ok(tgt
+        .query(
+            "SELECT relation, attempts, COALESCE(last_error, '') FROM tsxfer.unit
+             WHERE status = 'failed' OR (status = 'pending' AND last_error IS NOT NULL)
+             ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// Drops the run state.
+pub async fn drop_state(tgt: &Target) -> Result<()> {
+    tgt.execute("DROP SCHEMA IF EXISTS tsxfer CASCADE").await
+}

@@ -1,0 +1,377 @@
+//! Run state: retries, failures that stop a run cleanly, resume after a crash or a
+//! Ctrl-C, and several processes sharing one run.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cluster::{self, Cluster};
+use crate::compare::{compare_databases, count_rows};
+use crate::{Run, conninfos, tsxfer};
+
+/// A source with one big table (copied by one stream for a while) and many small ones, so
+/// that a run spends seconds in its data pass with units finishing all the time.
+fn load_busy_source(src: &Cluster, db: &str) {
+    src.create_database(db);
+    src.psql(
+        db,
+        "CREATE EXTENSION timescaledb;
+         CREATE TABLE m (t timestamptz NOT NULL, v int);
+         SELECT create_hypertable('m', 't', chunk_time_interval => interval '1 day');
+         INSERT INTO m SELECT timestamptz '2024-01-01' + i * interval '1 hour', i FROM generate_series(1, 2000) i;
+         CREATE TABLE big (id int PRIMARY KEY, filler text);
+         INSERT INTO big SELECT i, repeat(md5(i::text), 8) FROM generate_series(1, 600000) i;
+         DO $$ BEGIN FOR i IN 1..30 LOOP
+           EXECUTE format('CREATE TABLE small_%s AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g', i);
+         END LOOP; END $$;",
+    );
+}
+
+fn spawn_tsxfer(args: &[&str]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsxfer"));
+    cmd.args(args)
+        .args(["--metrics-addr", "off"])
+        .env_remove("SOURCE")
+        .env_remove("TARGET")
+        .env_remove("PGPASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().expect("starting tsxfer")
+}
+
+fn finish(child: Child) -> Run {
+    let out = child.wait_with_output().expect("waiting for tsxfer");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Units done so far in the target's run state (0 while there is none yet).
+fn units_done(tgt: &Cluster, db: &str) -> i64 {
+    tgt.try_psql(db, "SELECT count(*) FROM tsxfer.unit WHERE status = 'done'")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until `done` units are copied, or panics after a minute.
+fn wait_for_units(tgt: &Cluster, db: &str, done: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while units_done(tgt, db) < done {
+        assert!(
+            Instant::now() < deadline,
+            "the run copied fewer than {done} units in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_same(src: &Cluster, src_db: &str, tgt: &Cluster, tgt_db: &str) {
+    let diffs = compare_databases(src, src_db, tgt, tgt_db);
+    assert!(
+        diffs.is_empty(),
+        "source and target differ:\n{}",
+        diffs.join("\n")
+    );
+}
+
+#[test]
+fn a_target_backend_killed_mid_copy_is_retried_and_the_run_succeeds() {
+    let (src, tgt) = cluster::clusters();
+    load_busy_source(src, "rs_retry_src");
+    tgt.create_cloud_like_database("rs_retry_tgt");
+    let (source, target) = conninfos(src, "rs_retry_src", tgt, "rs_retry_tgt");
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let killed = tgt.psql(
+                    "postgres",
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE datname = 'rs_retry_tgt' AND application_name LIKE 'tsxfer target copy%'
+                       AND query LIKE 'COPY \"public\".\"big\"%'",
+                );
+                if killed != "0" {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            false
+        })
+    };
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "2",
+        "--buffer-size",
+        "8KiB",
+    ]);
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        killer.join().unwrap(),
+        "the copy of public.big ended before the test could interrupt it: {run:?}"
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("trying again"), "{run:?}");
+    assert_same(src, "rs_retry_src", tgt, "rs_retry_tgt");
+    assert_eq!(
+        tgt.psql("rs_retry_tgt", "SELECT to_regnamespace('tsxfer') IS NULL"),
+        "t",
+        "the run state outlived a verified run"
+    );
+}
+
+#[test]
+fn a_row_the_target_rejects_stops_the_run_cleanly_and_a_rerun_after_the_fix_completes() {
+    let (src, tgt) = cluster::clusters();
+    // A SQL_ASCII source holds bytes a UTF-8 target refuses.
+    src.psql(
+        "postgres",
+        "CREATE DATABASE rs_reject_src ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    );
+    src.psql(
+        "rs_reject_src",
+        "CREATE TABLE good (id int PRIMARY KEY, t text);
+         INSERT INTO good SELECT i, 'fine ' || i FROM generate_series(1, 1000) i;
+         CREATE TABLE bad (id int PRIMARY KEY, t text);
+         INSERT INTO bad SELECT i, 'fine ' || i FROM generate_series(1, 100) i;
+         UPDATE bad SET t = E'caf\\xe9' WHERE id = 50;",
+    );
+    tgt.create_cloud_like_database("rs_reject_tgt");
+    tgt.psql("rs_reject_tgt", "DROP EXTENSION timescaledb");
+    let (source, target) = conninfos(src, "rs_reject_src", tgt, "rs_reject_tgt");
+    let run = tsxfer(&["--source", &source, "--target", &target, "-j", "2"]);
+    assert_eq!(run.code, 4, "{run:?}");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("\"public\".\"bad\""), "{run:?}");
+    assert!(last.contains("invalid byte sequence"), "{run:?}");
+    assert_eq!(tgt.psql("rs_reject_tgt", "SELECT count(*) FROM bad"), "0");
+    assert_eq!(
+        tgt.psql("rs_reject_tgt", "SELECT count(*) FROM good"),
+        "1000"
+    );
+
+    let status = tsxfer(&["status", "--target", &target]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(status.stdout.contains("1 failed"), "{status:?}");
+    assert!(
+        status.stdout.contains("invalid byte sequence"),
+        "{status:?}"
+    );
+
+    src.psql("rs_reject_src", "UPDATE bad SET t = 'fixed' WHERE id = 50");
+    let again = tsxfer(&["--source", &source, "--target", &target, "-j", "2"]);
+    assert_eq!(again.code, 3, "resuming without the flag: {again:?}");
+    assert!(again.stderr.contains("--allow-inconsistent"), "{again:?}");
+    let again = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "-j",
+        "2",
+        "--allow-inconsistent",
+    ]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(tgt.psql("rs_reject_tgt", "SELECT count(*) FROM bad"), "100");
+    assert_eq!(
+        tgt.psql("rs_reject_tgt", "SELECT count(*) FROM good"),
+        "1000"
+    );
+    assert_eq!(
+        tgt.psql("rs_reject_tgt", "SELECT t FROM bad WHERE id = 50"),
+        "fixed"
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_and_copies_every_row_exactly_once() {
+    let (src, tgt) = cluster::clusters();
+    load_busy_source(src, "rs_kill_src");
+    tgt.create_cloud_like_database("rs_kill_tgt");
+    let (source, target) = conninfos(src, "rs_kill_src", tgt, "rs_kill_tgt");
+    let mut child = spawn_tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "2",
+        "--buffer-size",
+        "8KiB",
+    ]);
+    wait_for_units(tgt, "rs_kill_tgt", 3);
+    child.kill().expect("SIGKILL");
+    let killed = finish(child);
+    assert_ne!(killed.code, 0, "{killed:?}");
+    let total: i64 = tgt
+        .psql("rs_kill_tgt", "SELECT count(*) FROM tsxfer.unit")
+        .parse()
+        .unwrap();
+    let done = units_done(tgt, "rs_kill_tgt");
+    assert!(done < total, "the run finished before it was killed");
+
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "2",
+        "--allow-inconsistent",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("resumed a run"), "{run:?}");
+    assert_same(src, "rs_kill_src", tgt, "rs_kill_tgt");
+    assert_eq!(
+        count_rows(src, "rs_kill_src", "big"),
+        count_rows(tgt, "rs_kill_tgt", "big")
+    );
+}
+
+#[test]
+fn ctrl_c_finishes_units_in_flight_then_stops_and_the_run_resumes() {
+    let (src, tgt) = cluster::clusters();
+    load_busy_source(src, "rs_int_src");
+    tgt.create_cloud_like_database("rs_int_tgt");
+    let (source, target) = conninfos(src, "rs_int_src", tgt, "rs_int_tgt");
+    let child = spawn_tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "2",
+        "--buffer-size",
+        "8KiB",
+    ]);
+    wait_for_units(tgt, "rs_int_tgt", 2);
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let stopped = finish(child);
+    assert_eq!(stopped.code, 130, "{stopped:?}");
+    assert!(stopped.stderr.contains("to resume"), "{stopped:?}");
+    assert_eq!(
+        tgt.psql(
+            "rs_int_tgt",
+            "SELECT current_setting('timescaledb.restoring')"
+        ),
+        "off"
+    );
+    // Nothing half-copied: every table holds all its rows or none.
+    let partial = tgt.psql(
+        "rs_int_tgt",
+        "SELECT count(*) FROM tsxfer.unit u
+         WHERE u.status = 'pending' AND u.kind = 'table'
+           AND (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM ONLY %s', u.relation), false, true, '')))[1]::text::int > 0",
+    );
+    assert_eq!(partial, "0", "a pending unit has rows on the target");
+
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "2",
+        "--allow-inconsistent",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_same(src, "rs_int_src", tgt, "rs_int_tgt");
+}
+
+#[test]
+fn a_second_process_joins_the_run_and_every_unit_is_copied_once() {
+    let (src, tgt) = cluster::clusters();
+    load_busy_source(src, "rs_two_src");
+    tgt.create_cloud_like_database("rs_two_tgt");
+    let (source, target) = conninfos(src, "rs_two_src", tgt, "rs_two_tgt");
+    let coordinator = spawn_tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "1",
+        "--buffer-size",
+        "8KiB",
+        "--keep-state",
+    ]);
+    wait_for_units(tgt, "rs_two_tgt", 1);
+    let worker = tsxfer(&[
+        "worker", "--source", &source, "--target", &target, "--jobs", "1",
+    ]);
+    let coordinator = finish(coordinator);
+    assert_eq!(worker.code, 0, "{worker:?}");
+    assert_eq!(coordinator.code, 0, "{coordinator:?}");
+    assert!(worker.stdout.contains("copied"), "{worker:?}");
+    let by_process = tgt.psql(
+        "rs_two_tgt",
+        "SELECT string_agg(n::text, ',' ORDER BY who) FROM
+           (SELECT split_part(done_by, ' ', 1) AS who, count(*) AS n FROM tsxfer.unit GROUP BY 1) s",
+    );
+    let counts: Vec<i64> = by_process.split(',').map(|n| n.parse().unwrap()).collect();
+    assert_eq!(
+        counts.len(),
+        2,
+        "both processes should have copied units: {by_process}"
+    );
+    assert_eq!(
+        tgt.psql(
+            "rs_two_tgt",
+            "SELECT count(*) FILTER (WHERE status <> 'done') FROM tsxfer.unit"
+        ),
+        "0"
+    );
+    assert_same(src, "rs_two_src", tgt, "rs_two_tgt");
+    let clean = tsxfer(&["clean", "--target", &target]);
+    assert_eq!(clean.code, 0, "{clean:?}");
+    assert_eq!(
+        tgt.psql("rs_two_tgt", "SELECT to_regnamespace('tsxfer') IS NULL"),
+        "t"
+    );
+}
+
+#[test]
+fn restart_removes_an_earlier_run_and_starts_over() {
+    let (src, tgt) = cluster::clusters();
+    load_busy_source(src, "rs_restart_src");
+    tgt.create_cloud_like_database("rs_restart_tgt");
+    let (source, target) = conninfos(src, "rs_restart_src", tgt, "rs_restart_tgt");
+    let mut child = spawn_tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "2",
+        "--buffer-size",
+        "8KiB",
+    ]);
+    wait_for_units(tgt, "rs_restart_tgt", 2);
+    child.kill().expect("SIGKILL");
+    finish(child);
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "2",
+        "--restart",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("resumed a run"), "{run:?}");
+    assert_same(src, "rs_restart_src", tgt, "rs_restart_tgt");
+}
