@@ -3,6 +3,8 @@
 #   - PostgreSQL 15 (server, client, server headers) and the build tools,
 #   - TimescaleDB 2.19.3 for PostgreSQL 15, built from Debian trixie's source
 #     package (Apache-licensed part only; that tarball has no tsl/ tree),
+#   - Prometheus (Debian's package; the tests start their own on loopback to scrape
+#     a run's metrics),
 #   - checks that a Rust toolchain (cargo) is present.
 # Idempotent: whatever is already in place is left alone. In particular, an
 # already installed TimescaleDB 2.19.3 (which may be a full "timescale"-licensed
@@ -27,6 +29,7 @@ PACKAGES=(
     libkrb5-dev
     dpkg-dev
     pkg-config
+    prometheus
 )
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -17,6 +17,7 @@ use crate::migrate::MigrateOptions;
     version,
     about = "Migrate a whole PostgreSQL or TimescaleDB database to another server over parallel COPY streams",
     args_conflicts_with_subcommands = true,
+    args_override_self = true,
     after_help = "Exit codes: 0 success, 1 internal error, 2 bad usage, 3 refused by preflight \
                   (nothing changed), 4 migration failed, 5 verification mismatch, 130 interrupted."
 )]
@@ -29,6 +30,11 @@ pub struct Cli {
 
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// Read options from this TOML file (see config/tsxfer.example.toml); flags and
+    /// SOURCE/TARGET given on the command line or in the environment win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,7 +42,7 @@ pub enum Command {
     /// Migrate the source database into the target (the default).
     Migrate(MigrateArgs),
     /// Print what a migration would do (checks, roles, units in order); change nothing.
-    Plan(TransferArgs),
+    Plan(PlanArgs),
     /// Join the migration running into the target (from another host, say) and copy units
     /// with it until none is left.
     Worker(WorkerArgs),
@@ -52,10 +58,162 @@ pub struct MigrateArgs {
     pub transfer: TransferArgs,
 
     #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// Print what the migration would do, like `tsxfer plan`, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
     pub resume: ResumeArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+/// What to migrate of the source, and what to make of it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SelectArgs {
+    /// Only schemas matching PATTERN (as pg_dump reads patterns; repeatable).
+    #[arg(short = 'n', long = "schema", value_name = "PATTERN")]
+    pub schemas: Vec<String>,
+
+    /// Leave out schemas matching PATTERN (repeatable).
+    #[arg(short = 'N', long = "exclude-schema", value_name = "PATTERN")]
+    pub exclude_schemas: Vec<String>,
+
+    /// Only tables matching PATTERN (repeatable; a hypertable brings its chunks).
+    #[arg(short = 't', long = "table", value_name = "PATTERN")]
+    pub tables: Vec<String>,
+
+    /// Leave out tables matching PATTERN (repeatable).
+    #[arg(short = 'T', long = "exclude-table", value_name = "PATTERN")]
+    pub exclude_tables: Vec<String>,
+
+    /// Create tables matching PATTERN but copy none of their rows (repeatable).
+    #[arg(long = "exclude-table-data", value_name = "PATTERN")]
+    pub exclude_table_data: Vec<String>,
+
+    /// Make a plain table of the source a hypertable on the target before its data
+    /// arrives: schema.table:time_column[:chunk_interval] (repeatable; plain PostgreSQL
+    /// sources).
+    #[arg(long = "hypertable", value_name = "SPEC")]
+    pub hypertables: Vec<String>,
+}
+
+impl SelectArgs {
+    /// Puts the filters and hypertable requests into `opts`.
+    pub fn apply(self, mut opts: MigrateOptions) -> Result<MigrateOptions> {
+        opts.hypertables = self
+            .hypertables
+            .iter()
+            .map(|s| crate::convert::parse_spec(s))
+            .collect::<Result<_>>()?;
+        opts.filters = crate::filter::Filters {
+            schemas: self.schemas,
+            exclude_schemas: self.exclude_schemas,
+            tables: self.tables,
+            exclude_tables: self.exclude_tables,
+            exclude_table_data: self.exclude_table_data,
+        };
+        Ok(opts)
+    }
+}
+
+/// Long flags a config file may set: the migrate command's, and the global ones.
+const CONFIG_KEYS: &[&str] = &[
+    "source",
+    "target",
+    "jobs",
+    "buffer-size",
+    "work-dir",
+    "pg-bin-dir",
+    "schema",
+    "exclude-schema",
+    "table",
+    "exclude-table",
+    "exclude-table-data",
+    "hypertable",
+    "retries",
+    "keep-state",
+    "report",
+    "metrics-addr",
+    "keep-serving",
+    "log-format",
+    "quiet",
+];
+
+/// Expands `--config FILE` in `args` into the flags the file sets, placed before the
+/// command line's own so that those win (flags given twice: the last counts; repeatable
+/// flags add up). A key whose environment variable is set (SOURCE, TARGET) is skipped:
+/// the environment wins over the file too.
+pub fn expand_config(
+    args: Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>> {
+    let mut path = None;
+    for (i, a) in args.iter().enumerate() {
+        if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(p.to_string());
+        } else if a == "--config" {
+            path = args.get(i + 1).cloned();
+        }
+    }
+    let Some(path) = path else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| usage(format!("cannot read the config file {path}: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| usage(format!("the config file {path} is not valid TOML: {e}")))?;
+    let mut flags = Vec::new();
+    for (key, value) in &table {
+        let flag = key.replace('_', "-");
+        if !CONFIG_KEYS.contains(&flag.as_str()) {
+            return Err(usage(format!(
+                "the config file {path} sets {key}, which is not an option tsxfer knows"
+            )));
+        }
+        if env(&flag.to_ascii_uppercase()).is_some() && (flag == "source" || flag == "target") {
+            continue;
+        }
+        let values: Vec<&toml::Value> = match value {
+            toml::Value::Array(items) => items.iter().collect(),
+            v => vec![v],
+        };
+        for v in values {
+            match v {
+                toml::Value::Boolean(true) => flags.push(format!("--{flag}")),
+                toml::Value::Boolean(false) => {}
+                toml::Value::String(s) => flags.push(format!("--{flag}={s}")),
+                toml::Value::Integer(n) => flags.push(format!("--{flag}={n}")),
+                _ => {
+                    return Err(usage(format!(
+                        "the config file {path}: {key} must be a string, a number, a boolean or a list of strings"
+                    )));
+                }
+            }
+        }
+    }
+    let at = match args.get(1).map(String::as_str) {
+        Some("migrate" | "plan" | "worker") => 2,
+        _ => 1,
+    };
+    let mut out = args;
+    let tail = out.split_off(at.min(out.len()));
+    out.extend(flags);
+    out.extend(tail);
+    Ok(out)
 }
 
 /// How a run survives failures and interruptions.
@@ -297,6 +455,8 @@ impl TransferArgs {
             restart: false,
             allow_inconsistent: false,
             keep_state: false,
+            hypertables: Vec::new(),
+            filters: Default::default(),
         })
     }
 }
@@ -327,6 +487,66 @@ mod tests {
             Cli::try_parse_from(["tsxfer", "plan", "--source", "host=a", "--target", "host=b"])
                 .unwrap();
         assert!(matches!(cli.command, Some(Command::Plan(_))));
+    }
+
+    #[test]
+    fn a_config_file_comes_before_the_command_line_and_under_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "source = \"host=file\"\ntarget = \"host=file-target\"\njobs = 3\nkeep_state = true\nquiet = false\ntable = [\"a.*\", \"b\"]\n",
+        )
+        .unwrap();
+        let argv = |extra: &[&str]| {
+            let mut v = vec![
+                "tsxfer".to_string(),
+                "--config".into(),
+                path.display().to_string(),
+            ];
+            v.extend(extra.iter().map(|s| s.to_string()));
+            v
+        };
+        let env_target = |k: &str| (k == "TARGET").then(|| "host=env".to_string());
+        let args = expand_config(argv(&["--jobs", "8"]), &env_target).unwrap();
+        let cli = Cli::try_parse_from(&args).unwrap();
+        assert_eq!(cli.migrate.transfer.jobs, 8, "the flag wins over the file");
+        assert_eq!(cli.migrate.transfer.source.as_deref(), Some("host=file"));
+        assert!(
+            !args.iter().any(|a| a.contains("file-target")),
+            "the environment wins"
+        );
+        assert!(cli.migrate.resume.keep_state);
+        assert_eq!(cli.migrate.select.tables, ["a.*", "b"]);
+        let args = expand_config(
+            vec![
+                "tsxfer".into(),
+                "plan".into(),
+                format!("--config={}", path.display()),
+            ],
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(args[1], "plan");
+        std::fs::write(&path, "frobnicate = 1\n").unwrap();
+        let e = expand_config(argv(&[]), &|_| None).unwrap_err();
+        assert!(e.to_string().contains("frobnicate"), "{e}");
+        std::fs::write(&path, "jobs = [\n").unwrap();
+        assert_eq!(
+            expand_config(argv(&[]), &|_| None).unwrap_err().kind(),
+            ErrorKind::Usage
+        );
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/tsxfer.example.toml");
+        let args = expand_config(
+            vec!["tsxfer".into(), "--config".into(), path.into()],
+            &|_| None,
+        )
+        .unwrap();
+        Cli::try_parse_from(&args).unwrap();
     }
 
     #[test]

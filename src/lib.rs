@@ -6,8 +6,10 @@
 pub mod catalog;
 pub mod cli;
 pub mod conninfo;
+pub mod convert;
 pub mod copy;
 pub mod error;
+pub mod filter;
 pub mod metrics;
 pub mod migrate;
 pub mod pg;

@@ -9,7 +9,9 @@ use tokio::runtime::Runtime;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-use tsxfer::cli::{Cli, Command, LogFormat, MigrateArgs, TargetArgs, TransferArgs, WorkerArgs};
+use tsxfer::cli::{
+    Cli, Command, LogFormat, MigrateArgs, PlanArgs, TargetArgs, WorkerArgs, expand_config,
+};
 use tsxfer::error::{Error, ErrorKind};
 use tsxfer::migrate;
 use tsxfer::progress::{Progress, Screen};
@@ -63,8 +65,12 @@ fn fail(e: &Error) -> ExitCode {
     ExitCode::from(e.kind().exit_code() as u8)
 }
 
-fn plan(runtime: &Runtime, args: TransferArgs) -> ExitCode {
-    let opts = match args.into_options() {
+fn plan(runtime: &Runtime, args: PlanArgs) -> ExitCode {
+    let opts = match args
+        .transfer
+        .into_options()
+        .and_then(|o| args.select.apply(o))
+    {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
@@ -78,8 +84,19 @@ fn plan(runtime: &Runtime, args: TransferArgs) -> ExitCode {
 }
 
 fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
+    if args.dry_run {
+        return plan(
+            runtime,
+            PlanArgs {
+                transfer: args.transfer,
+                select: args.select,
+            },
+        );
+    }
     let (output, opts) = match args.output.validate(SystemTime::now()).and_then(|o| {
-        let opts = args.resume.apply(args.transfer.into_options()?)?;
+        let opts = args
+            .select
+            .apply(args.resume.apply(args.transfer.into_options()?)?)?;
         Ok((o, opts))
     }) {
         Ok(x) => x,
@@ -169,7 +186,11 @@ where
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match expand_config(std::env::args().collect(), &|k| std::env::var(k).ok()) {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    let cli = Cli::parse_from(args);
     let migrating = matches!(
         cli.command,
         None | Some(Command::Migrate(_)) | Some(Command::Worker(_))

@@ -14,8 +14,10 @@ use tracing::info;
 
 use crate::catalog;
 use crate::conninfo::ConnInfo;
+use crate::convert;
 use crate::copy;
 use crate::error::{Error, ErrorKind, Result};
+use crate::filter::{self, Filters};
 use crate::pg::{Source, Target};
 use crate::plan::{self, CopyUnit, UnitKind, human_bytes};
 use crate::pool::{self, PoolConfig, PoolEnd};
@@ -46,6 +48,10 @@ pub struct MigrateOptions {
     pub allow_inconsistent: bool,
     /// Keep the run state in the target after a verified run.
     pub keep_state: bool,
+    /// Plain tables to make hypertables on the target.
+    pub hypertables: Vec<convert::HypertableSpec>,
+    /// pg_dump-style schema and table filters.
+    pub filters: Filters,
 }
 
 /// What must be undone whatever happens, kept outside the migration future so it survives
@@ -212,6 +218,24 @@ async fn migrate(
             ));
         }
     }
+    let conversions = convert::validate(&src, &opts.hypertables)
+        .await
+        .map_err(refusal)?;
+    filter::check_exclusions(&src, &opts.filters).await?;
+    if !conversions.is_empty() {
+        if pre.source.extension("timescaledb").is_some() {
+            return Err(Error::new(
+                ErrorKind::Preflight,
+                "--hypertable is for plain PostgreSQL sources; on a TimescaleDB source, convert the table there (create_hypertable with migrate_data) and migrate it as it is",
+            ));
+        }
+        if pre.target.extension("timescaledb").is_none() {
+            return Err(Error::new(
+                ErrorKind::Preflight,
+                "--hypertable needs TimescaleDB in the target database; have a superuser run there: CREATE EXTENSION timescaledb;",
+            ));
+        }
+    }
     let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), pre.source.major())?;
     let timescale = pre.timescaledb_schema.clone();
 
@@ -229,6 +253,7 @@ async fn migrate(
         pre.source.version
     );
     let reader = Source::connect(&opts.source, "catalog").await?;
+    let mut new_units = None;
     let milestone = match &prior {
         Some(p) => {
             if snapshot_alive(&opts.source, &p.snapshot).await? {
@@ -284,31 +309,59 @@ async fn migrate(
                     ));
                 }
             }
-            let options = serde_json::json!({
-                "jobs": opts.jobs,
-                "buffer_size": opts.buffer_size,
-                "retries": opts.retries,
-            });
-            state::create(
-                &tgt,
-                &opts.source.describe(),
-                &source_id,
-                &snapshot,
-                options,
-                &units,
-            )
-            .await?;
-            let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
-            info!(
-                "{} units to copy, about {}",
-                units.len(),
-                human_bytes(total)
-            );
+            for c in &conversions {
+                for u in units.iter_mut().filter(|u| u.relation() == c.relation()) {
+                    u.into_hypertable = true;
+                }
+            }
+            new_units = Some(units);
             Milestone::Started
         }
     };
     let sequences = catalog::sequence_values(&src).await?;
     let matviews = catalog::populated_matviews(&src).await?;
+
+    phases.enter("schema dump");
+    let work = match &opts.work_dir {
+        Some(d) => tempfile::Builder::new().prefix("tsxfer-").tempdir_in(d),
+        None => tempfile::Builder::new().prefix("tsxfer-").tempdir(),
+    }
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot make a working directory: {e}"),
+        )
+    })?;
+    let archives = Archives {
+        tools,
+        dir: work.path().to_path_buf(),
+    };
+    let (main, chunk_archives) = dump_schema(&archives, opts, &src, &pre.source, &snapshot).await?;
+    if let Some(mut units) = new_units {
+        if !opts.filters.is_empty() {
+            units = filter_units(&archives, &main, &src, &opts.filters, units, report).await?;
+        }
+        let options = serde_json::json!({
+            "jobs": opts.jobs,
+            "buffer_size": opts.buffer_size,
+            "retries": opts.retries,
+        });
+        state::create(
+            &tgt,
+            &opts.source.describe(),
+            &source_id,
+            &snapshot,
+            options,
+            &units,
+        )
+        .await?;
+        let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+        info!(
+            "{} units to copy, about {}",
+            units.len(),
+            human_bytes(total)
+        );
+    }
 
     phases.enter("roles");
     let (source_roles, memberships, readable) = roles::read_source_roles(&src).await?;
@@ -349,23 +402,6 @@ async fn migrate(
     report.warnings.extend(warnings);
     check_drain(drain)?;
 
-    phases.enter("schema dump");
-    let work = match &opts.work_dir {
-        Some(d) => tempfile::Builder::new().prefix("tsxfer-").tempdir_in(d),
-        None => tempfile::Builder::new().prefix("tsxfer-").tempdir(),
-    }
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("cannot make a working directory: {e}"),
-        )
-    })?;
-    let archives = Archives {
-        tools,
-        dir: work.path().to_path_buf(),
-    };
-    let (main, chunk_archives) = dump_schema(&archives, opts, &src, &pre.source, &snapshot).await?;
-
     if let Some(schema) = &timescale {
         tgt.execute(&format!(
             "SELECT {}.timescaledb_pre_restore()",
@@ -386,9 +422,27 @@ async fn migrate(
             &chunk_archives,
             Section::PreData,
             false,
+            &BTreeSet::new(),
         )
         .await?;
         report.rewrites.extend(dropped);
+        if let Some(ts) = pre.target.extension("timescaledb") {
+            for c in &conversions {
+                tgt.execute(&c.create_sql(&ts.schema))
+                    .await
+                    .map_err(|e| e.context(format!("making {} a hypertable", c.relation())))?;
+                report.rewrites.push(format!(
+                    "{} became a hypertable on the target, partitioned by {}{}",
+                    c.relation(),
+                    ident(&c.spec.column),
+                    c.spec
+                        .interval
+                        .as_ref()
+                        .map(|i| format!(" in chunks of {i}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
         if timescale.is_some() {
             let data_toc = archives.toc(&main, Some("data")).await?;
             let refs = catalog_references(&tgt).await?;
@@ -460,6 +514,8 @@ async fn migrate(
     if milestone < Milestone::PostData {
         phases.enter("post-data");
         let resumed = prior.is_some();
+        let own: Vec<&(u32, String)> = conversions.iter().flat_map(|c| &c.constraints).collect();
+        let skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
         let dropped = restore_section(
             &archives,
             opts,
@@ -467,11 +523,24 @@ async fn migrate(
             &chunk_archives,
             Section::PostData,
             resumed,
+            &skip,
         )
         .await?;
         report.rewrites.extend(dropped);
+        for (_, sql) in own {
+            match tgt.execute(sql).await {
+                Err(e) if !(resumed && e.message().contains("already exists")) => {
+                    return Err(
+                        e.context(format!("adding a constraint to a new hypertable: {sql}"))
+                    );
+                }
+                _ => {}
+            }
+        }
+        let present = target_relations(&tgt, "m").await?;
         let refreshes: Vec<String> = matviews
             .iter()
+            .filter(|m| present.contains(*m))
             .map(|m| format!("REFRESH MATERIALIZED VIEW {m}"))
             .collect();
         report.warnings.extend(
@@ -502,6 +571,11 @@ async fn migrate(
     report
         .warnings
         .extend(privileges::run_and_summarize(&tgt, &privilege_plan.grants, "grant").await);
+    if !opts.filters.is_empty() {
+        // Owners and grants are read for the whole source; those of objects the filters
+        // left out have nothing to apply to.
+        report.warnings.retain(|w| !w.contains("does not exist"));
+    }
 
     if let Some(schema) = &timescale {
         tgt.execute(&format!(
@@ -542,6 +616,61 @@ async fn migrate(
     Ok(())
 }
 
+/// Keeps the units of the tables pg_dump dumped under the filters (so schema and data
+/// agree), less those whose data `--exclude-table-data` leaves out. TimescaleDB's catalog
+/// travels whole, so a filter may not leave out part of a source's hypertables.
+async fn filter_units(
+    archives: &Archives,
+    main: &std::path::Path,
+    src: &Source,
+    filters: &Filters,
+    units: Vec<CopyUnit>,
+    report: &mut Report,
+) -> Result<Vec<CopyUnit>> {
+    let dumped: BTreeSet<u32> = archives
+        .toc(main, None)
+        .await?
+        .iter()
+        .filter(|e| e.is("TABLE"))
+        .map(|e| e.oid)
+        .collect();
+    let left_out: Vec<String> = units
+        .iter()
+        .filter(|u| u.kind == UnitKind::Hypertable && !dumped.contains(&u.oid))
+        .map(CopyUnit::relation)
+        .collect();
+    if !left_out.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            format!(
+                "the filters leave out hypertables ({}), but TimescaleDB's catalog can only be migrated whole; migrate all hypertables, or drop those on the source first",
+                left_out.join(", ")
+            ),
+        ));
+    }
+    let mut no_data = BTreeSet::new();
+    for p in &filters.exclude_table_data {
+        no_data.extend(filter::matching_relations(src, p).await?);
+    }
+    let before = units.len();
+    let some = filters.includes_only_some();
+    let kept: Vec<CopyUnit> = units
+        .into_iter()
+        .filter(|u| match u.kind {
+            UnitKind::Chunk | UnitKind::CompressedChunk => true,
+            UnitKind::LargeObjects | UnitKind::ExtensionConfig => !some,
+            _ => dumped.contains(&u.oid),
+        })
+        .filter(|u| !no_data.contains(&u.oid))
+        .collect();
+    report.rewrites.push(format!(
+        "filters: {} of {before} units copied ({} tables' data left out by --exclude-table-data)",
+        kept.len(),
+        no_data.len()
+    ));
+    Ok(kept)
+}
+
 /// pg_dump of the schema: the chunk tables in batches sized from the source's lock table,
 /// then everything else with the chunks left out. Returns (main archive, chunk archives).
 async fn dump_schema(
@@ -580,13 +709,42 @@ async fn dump_schema(
             );
         }
     }
+    main_args.extend(opts.filters.pg_dump_args());
     let main = archives
         .dump(&opts.source, snapshot, "main.dump", main_args)
-        .await?;
+        .await
+        .map_err(|e| {
+            if e.message().contains("no matching") {
+                e.with_kind(ErrorKind::Preflight)
+            } else {
+                e
+            }
+        })?;
     Ok((main, chunk_archives))
 }
 
+/// Relations of `relkind` on the target, as quoted `schema.name` (filters may have left
+/// some of the source's out).
+async fn target_relations(tgt: &Target, relkind: &str) -> Result<BTreeSet<String>> {
+    Ok(tgt
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind::text = $1",
+            &[&relkind],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 async fn set_sequences(tgt: &Target, sequences: &[(String, i64, bool)]) -> Result<()> {
+    let present = target_relations(tgt, "S").await?;
+    let sequences: Vec<&(String, i64, bool)> = sequences
+        .iter()
+        .filter(|(n, _, _)| present.contains(n))
+        .collect();
     for batch in sequences.chunks(200) {
         let sql: Vec<String> = batch
             .iter()
@@ -638,6 +796,7 @@ async fn restore_section(
     chunk_archives: &[PathBuf],
     section: Section,
     tolerate_existing: bool,
+    skip: &BTreeSet<u32>,
 ) -> Result<Vec<String>> {
     let (name, jobs) = match section {
         Section::PreData => ("pre-data", 1),
@@ -646,10 +805,11 @@ async fn restore_section(
     let mut dropped = Vec::new();
     for archive in std::iter::once(main).chain(chunk_archives.iter().map(PathBuf::as_path)) {
         let toc = archives.toc(archive, Some(name)).await?;
-        let (entries, left_out) = match section {
+        let (mut entries, left_out) = match section {
             Section::PreData => schema::pre_data_entries(&toc),
             Section::PostData => schema::post_data_entries(&toc),
         };
+        entries.retain(|e| !skip.contains(&e.oid));
         dropped.extend(left_out);
         archives
             .restore(
@@ -942,6 +1102,31 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
         }
         Err(_) => return Err(verdict.err().expect("an error")),
     };
+    if let Err(e) = convert::validate(&src, &opts.hypertables).await {
+        let _ = writeln!(out, "preflight: the migration would be refused: {e}");
+    }
+    if let Err(e) = filter::check_exclusions(&src, &opts.filters).await {
+        let _ = writeln!(out, "preflight: the migration would be refused: {e}");
+    }
+    if !opts.filters.is_empty() {
+        let _ = writeln!(
+            out,
+            "filters (pg_dump applies them; the units below are before filtering): {}",
+            opts.filters.pg_dump_args().join(" ")
+        );
+    }
+    for h in &opts.hypertables {
+        let _ = writeln!(
+            out,
+            "hypertable on the target: {} by {}{}",
+            crate::quote::qualified(&h.schema, &h.table),
+            ident(&h.column),
+            h.interval
+                .as_ref()
+                .map(|i| format!(", chunks of {i}"))
+                .unwrap_or_default()
+        );
+    }
     let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), facts.major());
     match &tools {
         Ok(t) => {

@@ -54,6 +54,9 @@ pub struct CopyUnit {
     /// and reads a NULL there as "every value NULL" when, as on a freshly restored
     /// chunk, the column has no missing-value default.
     pub null_placeholders: bool,
+    /// The target table was made a hypertable (`--hypertable`): its rows land in chunks.
+    #[serde(default)]
+    pub into_hypertable: bool,
     pub estimated_bytes: i64,
     /// Known up front only for large objects.
     pub estimated_rows: Option<i64>,
@@ -71,6 +74,7 @@ impl CopyUnit {
             filter: None,
             compressed_columns: Vec::new(),
             null_placeholders: false,
+            into_hypertable: false,
             estimated_bytes: 0,
             estimated_rows: None,
         }
@@ -87,6 +91,7 @@ impl CopyUnit {
             filter: None,
             compressed_columns: Vec::new(),
             null_placeholders: false,
+            into_hypertable: false,
             estimated_bytes: bytes,
             estimated_rows: Some(count),
         }
@@ -179,11 +184,14 @@ impl CopyUnit {
         )
     }
 
-    /// Counts the unit's rows on either side (for verification).
+    /// Counts the unit's rows on the target (for verification).
     pub fn count_sql(&self) -> String {
         match (&self.filter, self.kind) {
             (_, UnitKind::LargeObjects) => {
                 "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata".into()
+            }
+            (None, _) if self.into_hypertable => {
+                format!("SELECT count(*) FROM {}", self.relation())
             }
             (Some(cond), _) => format!("SELECT count(*) FROM ONLY {} {}", self.relation(), cond),
             (None, _) => format!("SELECT count(*) FROM ONLY {}", self.relation()),

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::copy::UnitOutcome;
 use crate::error::Result;
+use crate::metrics::UNIT_KINDS;
 use crate::plan::{CopyUnit, UnitKind, human_bytes};
+use crate::progress::{UnitState, UnitStatus};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitReport {
@@ -50,7 +52,11 @@ pub struct Report {
     pub success: bool,
     pub error: Option<String>,
     pub phases: Vec<PhaseTime>,
+    /// Units that were copied.
     pub units: Vec<UnitReport>,
+    /// Planned units that were not copied: failed, in flight when the run stopped, or
+    /// never started.
+    pub unfinished: Vec<UnitStatus>,
     pub roles_created: Vec<String>,
     pub roles_existing: Vec<String>,
     pub roles_needing_password: Vec<String>,
@@ -79,17 +85,8 @@ impl Report {
             "{:<18} {:>7} {:>14} {:>11} {:>10}",
             "kind", "units", "rows", "bytes", "seconds"
         );
-        let kinds = [
-            UnitKind::Table,
-            UnitKind::Partition,
-            UnitKind::Hypertable,
-            UnitKind::Chunk,
-            UnitKind::CompressedChunk,
-            UnitKind::ExtensionConfig,
-            UnitKind::LargeObjects,
-        ];
         let (mut rows, mut bytes) = (0u64, 0u64);
-        for kind in kinds {
+        for kind in UNIT_KINDS {
             let of_kind: Vec<&UnitReport> = self.units.iter().filter(|u| u.kind == kind).collect();
             if of_kind.is_empty() {
                 continue;
@@ -155,6 +152,23 @@ impl Report {
                 "login roles created without a password (set one with ALTER ROLE ... PASSWORD): {}",
                 self.roles_needing_password.join(", ")
             );
+        }
+        if !self.unfinished.is_empty() {
+            let count = |state| self.unfinished.iter().filter(|u| u.state == state).count();
+            let _ = writeln!(
+                s,
+                "units not copied: {} failed, {} stopped while copying, {} not started (the JSON report lists them)",
+                count(UnitState::Failed),
+                count(UnitState::Running),
+                count(UnitState::Pending)
+            );
+            for u in self
+                .unfinished
+                .iter()
+                .filter(|u| u.state == UnitState::Failed)
+            {
+                let _ = writeln!(s, "  - failed: {} {}", u.kind.label(), u.relation);
+            }
         }
         for (title, items) in [
             ("rewrites", &self.rewrites),

@@ -122,6 +122,8 @@ const MULTI_WORD_DESCS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct TocEntry {
     pub line: String,
+    /// The object's OID (for a TABLE entry, the relation's).
+    pub oid: u32,
     /// The entry's description and names, e.g. `TABLE DATA _timescaledb_catalog chunk postgres`.
     pub rest: String,
 }
@@ -135,9 +137,10 @@ impl TocEntry {
         id.trim().parse::<u64>().ok()?;
         let mut parts = rest.trim_start().splitn(3, ' ');
         parts.next()?;
-        parts.next()?;
+        let oid = parts.next()?.parse().ok()?;
         Some(TocEntry {
             line: line.to_string(),
+            oid,
             rest: parts.next()?.to_string(),
         })
     }
@@ -499,6 +502,7 @@ mod tests {
         let toc = parse_toc(LISTING);
         assert_eq!(toc.len(), 10);
         assert!(toc[3].is("TABLE"));
+        assert_eq!(toc[3].oid, 17001);
         assert!(!toc[4].is("TABLE"));
         assert!(toc[4].is("TABLE DATA"));
         assert_eq!(

@@ -4,7 +4,9 @@
 mod cluster;
 mod compare;
 mod migrate;
+mod observability;
 mod resume;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

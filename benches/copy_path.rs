@@ -1,0 +1,210 @@
+//! Micro-benchmarks of the copy path (`cargo bench --bench copy_path`):
+//!
+//! - `row_counter`: `tsxfer::copy::RowCounter` following binary COPY streams of several
+//!   row shapes, fed as the driver hands them over (one CopyData message per row, which is
+//!   what PostgreSQL sends) and in larger pieces; and text streams (compressed chunks).
+//! - `relay`: the buffer handling of `copy_table` in src/copy.rs on top of the counter:
+//!   every piece is counted and gathered into a `BytesMut`, which is split off and frozen
+//!   into `Bytes` for the target each time it holds `--buffer-size` bytes.
+//!
+//! Offline-mode compression (`tsxfer dump`, issue 5) does not exist yet, so it has no
+//! benchmark here.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tsxfer::copy::RowCounter;
+
+/// About this much COPY data per benchmarked stream.
+const STREAM_BYTES: usize = 8 << 20;
+
+/// One row's fields: a value of that many bytes, or NULL.
+struct Shape {
+    name: &'static str,
+    fields: &'static [Option<usize>],
+}
+
+const SHAPES: &[Shape] = &[
+    // bigint, int, two float8: a narrow fact table.
+    Shape {
+        name: "narrow_46B",
+        fields: &[Some(8), Some(4), Some(8), Some(8)],
+    },
+    // The benchmark's metrics hypertable: timestamptz, int, float8, float8, numeric,
+    // smallint and two sparse columns.
+    Shape {
+        name: "metrics_70B",
+        fields: &[
+            Some(8),
+            Some(4),
+            Some(8),
+            Some(8),
+            Some(10),
+            Some(2),
+            None,
+            None,
+        ],
+    },
+    // Eight 40-byte text columns.
+    Shape {
+        name: "wide_354B",
+        fields: &[Some(40); 8],
+    },
+    // A TOASTed document: id, a 2 KiB text, a 32 KiB bytea.
+    Shape {
+        name: "toasted_34KiB",
+        fields: &[Some(4), Some(2048), Some(32768)],
+    },
+];
+
+fn row_bytes(shape: &Shape, seed: usize) -> Vec<u8> {
+    let mut row = (shape.fields.len() as i16).to_be_bytes().to_vec();
+    for (i, field) in shape.fields.iter().enumerate() {
+        match field {
+            None => row.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(len) => {
+                row.extend_from_slice(&(*len as i32).to_be_bytes());
+                row.extend((0..*len).map(|k| (seed * 31 + i * 7 + k) as u8));
+            }
+        }
+    }
+    row
+}
+
+/// A whole binary COPY stream of `shape` rows, split into the CopyData messages a
+/// server sends (the header rides with the first row, the trailer comes alone).
+fn binary_messages(shape: &Shape) -> (Vec<Bytes>, u64) {
+    let mut header = b"PGCOPY\n\xff\r\n\0".to_vec();
+    header.extend_from_slice(&0u32.to_be_bytes());
+    header.extend_from_slice(&0u32.to_be_bytes());
+    let mut messages = Vec::new();
+    let mut total = header.len();
+    let mut rows = 0u64;
+    while total < STREAM_BYTES {
+        let mut row = row_bytes(shape, rows as usize);
+        if rows == 0 {
+            let mut first = header.clone();
+            first.append(&mut row);
+            row = first;
+            total -= header.len();
+        }
+        total += row.len();
+        messages.push(Bytes::from(row));
+        rows += 1;
+    }
+    messages.push(Bytes::from_static(&[0xff, 0xff]));
+    (messages, rows)
+}
+
+/// The same bytes cut into pieces of `size` bytes, whatever the row boundaries.
+fn rechunk(messages: &[Bytes], size: usize) -> Vec<Bytes> {
+    let all: Vec<u8> = messages.iter().flat_map(|m| m.iter().copied()).collect();
+    all.chunks(size).map(Bytes::copy_from_slice).collect()
+}
+
+fn total_len(pieces: &[Bytes]) -> u64 {
+    pieces.iter().map(|p| p.len() as u64).sum()
+}
+
+fn count(pieces: &[Bytes], binary: bool) -> u64 {
+    let mut counter = RowCounter::new(binary);
+    for piece in pieces {
+        counter.feed(black_box(piece));
+    }
+    assert!(counter.complete());
+    counter.rows()
+}
+
+fn row_counter(c: &mut Criterion) {
+    let mut group = c.benchmark_group("row_counter");
+    for shape in SHAPES {
+        let (messages, rows) = binary_messages(shape);
+        assert_eq!(count(&messages, true), rows, "{}", shape.name);
+        let pieces = [
+            ("per_row", messages.clone()),
+            ("8KiB", rechunk(&messages, 8 << 10)),
+            ("64KiB", rechunk(&messages, 64 << 10)),
+        ];
+        group.throughput(Throughput::Bytes(total_len(&messages)));
+        for (chunking, pieces) in &pieces {
+            group.bench_with_input(
+                BenchmarkId::new(shape.name, chunking),
+                pieces,
+                |b, pieces| b.iter(|| count(pieces, true)),
+            );
+        }
+    }
+    // Text COPY (compressed chunks, types without binary I/O): rows are lines.
+    let line =
+        b"2024-01-01 00:00:00+00\t17\t\\N\tBAEAAAAAAAAAKgAAAAAAAAAAAAAAEQAAAAIAAAAAAAAAFwAA\n";
+    let lines: Vec<Bytes> = (0..STREAM_BYTES / line.len())
+        .map(|_| Bytes::from_static(line))
+        .collect();
+    group.throughput(Throughput::Bytes(total_len(&lines)));
+    group.bench_with_input(BenchmarkId::new("text_76B", "per_row"), &lines, |b, l| {
+        b.iter(|| count(l, false))
+    });
+    group.finish();
+}
+
+/// `copy_table`'s loop without the network: count, gather, and hand a frozen buffer on
+/// whenever `buffer_size` bytes are gathered (and at the end).
+fn relay(pieces: &[Bytes], buffer_size: usize) -> (u64, usize) {
+    let mut counter = RowCounter::new(true);
+    let mut buf = BytesMut::with_capacity(buffer_size);
+    let mut handed = 0usize;
+    let mut hand_on = |frozen: Bytes| {
+        handed += 1;
+        black_box(frozen);
+    };
+    for piece in pieces {
+        counter.feed(piece);
+        buf.extend_from_slice(piece);
+        if buf.len() >= buffer_size {
+            hand_on(buf.split().freeze());
+            buf.reserve(buffer_size);
+        }
+    }
+    if !buf.is_empty() {
+        hand_on(buf.split().freeze());
+    }
+    assert!(counter.complete());
+    (counter.rows(), handed)
+}
+
+fn relay_buffers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("relay");
+    for shape in SHAPES
+        .iter()
+        .filter(|s| matches!(s.name, "metrics_70B" | "toasted_34KiB"))
+    {
+        let (messages, rows) = binary_messages(shape);
+        assert_eq!(relay(&messages, 1 << 20).0, rows);
+        group.throughput(Throughput::Bytes(total_len(&messages)));
+        for (label, size) in [
+            ("64KiB", 64usize << 10),
+            ("256KiB", 256 << 10),
+            ("1MiB", 1 << 20),
+            ("4MiB", 4 << 20),
+        ] {
+            group.bench_with_input(
+                BenchmarkId::new(shape.name, label),
+                &messages,
+                |b, messages| b.iter(|| relay(messages, size)),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = copy_path;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = row_counter, relay_buffers
+}
+criterion_main!(copy_path);
