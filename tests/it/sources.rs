@@ -313,3 +313,25 @@ fn a_config_file_and_dry_run() {
     assert_eq!(count_rows(tgt, "src_cfg_tgt", "t"), 42);
     assert!(!run.all().contains(TSDBADMIN_PASSWORD), "{run:?}");
 }
+
+#[test]
+fn a_multi_node_source_is_refused() {
+    // TimescaleDB 2.19 no longer has multi-node; its catalog is reshaped here the way a
+    // multi-node source's (TimescaleDB before 2.14) looks to tsxfer's check.
+    let (src, tgt) = cluster::clusters();
+    src.create_database("src_mn_src");
+    src.psql(
+        "src_mn_src",
+        "CREATE EXTENSION timescaledb;
+         CREATE TABLE m (t timestamptz NOT NULL, v int);
+         SELECT create_hypertable('m', 't');
+         CREATE TABLE _timescaledb_catalog.hypertable_data_node (hypertable_id int, node_name name);
+         ALTER TABLE _timescaledb_catalog.hypertable ADD COLUMN replication_factor smallint;
+         UPDATE _timescaledb_catalog.hypertable SET replication_factor = 1;",
+    );
+    tgt.create_cloud_like_database("src_mn_tgt");
+    let (source, target) = conninfos(src, "src_mn_src", tgt, "src_mn_tgt");
+    let run = tsxfer(&["--source", &source, "--target", &target]);
+    assert_refused(&run, 3, "multi-node");
+    assert_eq!(target_tables("src_mn_tgt"), "0");
+}
