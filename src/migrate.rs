@@ -156,6 +156,14 @@ async fn leave_restoring_mode(target: &ConnInfo, schema: &str) -> Result<()> {
     })
 }
 
+/// Connects to both sides before anything is changed: a failure is a refusal.
+async fn connect_both(opts: &MigrateOptions, role: &str) -> Result<(Source, Target)> {
+    let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
+    let src = Source::connect(&opts.source, role).await.map_err(refusal)?;
+    let tgt = Target::connect(&opts.target, role).await.map_err(refusal)?;
+    Ok((src, tgt))
+}
+
 /// Stops at a phase boundary when the operator asked to stop.
 fn check_drain(drain: &AtomicBool) -> Result<()> {
     if drain.load(Ordering::SeqCst) {
@@ -183,12 +191,7 @@ async fn migrate(
     phases.enter("preflight");
     // Nothing has been changed yet: any failure here is a refusal.
     let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
-    let src = Source::connect(&opts.source, "coordinator")
-        .await
-        .map_err(refusal)?;
-    let tgt = Target::connect(&opts.target, "coordinator")
-        .await
-        .map_err(refusal)?;
+    let (src, tgt) = connect_both(opts, "coordinator").await?;
     let mut prior = state::load(&tgt).await.map_err(refusal)?;
     if prior.is_some() && opts.restart {
         let warnings = reset::empty_target(&tgt).await?;
@@ -949,13 +952,7 @@ pub async fn run_worker(
     progress: Arc<Progress>,
     drain: Arc<AtomicBool>,
 ) -> Result<String> {
-    let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
-    let src = Source::connect(&opts.source, "worker")
-        .await
-        .map_err(refusal)?;
-    let tgt = Target::connect(&opts.target, "worker")
-        .await
-        .map_err(refusal)?;
+    let (src, tgt) = connect_both(opts, "worker").await?;
     let waited = Instant::now();
     let run = loop {
         match state::load(&tgt).await? {
@@ -1079,13 +1076,7 @@ pub async fn clean(target: &ConnInfo) -> Result<String> {
 /// the pool would take it. Changes nothing on either side.
 pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
     use std::fmt::Write as _;
-    let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
-    let src = Source::connect(&opts.source, "plan")
-        .await
-        .map_err(refusal)?;
-    let tgt = Target::connect(&opts.target, "plan")
-        .await
-        .map_err(refusal)?;
+    let (src, tgt) = connect_both(opts, "plan").await?;
     let mut out = String::new();
     let verdict = preflight::check(&src, &tgt, false).await;
     let facts = match &verdict {

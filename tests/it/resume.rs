@@ -28,6 +28,31 @@ fn load_busy_source(src: &Cluster, db: &str) {
     );
 }
 
+/// A busy source and a fresh cloud-like target, named after `name`: (source, target)
+/// connection strings.
+fn busy_pair(name: &str) -> (String, String) {
+    let (src, tgt) = cluster::clusters();
+    load_busy_source(src, &format!("{name}_src"));
+    tgt.create_cloud_like_database(&format!("{name}_tgt"));
+    conninfos(src, &format!("{name}_src"), tgt, &format!("{name}_tgt"))
+}
+
+/// Starts a migration between `source` and `target` with `jobs` small-buffered streams.
+fn spawn_run(source: &str, target: &str, jobs: &str, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "--source",
+        source,
+        "--target",
+        target,
+        "--jobs",
+        jobs,
+        "--buffer-size",
+        "8KiB",
+    ];
+    args.extend(extra);
+    spawn_tsxfer(&args)
+}
+
 fn spawn_tsxfer(args: &[&str]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsxfer"));
     cmd.args(args)
@@ -81,9 +106,7 @@ fn assert_same(src: &Cluster, src_db: &str, tgt: &Cluster, tgt_db: &str) {
 #[test]
 fn a_target_backend_killed_mid_copy_is_retried_and_the_run_succeeds() {
     let (src, tgt) = cluster::clusters();
-    load_busy_source(src, "rs_retry_src");
-    tgt.create_cloud_like_database("rs_retry_tgt");
-    let (source, target) = conninfos(src, "rs_retry_src", tgt, "rs_retry_tgt");
+    let (source, target) = busy_pair("rs_retry");
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let stop = stop.clone();
@@ -195,19 +218,8 @@ fn a_row_the_target_rejects_stops_the_run_cleanly_and_a_rerun_after_the_fix_comp
 #[test]
 fn a_killed_run_resumes_and_copies_every_row_exactly_once() {
     let (src, tgt) = cluster::clusters();
-    load_busy_source(src, "rs_kill_src");
-    tgt.create_cloud_like_database("rs_kill_tgt");
-    let (source, target) = conninfos(src, "rs_kill_src", tgt, "rs_kill_tgt");
-    let mut child = spawn_tsxfer(&[
-        "--source",
-        &source,
-        "--target",
-        &target,
-        "--jobs",
-        "2",
-        "--buffer-size",
-        "8KiB",
-    ]);
+    let (source, target) = busy_pair("rs_kill");
+    let mut child = spawn_run(&source, &target, "2", &[]);
     wait_for_units(tgt, "rs_kill_tgt", 3);
     child.kill().expect("SIGKILL");
     let killed = finish(child);
@@ -240,19 +252,8 @@ fn a_killed_run_resumes_and_copies_every_row_exactly_once() {
 #[test]
 fn ctrl_c_finishes_units_in_flight_then_stops_and_the_run_resumes() {
     let (src, tgt) = cluster::clusters();
-    load_busy_source(src, "rs_int_src");
-    tgt.create_cloud_like_database("rs_int_tgt");
-    let (source, target) = conninfos(src, "rs_int_src", tgt, "rs_int_tgt");
-    let child = spawn_tsxfer(&[
-        "--source",
-        &source,
-        "--target",
-        &target,
-        "--jobs",
-        "2",
-        "--buffer-size",
-        "8KiB",
-    ]);
+    let (source, target) = busy_pair("rs_int");
+    let child = spawn_run(&source, &target, "2", &[]);
     wait_for_units(tgt, "rs_int_tgt", 2);
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -294,20 +295,8 @@ fn ctrl_c_finishes_units_in_flight_then_stops_and_the_run_resumes() {
 #[test]
 fn a_second_process_joins_the_run_and_every_unit_is_copied_once() {
     let (src, tgt) = cluster::clusters();
-    load_busy_source(src, "rs_two_src");
-    tgt.create_cloud_like_database("rs_two_tgt");
-    let (source, target) = conninfos(src, "rs_two_src", tgt, "rs_two_tgt");
-    let coordinator = spawn_tsxfer(&[
-        "--source",
-        &source,
-        "--target",
-        &target,
-        "--jobs",
-        "1",
-        "--buffer-size",
-        "8KiB",
-        "--keep-state",
-    ]);
+    let (source, target) = busy_pair("rs_two");
+    let coordinator = spawn_run(&source, &target, "1", &["--keep-state"]);
     wait_for_units(tgt, "rs_two_tgt", 1);
     let worker = tsxfer(&[
         "worker", "--source", &source, "--target", &target, "--jobs", "1",
@@ -346,19 +335,8 @@ fn a_second_process_joins_the_run_and_every_unit_is_copied_once() {
 #[test]
 fn restart_removes_an_earlier_run_and_starts_over() {
     let (src, tgt) = cluster::clusters();
-    load_busy_source(src, "rs_restart_src");
-    tgt.create_cloud_like_database("rs_restart_tgt");
-    let (source, target) = conninfos(src, "rs_restart_src", tgt, "rs_restart_tgt");
-    let mut child = spawn_tsxfer(&[
-        "--source",
-        &source,
-        "--target",
-        &target,
-        "--jobs",
-        "2",
-        "--buffer-size",
-        "8KiB",
-    ]);
+    let (source, target) = busy_pair("rs_restart");
+    let mut child = spawn_run(&source, &target, "2", &[]);
     wait_for_units(tgt, "rs_restart_tgt", 2);
     child.kill().expect("SIGKILL");
     finish(child);
