@@ -156,9 +156,16 @@ async fn leave_restoring_mode(target: &ConnInfo, schema: &str) -> Result<()> {
     })
 }
 
-/// Connects to both sides before anything is changed: a failure is a refusal.
+/// Before anything is changed, a failure is a refusal (or bad usage, when it is).
+fn refusal(e: Error) -> Error {
+    match e.kind() {
+        ErrorKind::Usage => e,
+        _ => e.with_kind(ErrorKind::Preflight),
+    }
+}
+
+/// Connects to both sides before anything is changed.
 async fn connect_both(opts: &MigrateOptions, role: &str) -> Result<(Source, Target)> {
-    let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
     let src = Source::connect(&opts.source, role).await.map_err(refusal)?;
     let tgt = Target::connect(&opts.target, role).await.map_err(refusal)?;
     Ok((src, tgt))
@@ -190,7 +197,6 @@ async fn migrate(
 ) -> Result<()> {
     phases.enter("preflight");
     // Nothing has been changed yet: any failure here is a refusal.
-    let refusal = |e: Error| e.with_kind(ErrorKind::Preflight);
     let (src, tgt) = connect_both(opts, "coordinator").await?;
     let mut prior = state::load(&tgt).await.map_err(refusal)?;
     if prior.is_some() && opts.restart {

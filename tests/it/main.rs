@@ -7,6 +7,7 @@ mod migrate;
 mod observability;
 mod resume;
 mod sources;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
