@@ -11,22 +11,22 @@ SELECT greatest(1000, round(650000 * :scale))::int AS orders,
 INSERT INTO sales.orders (customer_id, created_at, status, amount, currency, lines, ship_to)
 SELECT 1 + (i * 7919) % 50000,
        TIMESTAMPTZ '2023-01-01 00:00:00+00' + i * INTERVAL '17 seconds',
-       (ARRAY['new', 'paid', 'shipped', 'delivered', 'returned'])[1 + i % 5],
+       (ARRAY['new', 'paid', 'shipped', 'delivered', 'returned'])[(1 + i % 5)::int],
        round((random() * 1000)::numeric, 2),
-       (ARRAY['EUR', 'USD', 'JPY'])[1 + i % 3],
+       (ARRAY['EUR', 'USD', 'JPY'])[(1 + i % 3)::int],
        jsonb_build_array(jsonb_build_object('sku', 'SKU-' || (i % 997), 'qty', 1 + i % 4,
                                             'price', round((random() * 200)::numeric, 2)),
                          jsonb_build_object('sku', 'SKU-' || (i % 991), 'qty', 1)),
        CASE WHEN i % 9 <> 0 THEN format('%s Main Street, %s City', i % 1000, md5(i::text)) END
-FROM generate_series(1, :orders) AS i;
+FROM generate_series(1::bigint, :orders) AS i;
 
 INSERT INTO sales.audit_log
 SELECT TIMESTAMPTZ '2023-06-01 00:00:00+00' + i * INTERVAL '3 seconds',
        'user-' || (i % 313),
-       (ARRAY['login', 'logout', 'update', 'delete', 'export'])[1 + i % 5],
+       (ARRAY['login', 'logout', 'update', 'delete', 'export'])[(1 + i % 5)::int],
        format('sales.orders/%s', (i * 31) % 1000000),
        CASE WHEN i % 4 <> 0 THEN md5(i::text) || md5((i + 1)::text) END
-FROM generate_series(1, :audit_rows) AS i;
+FROM generate_series(1::bigint, :audit_rows) AS i;
 
 -- Attachments are random bytes (pglz cannot shrink them, so they go to TOAST
 -- uncompressed); bodies are text that compresses well.
@@ -38,6 +38,6 @@ INSERT INTO sales.documents
 SELECT i,
        'document ' || i,
        repeat(format('Section %s of document %s: the quick brown fox jumps over the lazy dog. ', i % 17, i),
-              20 + i % 200),
-       substring(p.pool FROM 1 + (i * 7919) % 700000 FOR 4096 + (i * 104729) % 61440)
-FROM generate_series(1, :documents) AS i, random_pool AS p;
+              (20 + i % 200)::int),
+       substring(p.pool FROM (1 + (i * 7919) % 700000)::int FOR (4096 + (i * 104729) % 61440)::int)
+FROM generate_series(1::bigint, :documents) AS i, random_pool AS p;

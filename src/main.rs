@@ -46,18 +46,24 @@ async fn interrupted() {
 }
 
 /// The first Ctrl-C or SIGTERM sets `drain` (units in flight finish, then the run stops);
-/// the second completes the returned future (units in flight roll back).
-fn watch_signals(drain: Arc<AtomicBool>) -> impl std::future::Future<Output = ()> {
+/// the second completes the returned future (units in flight roll back). Abort the
+/// returned task when the run is over, so later signals are not taken for it.
+fn watch_signals(
+    drain: Arc<AtomicBool>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    impl std::future::Future<Output = ()>,
+) {
     let abort = Arc::new(tokio::sync::Notify::new());
     let notify = abort.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         interrupted().await;
         drain.store(true, Ordering::SeqCst);
         warn!("stopping: units in flight finish first; Ctrl-C again aborts them");
         interrupted().await;
         notify.notify_one();
     });
-    async move { abort.notified().await }
+    (task, async move { abort.notified().await })
 }
 
 fn fail(e: &Error) -> ExitCode {
@@ -113,8 +119,9 @@ fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
     let (mut report, result) = runtime.block_on(async {
         let watch = screen.watch(progress.clone());
         let drain = Arc::new(AtomicBool::new(false));
-        let abort = watch_signals(drain.clone());
+        let (signals, abort) = watch_signals(drain.clone());
         let outcome = migrate::run(&opts, progress.clone(), drain, abort).await;
+        signals.abort();
         watch.stop();
         outcome
     });
@@ -149,11 +156,12 @@ fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
     let result = runtime.block_on(async {
         let watch = screen.watch(progress.clone());
         let drain = Arc::new(AtomicBool::new(false));
-        let abort = watch_signals(drain.clone());
+        let (signals, abort) = watch_signals(drain.clone());
         let outcome = tokio::select! {
             r = migrate::run_worker(&opts, progress.clone(), drain) => r,
             () = abort => Err(Error::new(ErrorKind::Interrupted, "aborted: units in flight were rolled back")),
         };
+        signals.abort();
         watch.stop();
         outcome
     });

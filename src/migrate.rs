@@ -477,6 +477,12 @@ async fn migrate(
         phases.enter("data");
         let units: Vec<CopyUnit> = state::all_units(&tgt).await?;
         phases.progress.planned(&units);
+        let earlier: Vec<CopyUnit> = state::done_units(&tgt)
+            .await?
+            .into_iter()
+            .map(|(u, _)| u)
+            .collect();
+        phases.progress.already_done(&earlier);
         let config = PoolConfig {
             source: opts.source.clone(),
             target: opts.target.clone(),
@@ -998,6 +1004,12 @@ pub async fn run_worker(
     }
     progress.phase("data");
     progress.planned(&state::all_units(&tgt).await?);
+    let earlier: Vec<CopyUnit> = state::done_units(&tgt)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    progress.already_done(&earlier);
     let me = worker_name("worker");
     let config = PoolConfig {
         source: opts.source.clone(),

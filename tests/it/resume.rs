@@ -57,6 +57,7 @@ fn spawn_tsxfer(args: &[&str]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsxfer"));
     cmd.args(args)
         .args(["--metrics-addr", "off"])
+        .current_dir(crate::scratch_dir())
         .env_remove("SOURCE")
         .env_remove("TARGET")
         .env_remove("PGPASSWORD")

@@ -175,8 +175,8 @@ fn bad_input_gets_one_line_and_leaves_the_target_as_it_was() {
     tgt.psql(
         "postgres",
         "DO $$ BEGIN
-           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tsx_nocreate') THEN
-             CREATE ROLE tsx_nocreate LOGIN PASSWORD 'nc-pw';
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nocreate_login') THEN
+             CREATE ROLE nocreate_login LOGIN PASSWORD 'nc-pw';
            END IF;
          END $$;",
     );
@@ -184,7 +184,7 @@ fn bad_input_gets_one_line_and_leaves_the_target_as_it_was() {
         "--source",
         &source,
         "--target",
-        &tgt.conninfo("tsx_nocreate", "nc-pw", "src_bad_tgt"),
+        &tgt.conninfo("nocreate_login", "nc-pw", "src_bad_tgt"),
     ]);
     assert_refused(&run, 3, "no CREATE privilege");
     assert!(!run.all().contains("nc-pw"), "{run:?}");
