@@ -877,16 +877,37 @@ async fn analyze(opts: &MigrateOptions, tgt: &Target) -> Result<Vec<String>> {
     let rows = tgt
         .query(include_str!("sql/target_analyze.sql"), &[])
         .await?;
+    // ANALYZE of a hypertable analyzes every chunk again (TimescaleDB expands it), and
+    // the chunks are analyzed one by one below: leave hypertables out.
+    let hypertables: BTreeSet<String> = if catalog::target_facts(tgt)
+        .await?
+        .extension("timescaledb")
+        .is_some()
+    {
+        tgt.query(
+            "SELECT format('%I.%I', schema_name, table_name) FROM _timescaledb_catalog.hypertable",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    } else {
+        BTreeSet::new()
+    };
     let (parents, leaves): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.get::<_, bool>(1));
     let leaves: Vec<String> = leaves.iter().map(|r| r.get(0)).collect();
     let lanes = opts.jobs.min(leaves.len()).max(1);
+    let queue = Arc::new(std::sync::Mutex::new(leaves));
     let mut set = JoinSet::new();
-    for lane in 0..lanes {
-        let mine: Vec<String> = leaves.iter().skip(lane).step_by(lanes).cloned().collect();
+    for _ in 0..lanes {
+        let queue = queue.clone();
         let target = opts.target.clone();
         set.spawn(async move {
             let tgt = Target::connect(&target, "analyze").await?;
-            for rel in mine {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(rel) = next else { break };
                 tgt.execute(&format!("ANALYZE {rel}")).await?;
             }
             Ok::<_, Error>(())
@@ -900,6 +921,9 @@ async fn analyze(opts: &MigrateOptions, tgt: &Target) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     for r in parents {
         let rel: String = r.get(0);
+        if hypertables.contains(&rel) {
+            continue;
+        }
         if let Err(e) = tgt.execute(&format!("ANALYZE {rel}")).await {
             warnings.push(format!(
                 "ANALYZE {rel} (statistics over all its children) skipped: {e}; run it when the server has room for that many locks"
