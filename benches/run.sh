@@ -56,7 +56,7 @@ PG_BIN=${TSXFER_PG_BIN:-/usr/lib/postgresql/15/bin}
 BENCH_GB=${BENCH_GB:-2}
 JOBS=${BENCH_JOBS:-2}
 VARIANTS=${BENCH_VARIANTS:-sparse dense}
-TOOLS=${BENCH_TOOLS:-seed pgdump pgcopydb tsxfer}
+TOOLS=${BENCH_TOOLS:-seed pgdump pgdump-z0 pgcopydb tsxfer}
 BUFFER=${BENCH_BUFFER:-1MiB}
 COPY_RATE=${BENCH_COPY_RATE:-1}
 PERF=${BENCH_PERF:-0}
@@ -105,6 +105,11 @@ else
     TSXFER_BUILT="built from $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' with uncommitted changes')"
 fi
 [[ -x $TSXFER ]] || die "$TSXFER is not an executable"
+# No metrics endpoint: a fixed port may be taken by another tsxfer on this machine.
+TSXFER_EXTRA=''
+if "$TSXFER" --help 2>/dev/null | grep -q -- --metrics-addr; then
+    TSXFER_EXTRA='--metrics-addr off'
+fi
 
 if [[ -n ${BENCH_DIR:-} ]]; then
     mkdir -p "$BENCH_DIR"
@@ -139,6 +144,7 @@ cleanup() {
             as_pg "$PG_BIN/pg_ctl" -D "$c/data" -m fast -w -t 120 stop >/dev/null 2>&1 ||
                 as_pg "$PG_BIN/pg_ctl" -D "$c/data" -m immediate -w stop >/dev/null 2>&1 || true
         fi
+        cp "$c/server.log" "$BENCH_DIR/$(basename "$c")-server.log" 2>/dev/null || true
     done
     if [[ ${BENCH_KEEP:-0} != 1 ]]; then
         rm -rf "$CLUSTERS" "$BENCH_DIR/copy-files"
@@ -179,6 +185,8 @@ max_wal_size = '8GB'
 checkpoint_timeout = '30min'
 max_connections = 100
 password_encryption = 'scram-sha-256'
+log_autovacuum_min_duration = 0
+log_lock_waits = on
 EOF
     cat >"$dir/data/pg_hba.conf" <<EOF
 local all postgres trust
@@ -245,7 +253,8 @@ clusters_cpu_seconds() {
         return
     fi
     # After the "(comm) " prefix: $2 ppid, $12 utime, $13 stime, $14 cutime, $15 cstime.
-    cat /proc/[0-9]*/stat 2>/dev/null |
+    # Processes may end while this reads them: cat then fails, which is fine.
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
         awk -v pms=" ${pms[*]} " -v hz="$(getconf CLK_TCK)" '
             { pid = $1; sub(/^.*\) /, "")
               if (index(pms, " " pid " ")) t += $12 + $13 + $14 + $15
@@ -554,13 +563,13 @@ exit $status
 EOF
             ;;
         tsxfer)
-            printf 'TSXFER=%q\nTGT_ADMIN=%q\nBUFFER=%q\n' "$TSXFER" \
-                "$(tcp_conninfo target "$DB" "$ADMIN" "$ADMIN_PASSWORD")" "$BUFFER"
+            printf 'TSXFER=%q\nTGT_ADMIN=%q\nBUFFER=%q\nEXTRA=(%s)\n' "$TSXFER" \
+                "$(tcp_conninfo target "$DB" "$ADMIN" "$ADMIN_PASSWORD")" "$BUFFER" "$TSXFER_EXTRA"
             cat <<'EOF'
 # tsxfer's own peak RSS (VmHWM), sampled until it exits; /usr/bin/time's maximum
 # also covers the pg_dump and pg_restore it runs.
 "$TSXFER" --source "$SRC" --target "$TGT_ADMIN" --jobs "$JOBS" --buffer-size "$BUFFER" \
-    --work-dir "$PWD" --report "$PWD/report.json" &
+    --work-dir "$PWD" --report "$PWD/report.json" "${EXTRA[@]}" &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do
     hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null) && [[ -n $hwm ]] && echo "$hwm" >tsxfer-hwm-kb
@@ -602,9 +611,12 @@ run_tool() { # <variant> <tool> <source db> <relations> <source fingerprint>
     settle
     write_commands "$tool" "$srcdb" "$dir"
     say "[$variant] $(tool_label "$tool")"
+    # Marks in the servers' logs, to tell the runs apart there.
+    q source postgres -c "DO \$\$BEGIN RAISE LOG 'bench: % % starts', '$variant', '$tool'; END\$\$"
+    q target postgres -c "DO \$\$BEGIN RAISE LOG 'bench: % % starts', '$variant', '$tool'; END\$\$"
     local perf_pid=''
     if [[ $tool == tsxfer && $PERF == 1 && ! -f $BENCH_DIR/perf.data ]]; then
-        perf record -a -g -e cpu-clock -F 999 -o "$BENCH_DIR/perf.data" >"$dir/perf.log" 2>&1 &
+        perf record -a -g -k realtime -e cpu-clock -F 999 -o "$BENCH_DIR/perf.data" >"$dir/perf.log" 2>&1 &
         perf_pid=$!
         BG_PIDS+=("$perf_pid")
         sleep 1
@@ -622,7 +634,7 @@ run_tool() { # <variant> <tool> <source db> <relations> <source fingerprint>
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true
         BG_PIDS=()
-        perf_summary "$BENCH_DIR/perf.data"
+        perf_summary "$BENCH_DIR/perf.data" "$dir/output.log" "${t1/,/.}"
     fi
     local wall rss tool_rss='' bytes='-' notes=()
     wall=$(elapsed "$t0" "$t1")
@@ -683,20 +695,41 @@ run_tool() { # <variant> <tool> <source db> <relations> <source fingerprint>
 declare -A TSXFER_PHASES=() TSXFER_DATA=() TSXFER_BYTES=()
 declare -A COPY_RATE_LINE=()
 
-perf_summary() { # <perf.data>
-    local data=$1 out=$BENCH_DIR/perf-summary.txt
+perf_summary() { # <perf.data> <tsxfer's output.log> <end, epoch seconds>
+    local - # options set here stay here
+    set +e +o pipefail
+    local data=$1 log=$2 end=$3 out=$BENCH_DIR/perf-summary.txt hz=999
+    report() { perf report -i "$data" --stdio --no-children -g none "$@" 2>/dev/null | grep -v -e '^#' -e '^$'; }
+    # "<samples> <comm>" lines -> CPU seconds by process name, tsxfer's threads together.
+    by_comm() {
+        report --sort comm -F sample,comm "$@" |
+            awk -v hz="$hz" '{ n = $1; $1 = ""; sub(/^ /, ""); if ($0 ~ /^(tokio-rt-worker|tsxfer)$/) $0 = "tsxfer"
+                               if ($0 == "swapper") $0 = "(idle)"; t[$0] += n }
+                             END { for (c in t) printf "%8.1f s  %s\n", t[c] / hz, c }' | sort -k1,1nr | head -n 8
+    }
     {
-        echo "# CPU samples during the tsxfer run, by process"
-        perf report -i "$data" --stdio --no-children --sort comm 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 20
+        echo "# CPU seconds by process over the whole tsxfer run (system-wide cpu-clock samples at $hz Hz)"
+        by_comm
         echo
-        echo "# by process and shared object"
-        perf report -i "$data" --stdio --no-children --sort comm,dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 30
+        echo "# The same by phase (phases from tsxfer's log)"
+        local stamps=() names=() line i a b
+        while IFS= read -r line; do
+            stamps+=("$(date -u -d "${line%% *}" +%s.%N)")
+            names+=("${line#* }")
+        done < <(sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '/ phase: / { t = $1; sub(/^.* phase: /, ""); print t, $0 }')
+        stamps+=("$end")
+        for ((i = 0; i < ${#names[@]}; i++)); do
+            [[ ${names[i]} == "done" ]] && continue
+            a=${stamps[i]} b=${stamps[i + 1]}
+            echo "## ${names[i]}: $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", b - a }') s wall"
+            by_comm --time "$a,$b" | head -n 5
+        done
         echo
-        echo "# tsxfer's own hottest symbols"
-        perf report -i "$data" --stdio --no-children --comms tsxfer --sort sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 30
+        echo "# postgres's hottest symbols over the whole run"
+        report --comms postgres --sort dso,sym | head -n 25
         echo
-        echo "# postgres's hottest symbols"
-        perf report -i "$data" --stdio --no-children --comms postgres --sort sym -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 30
+        echo "# tsxfer's hottest symbols"
+        report --comms tokio-rt-worker,tsxfer --sort dso,sym | head -n 25
     } >"$out"
     say "profile summary in $out"
 }
@@ -706,6 +739,19 @@ perf_summary() { # <perf.data>
 # COPY TO files on the source and COPY FROM those files on the target into the
 # pre-data schema (no indexes yet, like tsxfer's data pass), JOBS sessions at a time,
 # largest first.
+# Deals the lines of <statements> to JOBS files <prefix>NN: in order of size (from
+# <sizes>, one a line), each to the file with the fewest bytes so far.
+deal_lanes() { # <statements> <sizes> <prefix>
+    rm -f "$3"[0-9]*
+    paste -d '\t' "$2" "$1" | sort -t $'\t' -k1,1nr |
+        awk -F '\t' -v jobs="$JOBS" -v prefix="$3" '
+            { best = 0
+              for (i = 1; i < jobs; i++) if (load[i] < load[best]) best = i
+              load[best] += $1
+              sub(/^[^\t]*\t/, "")
+              print > sprintf("%s%02d", prefix, best) }'
+}
+
 measure_copy_rates() { # <variant> <source db>
     local variant=$1 srcdb=$2 files=$BENCH_DIR/copy-files
     rm -rf "$files"
@@ -717,6 +763,7 @@ measure_copy_rates() { # <variant> <source db>
     qv source "$srcdb" -F '|' -c "
         SELECT c.oid::regclass::text,
                c.oid,
+               pg_total_relation_size(c.oid),
                (SELECT string_agg(CASE WHEN t.typname = 'compressed_data'
                                        THEN format('CASE WHEN pg_catalog.pg_column_size(%1\$I) < 8 AND %1\$I::text = ''Bg=='' THEN NULL ELSE %1\$I END AS %1\$I', a.attname)
                                        ELSE quote_ident(a.attname) END, ', ' ORDER BY a.attnum)
@@ -727,10 +774,13 @@ measure_copy_rates() { # <variant> <source db>
         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_timescaledb_catalog', '_timescaledb_config')
           AND n.nspname NOT LIKE 'timescaledb\_%' AND pg_relation_size(c.oid) > 0
         ORDER BY pg_total_relation_size(c.oid) DESC" >"$list"
-    local out_sql=$RUNS/$variant-copy-out.sql in_sql=$RUNS/$variant-copy-in.sql rel oid select_list
+    local out_sql=$RUNS/$variant-copy-out.sql in_sql=$RUNS/$variant-copy-in.sql rel oid size select_list
+    local sizes=$RUNS/$variant-copy-rate.sizes
     : >"$out_sql"
     : >"$in_sql"
-    while IFS='|' read -r rel oid select_list; do
+    : >"$sizes"
+    while IFS='|' read -r rel oid size select_list; do
+        echo "$size" >>"$sizes"
         if [[ -n $select_list ]]; then
             echo "COPY (SELECT $select_list FROM ONLY $rel) TO '$files/$oid' (FORMAT text);" >>"$out_sql"
             echo "COPY $rel FROM '$files/$oid' (FORMAT text);" >>"$in_sql"
@@ -739,9 +789,10 @@ measure_copy_rates() { # <variant> <source db>
             echo "COPY $rel FROM '$files/$oid' (FORMAT binary);" >>"$in_sql"
         fi
     done <"$list"
-    # JOBS sessions, each with its share of the tables (largest first, dealt in turn).
-    split -n r/"$JOBS" -d "$out_sql" "$out_sql.lane"
-    split -n r/"$JOBS" -d "$in_sql" "$in_sql.lane"
+    # JOBS sessions, each with its share of the tables: largest first, each to the
+    # session with the fewest bytes so far (tsxfer's pool takes the next unit when a
+    # stream is free, which comes to about the same).
+    deal_lanes "$out_sql" "$sizes" "$out_sql.lane"
     local src_conn tgt_conn t0 t1 t2 lane p pids=() status=0
     src_conn="host=$SOCK_source port=$PORT_source user=postgres dbname=$srcdb"
     tgt_conn="host=$SOCK_target port=$PORT_target user=postgres dbname=copy_rate"
@@ -754,17 +805,23 @@ measure_copy_rates() { # <variant> <source db>
         die "copying the pre-data schema for the COPY rate failed (see $RUNS/$variant-copy-rate-schema.log)"
     settle
     t0=$(now)
-    for lane in "$out_sql".lane*; do
+    for lane in "$out_sql".lane[0-9]*; do
         "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$src_conn" -f "$lane" >>"$RUNS/$variant-copy-out.log" 2>&1 &
         pids+=("$!")
     done
     for p in "${pids[@]}"; do wait "$p" || status=1; done
     t1=$(now)
     ((status == 0)) || die "COPY TO files failed (see $RUNS/$variant-copy-out.log)"
+    # The target's sessions are dealt by the files' sizes.
+    : >"$sizes"
+    while IFS='|' read -r rel oid size select_list; do
+        stat -c %s "$files/$oid" >>"$sizes"
+    done <"$list"
+    deal_lanes "$in_sql" "$sizes" "$in_sql.lane"
     settle
     pids=()
     t2=$(now)
-    for lane in "$in_sql".lane*; do
+    for lane in "$in_sql".lane[0-9]*; do
         "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$tgt_conn" -f "$lane" >>"$RUNS/$variant-copy-in.log" 2>&1 &
         pids+=("$!")
     done
@@ -814,9 +871,9 @@ print_variant() { # <variant> <source db>
         if [[ -n $logical ]]; then
             echo "Throughput: the database's data as tsxfer's COPY streams carry it ($(human_bytes "$logical")) over each tool's wall time, the same yardstick for every tool. Bytes moved: what the tool itself wrote or sent (the seed's SQL files, pg_dump's archive directory, tsxfer's COPY data). CPU: seconds used by the tool's process tree (with the pg_dump/pg_restore it runs) and by both servers. Other load: cores busy with processes that are not part of the run, on average (anything above 0.1 makes that row's time unreliable)."
         fi
-        if [[ $variant == sparse && " $TOOLS " == *" pgcopydb "* && " $VARIANTS " == *" dense "* && $HAVE_PGCOPYDB == 1 ]]; then
+        if [[ $variant == sparse && " $VARIANTS " == *" dense "* && (" $TOOLS " == *" pgdump-z0 "* || (" $TOOLS " == *" pgcopydb "* && $HAVE_PGCOPYDB == 1)) ]]; then
             echo
-            echo "pgcopydb runs on the dense variant only: it fails on TimescaleDB whatever the data."
+            echo "pgcopydb and pg_dump -Z0 run on the dense variant only (pgcopydb fails on TimescaleDB whatever the data; -Z0 is there for its time)."
         fi
         if [[ -n ${TSXFER_PHASES[$variant]:-} ]]; then
             echo
@@ -831,7 +888,12 @@ print_variant() { # <variant> <source db>
                 local data_rate target_rate
                 data_rate=$(mbps "$logical" "${TSXFER_DATA[$variant]}")
                 target_rate=$(mbps "$cbytes" "$cin")
-                echo "tsxfer's data pass: $(human_bytes "$logical") in ${TSXFER_DATA[$variant]} s = $data_rate MB/s, $(awk -v a="$data_rate" -v b="$target_rate" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the target's own COPY FROM rate (both servers and tsxfer share this machine's $(nproc) cores)."
+                # With both servers on one machine, the source's COPY TO and the target's
+                # COPY FROM share its cores: one byte costs the time of both.
+                local source_rate ceiling
+                source_rate=$(mbps "$cbytes" "$cout")
+                ceiling=$(awk -v s="$source_rate" -v t="$target_rate" 'BEGIN { printf "%.1f", 1 / (1 / s + 1 / t) }')
+                echo "tsxfer's data pass: $(human_bytes "$logical") in $(awk -v s="${TSXFER_DATA[$variant]}" 'BEGIN { printf "%.1f", s }') s = $data_rate MB/s: $(awk -v a="$data_rate" -v b="$target_rate" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the target's own COPY FROM rate, $(awk -v a="$data_rate" -v b="$ceiling" 'BEGIN { printf "%.0f%%", 100 * a / b }') of the $ceiling MB/s that the two servers reach together when, as here, they share this machine's $(nproc) cores (1 / (1/source + 1/target))."
             fi
         fi
     } | tee -a "$RESULTS"
@@ -875,8 +937,9 @@ for variant in $VARIANTS; do
             say "pgcopydb is not on PATH: skipped"
             continue
         fi
-        # pgcopydb fails on TimescaleDB whatever the data: one variant shows it.
-        if [[ $tool == pgcopydb && $variant == sparse && " $VARIANTS " == *" dense "* ]]; then
+        # Timing-only rows (pg_dump without gzip) and pgcopydb, which fails on TimescaleDB
+        # whatever the data, run on one variant only.
+        if [[ ($tool == pgcopydb || $tool == pgdump-z0) && $variant == sparse && " $VARIANTS " == *" dense "* ]]; then
             continue
         fi
         run_tool "$variant" "$tool" "$srcdb" "$RUNS/$variant-relations.txt" "$RUNS/$variant-source-fingerprint.txt"
