@@ -3,7 +3,7 @@
 # "seed"), pg_dump -Fd -j N + pg_restore -j N, and pgcopydb (when it is on PATH).
 #
 #   bash benches/run.sh                 # as root, from anywhere; default 2 GB dataset
-#   BENCH_GB=0.2 bash benches/run.sh    # smoke check, about a minute
+#   BENCH_GB=0.2 bash benches/run.sh    # smoke check, two minutes or so
 #
 # It starts its own throwaway source and target PostgreSQL 15 + TimescaleDB clusters
 # (initdb as the postgres OS user, free ports, sockets in the run directory), generates
@@ -16,7 +16,9 @@
 # compressed chunks per hypertable). It also measures the servers' own COPY rates on
 # the same data (server-side COPY TO files on the source, COPY FROM those files on the
 # target, JOBS sessions at a time), and prints markdown tables, also written to
-# $BENCH_DIR/results.md. Both clusters are stopped at the end, also on failure.
+# $BENCH_DIR/results.md, with the CPU the tool, the servers and everything else on the
+# machine used meanwhile. Both clusters are stopped at the end, also on failure; their
+# logs are kept in $BENCH_DIR. benches/README.md says more.
 #
 # Variants: "sparse" is the dataset as generated; some compressed batches hold no value
 # at all in a column, which TimescaleDB 2.19 stores as a placeholder it cannot load back
@@ -28,13 +30,14 @@
 #   BENCH_GB        dataset size in GB (source database size, roughly), default 2
 #   BENCH_JOBS      N for every tool (tsxfer --jobs, pg_dump/pg_restore -j, pgcopydb), default 2
 #   BENCH_VARIANTS  variants to run, default "sparse dense"
-#   BENCH_TOOLS     tools to run, default "seed pgdump pgcopydb tsxfer"; also "pgdump-z0"
-#                   (pg_dump -Fd -Z0: the same without gzip); pgcopydb is skipped when
-#                   it is not on PATH
+#   BENCH_TOOLS     tools to run, default "seed pgdump pgdump-z0 pgcopydb tsxfer";
+#                   pgdump-z0 is pg_dump -Fd -Z0 (no gzip); it and pgcopydb run on the
+#                   dense variant only; pgcopydb is skipped when it is not on PATH
 #   BENCH_BUFFER    tsxfer --buffer-size, default 1MiB
 #   BENCH_COPY_RATE 1 (default) measures the servers' own COPY rates; 0 skips it
 #   BENCH_PERF      1 records a system-wide perf profile (cpu-clock) of the first
-#                   tsxfer run into $BENCH_DIR/perf-*.txt; default 0
+#                   tsxfer run: $BENCH_DIR/perf.data, summed up by process, by tsxfer
+#                   phase and by symbol in $BENCH_DIR/perf-summary.txt; default 0
 #   BENCH_TIMEOUT   seconds one tool may run before it is stopped, default 1800
 #   BENCH_DIR       run directory (default: a new /tmp/tsxfer-bench.XXXXXX); the cluster
 #                   data is removed at the end unless BENCH_KEEP=1, logs and results stay
@@ -45,8 +48,8 @@
 # The non-tsxfer tools run as the target's superuser (the seed's procedure fails on a
 # non-superuser target before it loads any data; pg_restore and pgcopydb need a superuser
 # for timescaledb_pre_restore()). tsxfer runs as `tsdbadmin`, a non-superuser that owns
-# the target database, as on a managed service (the same setup as scripts/demo.sh).
-# Every tool connects over TCP to 127.0.0.1.
+# the target database, as on a managed service (the same setup as scripts/demo.sh), with
+# --metrics-addr off when it has that flag. Every tool connects over TCP to 127.0.0.1.
 set -euo pipefail
 exec </dev/null
 
