@@ -3,7 +3,7 @@
 # "seed"), pg_dump -Fd -j N + pg_restore -j N, and pgcopydb (when it is on PATH).
 #
 #   bash benches/run.sh                 # as root, from anywhere; default 2 GB dataset
-#   BENCH_GB=0.2 bash benches/run.sh    # smoke check, two minutes or so
+#   BENCH_GB=0.2 bash benches/run.sh    # smoke check, about 75 s
 #
 # It starts its own throwaway source and target PostgreSQL 15 + TimescaleDB clusters
 # (initdb as the postgres OS user, free ports, sockets in the run directory), generates
@@ -711,7 +711,8 @@ perf_summary() { # <perf.data> <tsxfer's output.log> <end, epoch seconds>
                              END { for (c in t) printf "%8.1f s  %s\n", t[c] / hz, c }' | sort -k1,1nr | head -n 8
     }
     {
-        echo "# CPU seconds by process over the whole tsxfer run (system-wide cpu-clock samples at $hz Hz)"
+        echo "# CPU seconds by process over the whole tsxfer run (system-wide cpu-clock samples at $hz Hz;"
+        echo "# processes of other users of the machine count too: see the run's other load)"
         by_comm
         echo
         echo "# The same by phase (phases from tsxfer's log)"
@@ -807,6 +808,14 @@ measure_copy_rates() { # <variant> <source db>
         q target copy_rate >"$RUNS/$variant-copy-rate-schema.log" 2>&1 ||
         die "copying the pre-data schema for the COPY rate failed (see $RUNS/$variant-copy-rate-schema.log)"
     settle
+    # Other load: cores busy outside our servers while they copy (psql only waits).
+    other_load() { # <busy before> <servers before> <start> <end>
+        awk -v b0="$1" -v b1="$(machine_busy_seconds)" -v s0="$2" -v s1="$(clusters_cpu_seconds)" -v w="$(elapsed "$3" "$4")" \
+            'BEGIN { o = (b1 - b0 - (s1 - s0)) / (w > 0 ? w : 1); printf "%.2f", (o < 0 ? 0 : o) }'
+    }
+    local busy0 srv0 other_out other_in
+    busy0=$(machine_busy_seconds)
+    srv0=$(clusters_cpu_seconds)
     t0=$(now)
     for lane in "$out_sql".lane[0-9]*; do
         "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$src_conn" -f "$lane" >>"$RUNS/$variant-copy-out.log" 2>&1 &
@@ -814,6 +823,7 @@ measure_copy_rates() { # <variant> <source db>
     done
     for p in "${pids[@]}"; do wait "$p" || status=1; done
     t1=$(now)
+    other_out=$(other_load "$busy0" "$srv0" "$t0" "$t1")
     ((status == 0)) || die "COPY TO files failed (see $RUNS/$variant-copy-out.log)"
     # The target's sessions are dealt by the files' sizes.
     : >"$sizes"
@@ -823,6 +833,8 @@ measure_copy_rates() { # <variant> <source db>
     deal_lanes "$in_sql" "$sizes" "$in_sql.lane"
     settle
     pids=()
+    busy0=$(machine_busy_seconds)
+    srv0=$(clusters_cpu_seconds)
     t2=$(now)
     for lane in "$in_sql".lane[0-9]*; do
         "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$tgt_conn" -f "$lane" >>"$RUNS/$variant-copy-in.log" 2>&1 &
@@ -832,8 +844,9 @@ measure_copy_rates() { # <variant> <source db>
     ((status == 0)) || die "COPY FROM files failed (see $RUNS/$variant-copy-in.log)"
     local t3 bytes
     t3=$(now)
+    other_in=$(other_load "$busy0" "$srv0" "$t2" "$t3")
     bytes=$(du -sb "$files" | cut -f1)
-    COPY_RATE_LINE[$variant]="$bytes|$(elapsed "$t0" "$t1")|$(elapsed "$t2" "$t3")|$(wc -l <"$list")"
+    COPY_RATE_LINE[$variant]="$bytes|$(elapsed "$t0" "$t1")|$(elapsed "$t2" "$t3")|$(wc -l <"$list")|$other_out|$other_in"
     q target copy_rate -c "SELECT public.timescaledb_post_restore()" >/dev/null
     q target postgres -c "DROP DATABASE copy_rate WITH (FORCE)"
     rm -rf "$files"
@@ -883,10 +896,10 @@ print_variant() { # <variant> <source db>
             echo "tsxfer phases: ${TSXFER_PHASES[$variant]}."
         fi
         if [[ -n ${COPY_RATE_LINE[$variant]:-} ]]; then
-            local cbytes cout cin ntables
-            IFS='|' read -r cbytes cout cin ntables <<<"${COPY_RATE_LINE[$variant]}"
+            local cbytes cout cin ntables other_out other_in
+            IFS='|' read -r cbytes cout cin ntables other_out other_in <<<"${COPY_RATE_LINE[$variant]}"
             echo
-            echo "Servers' own COPY rates on the same data ($ntables tables, $(human_bytes "$cbytes") in tsxfer's formats, $JOBS sessions at a time, server-side files): source COPY TO $(mbps "$cbytes" "$cout") MB/s ($cout s), target COPY FROM into the pre-data schema $(mbps "$cbytes" "$cin") MB/s ($cin s)."
+            echo "Servers' own COPY rates on the same data ($ntables tables, $(human_bytes "$cbytes") in tsxfer's formats, $JOBS sessions at a time, server-side files): source COPY TO $(mbps "$cbytes" "$cout") MB/s ($cout s, other load $other_out), target COPY FROM into the pre-data schema $(mbps "$cbytes" "$cin") MB/s ($cin s, other load $other_in)."
             if [[ -n ${TSXFER_DATA[$variant]:-} && -n $logical ]]; then
                 local data_rate target_rate
                 data_rate=$(mbps "$logical" "${TSXFER_DATA[$variant]}")

@@ -297,7 +297,7 @@ pub struct TransferArgs {
     pub jobs: usize,
 
     /// Bytes buffered per stream before they are handed to the target (e.g. 256KiB, 1MiB).
-    #[arg(long, default_value = "1MiB")]
+    #[arg(long, default_value = "256KiB")]
     pub buffer_size: String,
 
     /// Directory for the schema archives (a private subdirectory is made and removed).
