@@ -142,7 +142,7 @@ async fn leave_restoring_mode(target: &ConnInfo, schema: &str) -> Result<()> {
     let sql = format!("SELECT {}.timescaledb_post_restore()", ident(schema));
     let outcome = async {
         let tgt = Target::connect(target, "post-restore").await?;
-        tgt.execute(&sql).await
+        state::restoring_mode(&tgt, schema, "timescaledb_post_restore").await
     }
     .await;
     outcome.map_err(|e| {
@@ -412,12 +412,7 @@ async fn migrate(
     check_drain(drain)?;
 
     if let Some(schema) = &timescale {
-        tgt.execute(&format!(
-            "SELECT {}.timescaledb_pre_restore()",
-            ident(schema)
-        ))
-        .await
-        .map_err(|e| e.context("calling timescaledb_pre_restore() on the target"))?;
+        state::restoring_mode(&tgt, schema, "timescaledb_pre_restore").await?;
         cleanup.restoring = Some(schema.clone());
         info!("the target is in TimescaleDB's restoring mode");
     }
@@ -475,14 +470,7 @@ async fn migrate(
 
     if milestone < Milestone::Data {
         phases.enter("data");
-        let units: Vec<CopyUnit> = state::all_units(&tgt).await?;
-        phases.progress.planned(&units);
-        let earlier: Vec<CopyUnit> = state::done_units(&tgt)
-            .await?
-            .into_iter()
-            .map(|(u, _)| u)
-            .collect();
-        phases.progress.already_done(&earlier);
+        plan_progress(&phases.progress, &tgt).await?;
         let config = PoolConfig {
             source: opts.source.clone(),
             target: opts.target.clone(),
@@ -568,42 +556,38 @@ async fn migrate(
     phases.enter("owners and grants");
     let undo = privileges::lend_schema_create(&tgt, &privilege_plan.schema_owners).await?;
     let refused = privileges::run_batches(&tgt, &privilege_plan.owners).await;
-    report.warnings.extend(
-        privileges::summarize("owner", &privilege_plan.owners, &refused)
-            .into_iter()
-            .map(|w| format!("{w}; those objects stay with {} and their intended owners get all privileges on them instead", ident(&pre.target.login))),
-    );
+    let mut refusals: Vec<String> = privileges::summarize("owner", &privilege_plan.owners, &refused)
+        .into_iter()
+        .map(|w| format!("{w}; those objects stay with {} and their intended owners get all privileges on them instead", ident(&pre.target.login)))
+        .collect();
     let fallbacks: Vec<String> = refused
         .iter()
         .filter_map(|(i, _)| privilege_plan.owner_fallbacks[*i].clone())
         .collect();
-    report.warnings.extend(
-        privileges::run_and_summarize(&tgt, &fallbacks, "owner rights instead of ownership").await,
-    );
-    report.warnings.extend(
-        privileges::run_and_summarize(&tgt, &undo, "returning a lent schema privilege").await,
-    );
-    report
-        .warnings
-        .extend(privileges::run_and_summarize(&tgt, &privilege_plan.grants, "grant").await);
+    for (statements, what) in [
+        (&fallbacks, "owner rights instead of ownership"),
+        (&undo, "returning a lent schema privilege"),
+        (&privilege_plan.grants, "grant"),
+    ] {
+        refusals.extend(privileges::run_and_summarize(&tgt, statements, what).await);
+    }
     if !opts.filters.is_empty() {
         // Owners and grants are read for the whole source; those of objects the filters
         // left out have nothing to apply to.
-        report.warnings.retain(|w| !w.contains("does not exist"));
+        refusals.retain(|w| !w.contains("does not exist"));
     }
+    report.warnings.extend(refusals);
 
     if let Some(schema) = &timescale {
-        tgt.execute(&format!(
-            "SELECT {}.timescaledb_post_restore()",
-            ident(schema)
-        ))
-        .await
-        .map_err(|e| e.context("calling timescaledb_post_restore() on the target"))?;
+        state::restoring_mode(&tgt, schema, "timescaledb_post_restore").await?;
         cleanup.restoring = None;
         info!("the target left TimescaleDB's restoring mode");
     }
     phases.enter("analyze");
-    report.warnings.extend(analyze(opts, &tgt).await?);
+    let on_timescaledb = pre.target.extension("timescaledb").is_some();
+    report
+        .warnings
+        .extend(analyze(opts, &tgt, on_timescaledb).await?);
 
     phases.enter("verify");
     let done = state::done_units(&tgt).await?;
@@ -777,6 +761,19 @@ async fn set_sequences(tgt: &Target, sequences: &[(String, i64, bool)]) -> Resul
     Ok(())
 }
 
+/// Tells `progress` every unit of the run, and those an earlier run or another worker
+/// already copied.
+async fn plan_progress(progress: &Progress, tgt: &Target) -> Result<()> {
+    progress.planned(&state::all_units(tgt).await?);
+    let earlier: Vec<CopyUnit> = state::done_units(tgt)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    progress.already_done(&earlier);
+    Ok(())
+}
+
 /// A name for this process in the run state: host and pid.
 fn worker_name(role: &str) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -873,17 +870,13 @@ async fn catalog_references(tgt: &Target) -> Result<BTreeMap<String, BTreeSet<St
 /// ANALYZE of every user table: leaves in parallel over the job pool, then the parents
 /// of inheritance trees one at a time (analyzing a parent locks all its children at once,
 /// which a server with a small lock table may refuse: that is a warning, not a failure).
-async fn analyze(opts: &MigrateOptions, tgt: &Target) -> Result<Vec<String>> {
+async fn analyze(opts: &MigrateOptions, tgt: &Target, on_timescaledb: bool) -> Result<Vec<String>> {
     let rows = tgt
         .query(include_str!("sql/target_analyze.sql"), &[])
         .await?;
     // ANALYZE of a hypertable analyzes every chunk again (TimescaleDB expands it), and
     // the chunks are analyzed one by one below: leave hypertables out.
-    let hypertables: BTreeSet<String> = if catalog::target_facts(tgt)
-        .await?
-        .extension("timescaledb")
-        .is_some()
-    {
+    let hypertables: BTreeSet<String> = if on_timescaledb {
         tgt.query(
             "SELECT format('%I.%I', schema_name, table_name) FROM _timescaledb_catalog.hypertable",
             &[],
@@ -1027,13 +1020,7 @@ pub async fn run_worker(
         ));
     }
     progress.phase("data");
-    progress.planned(&state::all_units(&tgt).await?);
-    let earlier: Vec<CopyUnit> = state::done_units(&tgt)
-        .await?
-        .into_iter()
-        .map(|(u, _)| u)
-        .collect();
-    progress.already_done(&earlier);
+    plan_progress(&progress, &tgt).await?;
     let me = worker_name("worker");
     let config = PoolConfig {
         source: opts.source.clone(),

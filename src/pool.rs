@@ -139,10 +139,8 @@ async fn one_unit(src: &Source, tgt: &Target, shared: &Shared, n: usize) -> Resu
 }
 
 /// Whether units are still pending but held by other workers (in this process or not).
-async fn others_busy(config: &PoolConfig) -> Result<bool> {
-    let tgt = Target::connect(&config.target, "pool").await?;
-    let counts = state::counts(&tgt).await?;
-    Ok(counts.pending > 0)
+async fn others_busy(tgt: &Target) -> Result<bool> {
+    Ok(state::counts(tgt).await?.pending > 0)
 }
 
 async fn worker(shared: Arc<Shared>, n: usize) {
@@ -168,7 +166,7 @@ async fn worker(shared: Arc<Shared>, n: usize) {
         let (src, tgt) = conns.as_ref().expect("connected above");
         match one_unit(src, tgt, &shared, n).await {
             Ok(Step::Copied) => {}
-            Ok(Step::NothingFree) => match others_busy(config).await {
+            Ok(Step::NothingFree) => match others_busy(tgt).await {
                 Ok(true) => tokio::time::sleep(Duration::from_millis(500)).await,
                 Ok(false) => return,
                 Err(e) => return shared.fail(e),

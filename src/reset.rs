@@ -6,7 +6,6 @@ use tracing::info;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::Target;
-use crate::quote::ident;
 use crate::state;
 
 /// Drops the user objects of the target database, its large objects and the run state.
@@ -27,12 +26,9 @@ pub async fn empty_target(tgt: &Target) -> Result<Vec<String>> {
         .map(|r| r.get(0))
         .collect();
     if let Some(schema) = ts.first() {
-        tgt.execute(&format!(
-            "SELECT {}.timescaledb_post_restore()",
-            ident(schema)
-        ))
-        .await
-        .map_err(|e| e.context("leaving TimescaleDB's restoring mode before --restart"))?;
+        state::restoring_mode(tgt, schema, "timescaledb_post_restore")
+            .await
+            .map_err(|e| e.context("before --restart"))?;
     }
     // Dropping one object can drop others (CASCADE); go round until nothing is left to
     // drop or a round drops nothing.

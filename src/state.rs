@@ -293,6 +293,14 @@ fn done_unit(r: &Row) -> Result<(CopyUnit, UnitOutcome)> {
     ))
 }
 
+/// TimescaleDB's `timescaledb_pre_restore()` or `timescaledb_post_restore()` (`which`),
+/// schema-qualified: a restore's search path may not find it.
+pub async fn restoring_mode(tgt: &Target, schema: &str, which: &str) -> Result<()> {
+    tgt.execute(&format!("SELECT {}.{which}()", crate::quote::ident(schema)))
+        .await
+        .map_err(|e| e.context(format!("calling {which}() on the target")))
+}
+
 /// Every unit of the run, whatever its status.
 pub async fn all_units(tgt: &Target) -> Result<Vec<CopyUnit>> {
     tgt.query("SELECT spec FROM tsxfer.unit ORDER BY id", &[])
