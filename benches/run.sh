@@ -457,35 +457,7 @@ CREATE ROLE :"admin" LOGIN CREATEROLE NOSUPERUSER PASSWORD :'pw';
 SQL
     fi
     q target postgres -c "CREATE DATABASE $DB OWNER $ADMIN TEMPLATE template0"
-    q target "$DB" -v admin="$ADMIN" >/dev/null <<'SQL'
-CREATE EXTENSION IF NOT EXISTS timescaledb;
-BEGIN;
-ALTER FUNCTION public.timescaledb_pre_restore() SECURITY DEFINER;
-ALTER FUNCTION public.timescaledb_post_restore() SECURITY DEFINER;
-REVOKE EXECUTE ON FUNCTION public.timescaledb_pre_restore() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION public.timescaledb_post_restore() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION public.timescaledb_pre_restore() TO :"admin";
-GRANT EXECUTE ON FUNCTION public.timescaledb_post_restore() TO :"admin";
-SELECT set_config('bench.admin', :'admin', true);
-DO $grants$
-DECLARE
-    s text;
-    admin text := current_setting('bench.admin');
-BEGIN
-    FOREACH s IN ARRAY ARRAY['_timescaledb_catalog', '_timescaledb_config', '_timescaledb_internal',
-                             '_timescaledb_functions', '_timescaledb_cache', '_timescaledb_debug'] LOOP
-        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s);
-        EXECUTE format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', s, admin);
-        EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %I TO %I', s, admin);
-        EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA %I TO %I', s, admin);
-        IF s IN ('_timescaledb_functions', '_timescaledb_internal') THEN
-            EXECUTE format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %I TO %I', s, admin);
-        END IF;
-    END LOOP;
-END
-$grants$;
-COMMIT;
-SQL
+    q target "$DB" -v admin="$ADMIN" -f "$REPO/scripts/cloud-like-target.sql" >/dev/null
 }
 
 # --- tools -------------------------------------------------------------------------------------

@@ -194,35 +194,7 @@ SET password_encryption = 'scram-sha-256';
 CREATE ROLE :"admin" LOGIN CREATEROLE NOSUPERUSER PASSWORD :'pw';
 SQL
 tgt_su postgres -c "CREATE DATABASE $DB OWNER $ADMIN TEMPLATE template0"
-tgt_su "$DB" -v admin="$ADMIN" <<'SQL'
-CREATE EXTENSION IF NOT EXISTS timescaledb;
-BEGIN;
-ALTER FUNCTION public.timescaledb_pre_restore() SECURITY DEFINER;
-ALTER FUNCTION public.timescaledb_post_restore() SECURITY DEFINER;
-REVOKE EXECUTE ON FUNCTION public.timescaledb_pre_restore() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION public.timescaledb_post_restore() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION public.timescaledb_pre_restore() TO :"admin";
-GRANT EXECUTE ON FUNCTION public.timescaledb_post_restore() TO :"admin";
-SELECT set_config('demo.admin', :'admin', true);
-DO $grants$
-DECLARE
-    s text;
-    admin text := current_setting('demo.admin');
-BEGIN
-    FOREACH s IN ARRAY ARRAY['_timescaledb_catalog', '_timescaledb_config', '_timescaledb_internal',
-                             '_timescaledb_functions', '_timescaledb_cache', '_timescaledb_debug'] LOOP
-        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = s);
-        EXECUTE format('GRANT USAGE, CREATE ON SCHEMA %I TO %I', s, admin);
-        EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %I TO %I', s, admin);
-        EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA %I TO %I', s, admin);
-        IF s IN ('_timescaledb_functions', '_timescaledb_internal') THEN
-            EXECUTE format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %I TO %I', s, admin);
-        END IF;
-    END LOOP;
-END
-$grants$;
-COMMIT;
-SQL
+tgt_su "$DB" -v admin="$ADMIN" -f "$REPO/scripts/cloud-like-target.sql"
 
 SOURCE_CONNINFO="host=$SOCK_source port=$PORT_source user=postgres dbname=$DB"
 TARGET_CONNINFO="host=$SOCK_target port=$PORT_target user=$ADMIN password=$ADMIN_PASSWORD dbname=$DB"
