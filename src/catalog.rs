@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Extension {
     pub name: String,
     pub version: String,
@@ -17,7 +17,7 @@ pub struct Extension {
 }
 
 /// What one server is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerFacts {
     pub version_num: i32,
     pub version: String,

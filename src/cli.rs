@@ -50,6 +50,170 @@ pub enum Command {
     Status(TargetArgs),
     /// Drop the run state (schema tsxfer) from the target; the copied data stays.
     Clean(TargetArgs),
+    /// Write the migration into a directory instead of a target: a manifest, the roles,
+    /// the schema, and one zstd-compressed file per unit (resumable).
+    Dump(DumpArgs),
+    /// Load a directory written by `tsxfer dump` into the target: the same phases and
+    /// checks as a migration, reading the files.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DumpArgs {
+    /// Source database: a libpq URI or key=value string (PG* variables and .pgpass apply).
+    #[arg(long, env = "SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
+
+    /// Directory to write the dump into: made if missing; it must be empty or hold an
+    /// unfinished dump of the same source.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub streams: StreamArgs,
+
+    /// zstd compression level of the unit files: 1 (fastest) to 19 (smallest); negative
+    /// levels are faster still and compress less.
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+    pub compress_level: i32,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// Times a unit is tried again after a transient failure.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+
+    /// Remove the dump already in --dir (finished or not) and start over.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Finish an interrupted dump although its snapshot is gone: units written before and
+    /// after then come from two different moments of the source.
+    #[arg(long)]
+    pub allow_inconsistent: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// Directory written by `tsxfer dump`.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Target database, empty, as a libpq URI or key=value string.
+    #[arg(long, env = "TARGET", hide_env_values = true)]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub streams: StreamArgs,
+
+    /// Directory for restore lists (a private subdirectory is made and removed).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+
+    /// Times a unit is tried again after a transient failure.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+
+    /// Remove what an earlier, unfinished restore left in the target and start over.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Keep the run state (schema tsxfer) in the target after a verified run.
+    #[arg(long)]
+    pub keep_state: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How many streams, with how much buffer each.
+#[derive(Debug, Clone, Args)]
+pub struct StreamArgs {
+    /// Parallel COPY streams (and pg_restore jobs for indexes and constraints).
+    #[arg(short = 'j', long, default_value_t = 4)]
+    pub jobs: usize,
+
+    /// Bytes buffered per stream before they are handed on (e.g. 256KiB, 1MiB).
+    #[arg(long, default_value = "256KiB")]
+    pub buffer_size: String,
+
+    /// Directory holding pg_dump and pg_restore (default: the source's version under
+    /// /usr/lib/postgresql, else PATH).
+    #[arg(long)]
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+impl StreamArgs {
+    /// (jobs, buffer size in bytes), checked.
+    pub fn validate(&self) -> Result<(usize, usize)> {
+        if self.jobs == 0 {
+            return Err(usage("--jobs must be at least 1"));
+        }
+        let buffer_size = parse_size(&self.buffer_size)
+            .filter(|&b| b >= 8192)
+            .ok_or_else(|| {
+                usage(format!(
+                    "--buffer-size {} is not a size of at least 8KiB (e.g. 256KiB, 1MiB)",
+                    self.buffer_size
+                ))
+            })?;
+        Ok((self.jobs, buffer_size))
+    }
+}
+
+impl DumpArgs {
+    pub fn into_options(self) -> Result<crate::offline::DumpOptions> {
+        let source = self
+            .source
+            .ok_or_else(|| usage("no source given: use --source or set SOURCE"))?;
+        let (jobs, buffer_size) = self.streams.validate()?;
+        if !(-7..=22).contains(&self.compress_level) || self.compress_level == 0 {
+            return Err(usage(format!(
+                "--compress-level {} is not a zstd level (1 to 22, or -7 to -1 for faster and larger)",
+                self.compress_level
+            )));
+        }
+        if self.restart && self.allow_inconsistent {
+            return Err(usage(
+                "--restart starts over; --allow-inconsistent finishes the earlier dump: give one of them",
+            ));
+        }
+        let (hypertables, filters) = self.select.parse()?;
+        Ok(crate::offline::DumpOptions {
+            source: ConnInfo::parse(&source, "source")?,
+            dir: self.dir,
+            jobs,
+            buffer_size,
+            pg_bin_dir: self.streams.pg_bin_dir,
+            retries: self.retries,
+            compress_level: self.compress_level,
+            restart: self.restart,
+            allow_inconsistent: self.allow_inconsistent,
+            hypertables,
+            filters,
+        })
+    }
+}
+
+impl RestoreArgs {
+    pub fn into_options(self) -> Result<crate::migrate::RestoreOptions> {
+        let target = self
+            .target
+            .ok_or_else(|| usage("no target given: use --target or set TARGET"))?;
+        let (jobs, buffer_size) = self.streams.validate()?;
+        Ok(crate::migrate::RestoreOptions {
+            dir: self.dir,
+            target: ConnInfo::parse(&target, "target")?,
+            jobs,
+            buffer_size,
+            work_dir: self.work_dir,
+            pg_bin_dir: self.streams.pg_bin_dir,
+            retries: self.retries,
+            restart: self.restart,
+            keep_state: self.keep_state,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -111,20 +275,26 @@ pub struct SelectArgs {
 }
 
 impl SelectArgs {
-    /// Puts the filters and hypertable requests into `opts`.
-    pub fn apply(self, mut opts: MigrateOptions) -> Result<MigrateOptions> {
-        opts.hypertables = self
+    /// The hypertable requests and the filters, checked.
+    pub fn parse(self) -> Result<(Vec<crate::convert::HypertableSpec>, crate::filter::Filters)> {
+        let hypertables = self
             .hypertables
             .iter()
             .map(|s| crate::convert::parse_spec(s))
             .collect::<Result<_>>()?;
-        opts.filters = crate::filter::Filters {
+        let filters = crate::filter::Filters {
             schemas: self.schemas,
             exclude_schemas: self.exclude_schemas,
             tables: self.tables,
             exclude_tables: self.exclude_tables,
             exclude_table_data: self.exclude_table_data,
         };
+        Ok((hypertables, filters))
+    }
+
+    /// Puts the filters and hypertable requests into `opts`.
+    pub fn apply(self, mut opts: MigrateOptions) -> Result<MigrateOptions> {
+        (opts.hypertables, opts.filters) = self.parse()?;
         Ok(opts)
     }
 }
@@ -207,6 +377,11 @@ pub fn expand_config(
     }
     let at = match args.get(1).map(String::as_str) {
         Some("migrate" | "plan" | "worker") => 2,
+        Some(other @ ("dump" | "restore" | "status" | "clean")) => {
+            return Err(usage(format!(
+                "--config applies to migrate, plan and worker, not to {other}"
+            )));
+        }
         _ => 1,
     };
     let mut out = args;
@@ -292,22 +467,12 @@ pub struct TransferArgs {
     #[arg(long, env = "TARGET", hide_env_values = true)]
     pub target: Option<String>,
 
-    /// Parallel COPY streams (and pg_restore jobs for indexes and constraints).
-    #[arg(short = 'j', long, default_value_t = 4)]
-    pub jobs: usize,
-
-    /// Bytes buffered per stream before they are handed to the target (e.g. 256KiB, 1MiB).
-    #[arg(long, default_value = "256KiB")]
-    pub buffer_size: String,
+    #[command(flatten)]
+    pub streams: StreamArgs,
 
     /// Directory for the schema archives (a private subdirectory is made and removed).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-
-    /// Directory holding pg_dump and pg_restore (default: the source's version under
-    /// /usr/lib/postgresql, else PATH).
-    #[arg(long)]
-    pub pg_bin_dir: Option<PathBuf>,
 }
 
 /// What a migration tells the world besides its log: the report, the metrics.
@@ -376,6 +541,14 @@ fn usage(msg: impl Into<String>) -> Error {
 
 /// `<UTC time>.tsxfer-report.json`, e.g. `20231114T221320Z.tsxfer-report.json`.
 pub fn default_report_path(now: SystemTime) -> PathBuf {
+    let (year, month, day, h, m, s) = utc_fields(now);
+    PathBuf::from(format!(
+        "{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z.tsxfer-report.json"
+    ))
+}
+
+/// (year, month, day, hour, minute, second) of `now` in UTC.
+pub fn utc_fields(now: SystemTime) -> (i64, i64, i64, i64, i64, i64) {
     let secs = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -391,12 +564,7 @@ pub fn default_report_path(now: SystemTime) -> PathBuf {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     let t = secs.rem_euclid(86_400);
-    PathBuf::from(format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z.tsxfer-report.json",
-        t / 3600,
-        t % 3600 / 60,
-        t % 60
-    ))
+    (year, month, day, t / 3600, t % 3600 / 60, t % 60)
 }
 
 impl OutputArgs {
@@ -431,26 +599,16 @@ impl TransferArgs {
         let target = self
             .target
             .ok_or_else(|| usage("no target given: use --target or set TARGET"))?;
-        if self.jobs == 0 {
-            return Err(usage("--jobs must be at least 1"));
-        }
-        let buffer_size = parse_size(&self.buffer_size)
-            .filter(|&b| b >= 8192)
-            .ok_or_else(|| {
-                usage(format!(
-                    "--buffer-size {} is not a size of at least 8KiB (e.g. 256KiB, 1MiB)",
-                    self.buffer_size
-                ))
-            })?;
+        let (jobs, buffer_size) = self.streams.validate()?;
         let source = ConnInfo::parse(&source, "source")?;
         let target = ConnInfo::parse(&target, "target")?;
         Ok(MigrateOptions {
             source,
             target,
-            jobs: self.jobs,
+            jobs,
             buffer_size,
             work_dir: self.work_dir,
-            pg_bin_dir: self.pg_bin_dir,
+            pg_bin_dir: self.streams.pg_bin_dir,
             retries: 5,
             restart: false,
             allow_inconsistent: false,
@@ -482,7 +640,7 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.migrate.transfer.jobs, 8);
+        assert_eq!(cli.migrate.transfer.streams.jobs, 8);
         let cli =
             Cli::try_parse_from(["tsxfer", "plan", "--source", "host=a", "--target", "host=b"])
                 .unwrap();
@@ -510,7 +668,10 @@ mod tests {
         let env_target = |k: &str| (k == "TARGET").then(|| "host=env".to_string());
         let args = expand_config(argv(&["--jobs", "8"]), &env_target).unwrap();
         let cli = Cli::try_parse_from(&args).unwrap();
-        assert_eq!(cli.migrate.transfer.jobs, 8, "the flag wins over the file");
+        assert_eq!(
+            cli.migrate.transfer.streams.jobs, 8,
+            "the flag wins over the file"
+        );
         assert_eq!(cli.migrate.transfer.source.as_deref(), Some("host=file"));
         assert!(
             !args.iter().any(|a| a.contains("file-target")),
@@ -554,10 +715,12 @@ mod tests {
         let args = TransferArgs {
             source: Some("host=/tmp user=u".into()),
             target: Some("host=/tmp user=u".into()),
-            jobs: 0,
-            buffer_size: "1MiB".into(),
+            streams: StreamArgs {
+                jobs: 0,
+                buffer_size: "1MiB".into(),
+                pg_bin_dir: None,
+            },
             work_dir: None,
-            pg_bin_dir: None,
         };
         assert_eq!(args.into_options().unwrap_err().kind(), ErrorKind::Usage);
     }

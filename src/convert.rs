@@ -2,12 +2,15 @@
 //! become hypertables on the target, before their data arrives. Everything is checked on
 //! the source before anything is written.
 
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::ServerFacts;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::Source;
 use crate::quote::{ident, literal, qualified};
 
 /// One `--hypertable` request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HypertableSpec {
     pub schema: String,
     pub table: String,
@@ -16,7 +19,7 @@ pub struct HypertableSpec {
 }
 
 /// A request checked against the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversion {
     pub spec: HypertableSpec,
     /// Whether the time column is an integer (its interval is a number, not a duration).
@@ -98,6 +101,28 @@ pub fn parse_spec(text: &str) -> Result<HypertableSpec> {
         column: column.clone(),
         interval,
     })
+}
+
+/// `--hypertable` is for plain PostgreSQL sources.
+pub fn check_source_kind(conversions: &[Conversion], source: &ServerFacts) -> Result<()> {
+    if !conversions.is_empty() && source.extension("timescaledb").is_some() {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            "--hypertable is for plain PostgreSQL sources; on a TimescaleDB source, convert the table there (create_hypertable with migrate_data) and migrate it as it is",
+        ));
+    }
+    Ok(())
+}
+
+/// `--hypertable` needs TimescaleDB in the target database.
+pub fn check_target_kind(conversions: &[Conversion], target: &ServerFacts) -> Result<()> {
+    if !conversions.is_empty() && target.extension("timescaledb").is_none() {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            "--hypertable needs TimescaleDB in the target database; have a superuser run there: CREATE EXTENSION timescaledb;",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks each request on the source: the table is a plain table, the column exists with

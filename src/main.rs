@@ -10,10 +10,12 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use tsxfer::cli::{
-    Cli, Command, LogFormat, MigrateArgs, PlanArgs, TargetArgs, WorkerArgs, expand_config,
+    Cli, Command, DumpArgs, LogFormat, MigrateArgs, Output, PlanArgs, RestoreArgs, TargetArgs,
+    WorkerArgs, expand_config,
 };
 use tsxfer::error::{Error, ErrorKind};
-use tsxfer::migrate;
+use tsxfer::migrate::{self, Job};
+use tsxfer::offline;
 use tsxfer::progress::{Progress, Screen};
 
 fn init_logging(format: LogFormat, quiet: bool, screen: &Screen) {
@@ -108,19 +110,46 @@ fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
+    load_target(runtime, screen, &output, Job::Migrate(&opts), opts.jobs)
+}
+
+/// `tsxfer restore`: loads a dump into the target.
+fn restore(runtime: &Runtime, screen: &Screen, args: RestoreArgs) -> ExitCode {
+    let (output, opts) = match args
+        .output
+        .clone()
+        .validate(SystemTime::now())
+        .and_then(|o| {
+            let opts = args.into_options()?;
+            Ok((o, opts))
+        }) {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    load_target(runtime, screen, &output, Job::Restore(&opts), opts.jobs)
+}
+
+/// Runs a migration or a restore with its metrics, progress, report and signals.
+fn load_target(
+    runtime: &Runtime,
+    screen: &Screen,
+    output: &Output,
+    job: Job<'_>,
+    jobs: usize,
+) -> ExitCode {
     if let Some(addr) = output.metrics_addr {
         let _in_runtime = runtime.enter();
-        if let Err(e) = tsxfer::metrics::serve(addr, opts.jobs) {
+        if let Err(e) = tsxfer::metrics::serve(addr, jobs) {
             return fail(&e);
         }
         info!("metrics on http://{addr}/metrics");
     }
-    let progress = Arc::new(Progress::new(opts.jobs));
+    let progress = Arc::new(Progress::new(jobs));
     let (mut report, result) = runtime.block_on(async {
         let watch = screen.watch(progress.clone());
         let drain = Arc::new(AtomicBool::new(false));
         let (signals, abort) = watch_signals(drain.clone());
-        let outcome = migrate::run(&opts, progress.clone(), drain, abort).await;
+        let outcome = migrate::run(job, progress.clone(), drain, abort).await;
         signals.abort();
         watch.stop();
         outcome
@@ -141,6 +170,38 @@ fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// `tsxfer dump`: writes the migration into a directory.
+fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
+    let opts = match args.into_options() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let progress = Arc::new(Progress::new(opts.jobs));
+    let result = runtime.block_on(async {
+        let watch = screen.watch(progress.clone());
+        let drain = Arc::new(AtomicBool::new(false));
+        let (signals, abort) = watch_signals(drain.clone());
+        let outcome = tokio::select! {
+            r = offline::dump(&opts, progress.clone(), drain) => r,
+            () = abort => Err(Error::new(
+                ErrorKind::Interrupted,
+                "aborted: the units in flight were not written; run the same command again with --allow-inconsistent to finish",
+            )),
+        };
+        signals.abort();
+        watch.stop();
+        outcome
+    });
+    progress.ended(result.is_ok());
+    match result {
+        Ok(summary) => {
+            print!("{}", summary.text(&opts.dir));
+            ExitCode::SUCCESS
+        }
         Err(e) => fail(&e),
     }
 }
@@ -201,7 +262,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(args);
     let migrating = matches!(
         cli.command,
-        None | Some(Command::Migrate(_)) | Some(Command::Worker(_))
+        None | Some(
+            Command::Migrate(_) | Command::Worker(_) | Command::Dump(_) | Command::Restore(_)
+        )
     );
     let screen = Screen::new(cli.log.quiet, migrating && std::io::stderr().is_terminal());
     init_logging(cli.log.log_format, cli.log.quiet, &screen);
@@ -224,6 +287,8 @@ fn main() -> ExitCode {
             on_target(&runtime, args, |t| async move { migrate::clean(&t).await })
         }
         Some(Command::Migrate(args)) => run(&runtime, &screen, args),
+        Some(Command::Dump(args)) => dump(&runtime, &screen, args),
+        Some(Command::Restore(args)) => restore(&runtime, &screen, args),
         None => run(&runtime, &screen, cli.migrate),
     }
 }

@@ -1,6 +1,9 @@
 //! The whole migration, phase by phase: preflight, roles, pre-data schema, TimescaleDB
 //! catalog, data, post-data, owners and grants, verify. Whatever happens after
 //! `timescaledb_pre_restore()`, `timescaledb_post_restore()` runs before tsxfer exits.
+//!
+//! A live migration reads the source ([`crate::extract`]) and loads the target at once;
+//! `tsxfer restore` loads what `tsxfer dump` read earlier. Both load through [`load`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -17,19 +20,21 @@ use crate::conninfo::ConnInfo;
 use crate::convert;
 use crate::copy;
 use crate::error::{Error, ErrorKind, Result};
+use crate::extract::{self, Extract, Selection};
 use crate::filter::{self, Filters};
+use crate::offline;
 use crate::pg::{Source, Target};
-use crate::plan::{self, CopyUnit, UnitKind, human_bytes};
-use crate::pool::{self, PoolConfig, PoolEnd};
-use crate::preflight;
+use crate::plan::{self, CopyUnit, human_bytes};
+use crate::pool::{self, DataFrom, PoolConfig, PoolEnd};
+use crate::preflight::{self, PreflightReport};
 use crate::privileges;
 use crate::progress::Progress;
-use crate::quote::{dump_pattern, ident};
+use crate::quote::ident;
 use crate::report::{PhaseTime, Report, UnitReport};
 use crate::reset;
 use crate::roles;
-use crate::schema::{self, Archives, CHUNK_BATCH};
-use crate::state::{self, Milestone};
+use crate::schema::{self, Archives};
+use crate::state::{self, Milestone, RunState};
 
 /// Everything a migration needs to know, validated.
 #[derive(Debug, Clone)]
@@ -52,6 +57,44 @@ pub struct MigrateOptions {
     pub hypertables: Vec<convert::HypertableSpec>,
     /// pg_dump-style schema and table filters.
     pub filters: Filters,
+}
+
+/// What `tsxfer restore` needs to know, validated.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The directory `tsxfer dump` wrote.
+    pub dir: PathBuf,
+    pub target: ConnInfo,
+    pub jobs: usize,
+    pub buffer_size: usize,
+    pub work_dir: Option<PathBuf>,
+    pub pg_bin_dir: Option<PathBuf>,
+    pub retries: u32,
+    pub restart: bool,
+    pub keep_state: bool,
+}
+
+/// A run that loads a target: a live migration, or the restore of a dump.
+#[derive(Debug, Clone, Copy)]
+pub enum Job<'a> {
+    Migrate(&'a MigrateOptions),
+    Restore(&'a RestoreOptions),
+}
+
+impl Job<'_> {
+    fn target(&self) -> &ConnInfo {
+        match self {
+            Job::Migrate(o) => &o.target,
+            Job::Restore(o) => &o.target,
+        }
+    }
+
+    fn jobs(&self) -> usize {
+        match self {
+            Job::Migrate(o) => o.jobs,
+            Job::Restore(o) => o.jobs,
+        }
+    }
 }
 
 /// What must be undone whatever happens, kept outside the migration future so it survives
@@ -86,19 +129,22 @@ impl Phases {
     }
 }
 
-/// Runs the migration until it ends, then cleans up. Setting `drain` stops it at the next
-/// unit or phase boundary (units in flight finish); `abort` completing stops it at once
-/// (units in flight roll back). The report is returned in every case.
+/// Runs the migration or restore until it ends, then cleans up. Setting `drain` stops it
+/// at the next unit or phase boundary (units in flight finish); `abort` completing stops
+/// it at once (units in flight roll back). The report is returned in every case.
 pub async fn run(
-    opts: &MigrateOptions,
+    job: Job<'_>,
     progress: Arc<Progress>,
     drain: Arc<AtomicBool>,
     abort: impl Future<Output = ()>,
 ) -> (Report, Result<()>) {
     let mut report = Report {
-        source: opts.source.describe(),
-        target: opts.target.describe(),
-        jobs: opts.jobs,
+        source: match job {
+            Job::Migrate(o) => o.source.describe(),
+            Job::Restore(o) => format!("the dump in {}", o.dir.display()),
+        },
+        target: job.target().describe(),
+        jobs: job.jobs(),
         ..Report::default()
     };
     let mut cleanup = Cleanup::default();
@@ -108,11 +154,20 @@ pub async fn run(
         done: Vec::new(),
         progress,
     };
+    let work = async {
+        match job {
+            Job::Migrate(o) => migrate(o, &mut report, &mut cleanup, &mut phases, &drain).await,
+            Job::Restore(o) => restore(o, &mut report, &mut cleanup, &mut phases, &drain).await,
+        }
+    };
     let result = tokio::select! {
-        r = migrate(opts, &mut report, &mut cleanup, &mut phases, &drain) => r,
+        r = work => r,
         () = abort => Err(Error::new(
             ErrorKind::Interrupted,
-            "aborted: units in flight were rolled back; run the same command again with --allow-inconsistent to resume",
+            match job {
+                Job::Migrate(_) => "aborted: units in flight were rolled back; run the same command again with --allow-inconsistent to resume",
+                Job::Restore(_) => "aborted: units in flight were rolled back; run the same command again to resume",
+            },
         )),
     };
     let failed_in = phases.current.as_ref().map(|(name, _)| name.clone());
@@ -124,7 +179,7 @@ pub async fn run(
     };
     phases.finish();
     if let Some(schema) = cleanup.restoring.take() {
-        match leave_restoring_mode(&opts.target, &schema).await {
+        match leave_restoring_mode(job.target(), &schema).await {
             Ok(()) => info!("the target left TimescaleDB's restoring mode"),
             Err(e) => report.warnings.push(e.to_string()),
         }
@@ -188,6 +243,53 @@ async fn snapshot_alive(source: &ConnInfo, snapshot: &str) -> Result<bool> {
     Ok(probe.begin_snapshot(Some(snapshot)).await.is_ok())
 }
 
+/// The run an earlier attempt left in the target, if any (none after `--restart`, which
+/// removes it with everything it made).
+async fn earlier_run(tgt: &Target, restart: bool, report: &mut Report) -> Result<Option<RunState>> {
+    let prior = state::load(tgt).await.map_err(refusal)?;
+    if prior.is_some() && restart {
+        let warnings = reset::empty_target(tgt).await?;
+        report.warnings.extend(warnings);
+        info!("--restart: the previous run's objects and state were removed from the target");
+        return Ok(None);
+    }
+    Ok(prior)
+}
+
+/// Whether the run in the target can be resumed with what `source_id` names.
+fn check_resumable(prior: &RunState, source_id: &str) -> Result<()> {
+    if prior.source_id != source_id {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            format!(
+                "the target holds a run from another source ({}); finish it from there, or start over with --restart",
+                prior.source
+            ),
+        ));
+    }
+    if prior.milestone == Milestone::Started {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            "the previous run stopped while it was restoring the schema; start over with --restart",
+        ));
+    }
+    Ok(())
+}
+
+/// A private working directory for schema archives and restore lists.
+fn work_dir(dir: Option<&std::path::Path>) -> Result<tempfile::TempDir> {
+    match dir {
+        Some(d) => tempfile::Builder::new().prefix("tsxfer-").tempdir_in(d),
+        None => tempfile::Builder::new().prefix("tsxfer-").tempdir(),
+    }
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot make a working directory: {e}"),
+        )
+    })
+}
+
 async fn migrate(
     opts: &MigrateOptions,
     report: &mut Report,
@@ -198,55 +300,22 @@ async fn migrate(
     phases.enter("preflight");
     // Nothing has been changed yet: any failure here is a refusal.
     let (src, tgt) = connect_both(opts, "coordinator").await?;
-    let mut prior = state::load(&tgt).await.map_err(refusal)?;
-    if prior.is_some() && opts.restart {
-        let warnings = reset::empty_target(&tgt).await?;
-        report.warnings.extend(warnings);
-        info!("--restart: the previous run's objects and state were removed from the target");
-        prior = None;
-    }
+    let prior = earlier_run(&tgt, opts.restart, report).await?;
     let pre = preflight::check(&src, &tgt, prior.is_some())
         .await
         .map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
     let source_id = catalog::source_identity(&src).await?;
     if let Some(p) = &prior {
-        if p.source_id != source_id {
-            return Err(Error::new(
-                ErrorKind::Preflight,
-                format!(
-                    "the target holds a run from another source ({}); finish it from there, or start over with --restart",
-                    p.source
-                ),
-            ));
-        }
-        if p.milestone == Milestone::Started {
-            return Err(Error::new(
-                ErrorKind::Preflight,
-                "the previous run stopped while it was restoring the schema; start over with --restart",
-            ));
-        }
+        check_resumable(p, &source_id)?;
     }
     let conversions = convert::validate(&src, &opts.hypertables)
         .await
         .map_err(refusal)?;
     filter::check_exclusions(&src, &opts.filters).await?;
-    if !conversions.is_empty() {
-        if pre.source.extension("timescaledb").is_some() {
-            return Err(Error::new(
-                ErrorKind::Preflight,
-                "--hypertable is for plain PostgreSQL sources; on a TimescaleDB source, convert the table there (create_hypertable with migrate_data) and migrate it as it is",
-            ));
-        }
-        if pre.target.extension("timescaledb").is_none() {
-            return Err(Error::new(
-                ErrorKind::Preflight,
-                "--hypertable needs TimescaleDB in the target database; have a superuser run there: CREATE EXTENSION timescaledb;",
-            ));
-        }
-    }
+    convert::check_source_kind(&conversions, &pre.source)?;
+    convert::check_target_kind(&conversions, &pre.target)?;
     let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), pre.source.major())?;
-    let timescale = pre.timescaledb_schema.clone();
 
     // One snapshot for everything: pg_dump and every COPY stream import it while this
     // transaction holds it open.
@@ -262,142 +331,223 @@ async fn migrate(
         pre.source.version
     );
     let reader = Source::connect(&opts.source, "catalog").await?;
-    let mut new_units = None;
-    let milestone = match &prior {
-        Some(p) => {
-            if snapshot_alive(&opts.source, &p.snapshot).await? {
-                return Err(Error::new(
-                    ErrorKind::Preflight,
-                    "a run on this target is still going (its snapshot is alive); help it with `tsxfer worker`, or stop it first",
-                ));
-            }
-            let counts = state::counts(&tgt).await?;
-            if !opts.allow_inconsistent && p.milestone < Milestone::Data {
-                return Err(Error::new(
-                    ErrorKind::Preflight,
-                    format!(
-                        "the previous run's snapshot is gone with its process, so a resumed copy would no longer come from one consistent snapshot of the source ({} of {} units were copied from the old one); run again with --allow-inconsistent to go on, or with --restart to start over",
-                        counts.done,
-                        counts.done + counts.pending + counts.failed
-                    ),
-                ));
-            }
-            if p.milestone < Milestone::Data {
-                report.warnings.push(format!(
-                    "resumed a run started {}: {} unit(s) were copied from its snapshot, the rest from a new one, so the copy is not from one consistent snapshot of the source",
-                    p.started_at, counts.done
-                ));
-            }
-            state::set_snapshot(&tgt, &snapshot).await?;
-            let requeued = state::requeue_failed(&tgt).await?;
-            if requeued > 0 {
-                info!("{requeued} failed unit(s) queued again");
-            }
-            info!(
-                "resuming the run started {} (reached: {})",
-                p.started_at,
-                p.milestone.name()
-            );
-            p.milestone
+    if let Some(p) = &prior {
+        if snapshot_alive(&opts.source, &p.snapshot).await? {
+            return Err(Error::new(
+                ErrorKind::Preflight,
+                "a run on this target is still going (its snapshot is alive); help it with `tsxfer worker`, or stop it first",
+            ));
         }
-        None => {
-            let mut units =
-                plan::order_units(catalog::copy_units(&src, &reader, &pre.source).await?);
-            if needs_null_placeholder_rewrite(&pre.target) {
-                let mut rewritten = 0;
-                for u in units
-                    .iter_mut()
-                    .filter(|u| u.kind == UnitKind::CompressedChunk)
-                {
-                    u.null_placeholders = true;
-                    rewritten += 1;
-                }
-                if rewritten > 0 {
-                    report.rewrites.push(format!(
-                        "{rewritten} compressed chunk(s): TimescaleDB's \"all values NULL\" placeholder sent as NULL (TimescaleDB 2.19 cannot load the placeholder it writes, timescaledb#8893; it reads NULL there the same way)"
-                    ));
-                }
-            }
-            for c in &conversions {
-                for u in units.iter_mut().filter(|u| u.relation() == c.relation()) {
-                    u.into_hypertable = true;
-                }
-            }
-            new_units = Some(units);
-            Milestone::Started
+        let counts = state::counts(&tgt).await?;
+        if !opts.allow_inconsistent && p.milestone < Milestone::Data {
+            return Err(Error::new(
+                ErrorKind::Preflight,
+                format!(
+                    "the previous run's snapshot is gone with its process, so a resumed copy would no longer come from one consistent snapshot of the source ({} of {} units were copied from the old one); run again with --allow-inconsistent to go on, or with --restart to start over",
+                    counts.done,
+                    counts.done + counts.pending + counts.failed
+                ),
+            ));
         }
-    };
-    let sequences = catalog::sequence_values(&src).await?;
-    let matviews = catalog::populated_matviews(&src).await?;
-
-    phases.enter("schema dump");
-    let work = match &opts.work_dir {
-        Some(d) => tempfile::Builder::new().prefix("tsxfer-").tempdir_in(d),
-        None => tempfile::Builder::new().prefix("tsxfer-").tempdir(),
-    }
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("cannot make a working directory: {e}"),
-        )
-    })?;
-    let archives = Archives {
-        tools,
-        dir: work.path().to_path_buf(),
-    };
-    let (main, chunk_archives) = dump_schema(&archives, opts, &src, &pre.source, &snapshot).await?;
-    if let Some(mut units) = new_units {
-        if !opts.filters.is_empty() {
-            units = filter_units(&archives, &main, &src, &opts.filters, units, report).await?;
+        if p.milestone < Milestone::Data {
+            report.warnings.push(format!(
+                "resumed a run started {}: {} unit(s) were copied from its snapshot, the rest from a new one, so the copy is not from one consistent snapshot of the source",
+                p.started_at, counts.done
+            ));
         }
-        let options = serde_json::json!({
-            "jobs": opts.jobs,
-            "buffer_size": opts.buffer_size,
-            "retries": opts.retries,
-        });
-        state::create(
-            &tgt,
-            &opts.source.describe(),
-            &source_id,
-            &snapshot,
-            options,
-            &units,
-        )
-        .await?;
-        let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+        state::set_snapshot(&tgt, &snapshot).await?;
         info!(
-            "{} units to copy, about {}",
-            units.len(),
-            human_bytes(total)
+            "resuming the run started {} (reached: {})",
+            p.started_at,
+            p.milestone.name()
         );
     }
 
+    phases.enter("schema dump");
+    let work = work_dir(opts.work_dir.as_deref())?;
+    let archives = Archives {
+        tools,
+        dir: work.path().to_path_buf(),
+        work: work.path().to_path_buf(),
+    };
+    let ex = extract::extract(
+        &src,
+        &reader,
+        &opts.source,
+        &pre.source,
+        source_id,
+        &snapshot,
+        &archives,
+        Selection {
+            filters: &opts.filters,
+            conversions,
+        },
+    )
+    .await?;
+    let load_opts = Load {
+        target: &opts.target,
+        jobs: opts.jobs,
+        buffer_size: opts.buffer_size,
+        retries: opts.retries,
+        keep_state: opts.keep_state,
+        ex: &ex,
+        archives: &archives,
+        pre: &pre,
+        resumed: prior.map(|p| p.milestone),
+        from: DataFrom::Source {
+            conninfo: opts.source.clone(),
+            snapshot,
+        },
+    };
+    load(load_opts, &tgt, Some(&src), report, cleanup, phases, drain).await
+}
+
+async fn restore(
+    opts: &RestoreOptions,
+    report: &mut Report,
+    cleanup: &mut Cleanup,
+    phases: &mut Phases,
+    drain: &Arc<AtomicBool>,
+) -> Result<()> {
+    phases.enter("preflight");
+    let (manifest, reader) = offline::open_for_restore(&opts.dir, opts.jobs)?;
+    let ex = &manifest.extract;
+    report.source = format!("{} (the dump in {})", ex.source, opts.dir.display());
+    report.snapshot = Some(ex.snapshot.clone());
+    if manifest.snapshots.len() > 1 {
+        report.warnings.push(format!(
+            "the dump was resumed: its units were read in {} snapshots of the source, not one",
+            manifest.snapshots.len()
+        ));
+    }
+    let tgt = Target::connect(&opts.target, "coordinator")
+        .await
+        .map_err(refusal)?;
+    let prior = earlier_run(&tgt, opts.restart, report).await?;
+    let pre = preflight::check_target(ex.facts.clone(), &tgt, prior.is_some())
+        .await
+        .map_err(refusal)?;
+    report.warnings.extend(pre.warnings.iter().cloned());
+    if let Some(p) = &prior {
+        check_resumable(p, &ex.source_id)?;
+        if p.snapshot != ex.snapshot {
+            return Err(Error::new(
+                ErrorKind::Preflight,
+                format!(
+                    "the target holds a run of another dump or migration of this source (started {}); finish that one, or start over with --restart",
+                    p.started_at
+                ),
+            ));
+        }
+        info!(
+            "resuming the restore started {} (reached: {})",
+            p.started_at,
+            p.milestone.name()
+        );
+    }
+    convert::check_target_kind(&ex.conversions, &pre.target)?;
+    let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), ex.facts.major())?;
+    let work = work_dir(opts.work_dir.as_deref())?;
+    let archives = Archives {
+        tools,
+        dir: offline::schema_dir(&opts.dir),
+        work: work.path().to_path_buf(),
+    };
+    let load_opts = Load {
+        target: &opts.target,
+        jobs: opts.jobs,
+        buffer_size: opts.buffer_size,
+        retries: opts.retries,
+        keep_state: opts.keep_state,
+        ex,
+        archives: &archives,
+        pre: &pre,
+        resumed: prior.map(|p| p.milestone),
+        from: DataFrom::Dump(Arc::new(reader)),
+    };
+    load(load_opts, &tgt, None, report, cleanup, phases, drain).await
+}
+
+/// The target half of a run, whatever the data comes from.
+struct Load<'a> {
+    target: &'a ConnInfo,
+    jobs: usize,
+    buffer_size: usize,
+    retries: u32,
+    keep_state: bool,
+    ex: &'a Extract,
+    archives: &'a Archives,
+    pre: &'a PreflightReport,
+    /// How far an earlier run got; `None` for a new run.
+    resumed: Option<Milestone>,
+    from: DataFrom,
+}
+
+/// Roles, schema, TimescaleDB catalog, data, post-data, owners and grants, ANALYZE and
+/// verify. `src`, when the data comes from a live source, holds the snapshot until the
+/// data is copied.
+async fn load(
+    l: Load<'_>,
+    tgt: &Target,
+    src: Option<&Source>,
+    report: &mut Report,
+    cleanup: &mut Cleanup,
+    phases: &mut Phases,
+    drain: &Arc<AtomicBool>,
+) -> Result<()> {
+    let (ex, pre) = (l.ex, l.pre);
+    report.rewrites.extend(ex.rewrites.iter().cloned());
+    match l.resumed {
+        None => {
+            let options = serde_json::json!({
+                "jobs": l.jobs,
+                "buffer_size": l.buffer_size,
+                "retries": l.retries,
+            });
+            state::create(
+                tgt,
+                &ex.source,
+                &ex.source_id,
+                &ex.snapshot,
+                options,
+                &ex.units,
+            )
+            .await?;
+        }
+        Some(_) => {
+            let requeued = state::requeue_failed(tgt).await?;
+            if requeued > 0 {
+                info!("{requeued} failed unit(s) queued again");
+            }
+        }
+    }
+    let milestone = l.resumed.unwrap_or(Milestone::Started);
+    let timescale = pre.timescaledb_schema.clone();
+
     phases.enter("roles");
-    let (source_roles, memberships, readable) = roles::read_source_roles(&src).await?;
-    let target_roles = roles::target_roles(&tgt).await?;
+    let target_roles = roles::target_roles(tgt).await?;
     let role_plan = roles::plan_roles(
-        &source_roles,
-        &memberships,
+        &ex.roles.roles,
+        &ex.roles.memberships,
         &target_roles,
         &pre.target.login,
         &pre.target.dbname,
-        readable,
+        ex.roles.passwords_read,
     );
     report
         .warnings
-        .extend(roles::apply_roles(&tgt, &role_plan).await?);
+        .extend(roles::apply_roles(tgt, &role_plan).await?);
     report.roles_created = role_plan.creates.iter().map(|(r, _)| r.clone()).collect();
     report.roles_existing = role_plan.existing.clone();
     report.roles_needing_password = role_plan.need_password.clone();
     report.rewrites.extend(role_plan.rewrites.iter().cloned());
     let managed: BTreeSet<String> = role_plan.mapped_to_target_user.iter().cloned().collect();
-    let source_privileges = privileges::read(&src).await?;
-    let privilege_plan = privileges::plan(&source_privileges, &managed, &pre.target.login);
+    let privilege_plan = privileges::plan(&ex.privileges, &managed, &pre.target.login);
     report
         .rewrites
         .extend(privilege_plan.rewrites.iter().cloned());
     let (granted, warnings) =
-        privileges::acquire_roles(&tgt, &pre.target.login, &privilege_plan.acting_roles).await?;
+        privileges::acquire_roles(tgt, &pre.target.login, &privilege_plan.acting_roles).await?;
     if !granted.is_empty() {
         // Kept after the run: objects of the source's superuser now belong to the login
         // role, and they reach other roles' objects only through these memberships.
@@ -412,16 +562,17 @@ async fn migrate(
     check_drain(drain)?;
 
     if let Some(schema) = &timescale {
-        state::restoring_mode(&tgt, schema, "timescaledb_pre_restore").await?;
+        state::restoring_mode(tgt, schema, "timescaledb_pre_restore").await?;
         cleanup.restoring = Some(schema.clone());
         info!("the target is in TimescaleDB's restoring mode");
     }
 
+    let main = ex.main_path(&l.archives.dir);
+    let chunk_archives = ex.chunk_paths(&l.archives.dir);
     if milestone < Milestone::Schema {
         phases.enter("schema");
         let dropped = restore_section(
-            &archives,
-            opts,
+            &l,
             &main,
             &chunk_archives,
             Section::PreData,
@@ -431,7 +582,7 @@ async fn migrate(
         .await?;
         report.rewrites.extend(dropped);
         if let Some(ts) = pre.target.extension("timescaledb") {
-            for c in &conversions {
+            for c in &ex.conversions {
                 tgt.execute(&c.create_sql(&ts.schema))
                     .await
                     .map_err(|e| e.context(format!("making {} a hypertable", c.relation())))?;
@@ -448,12 +599,12 @@ async fn migrate(
             }
         }
         if timescale.is_some() {
-            let data_toc = archives.toc(&main, Some("data")).await?;
-            let refs = catalog_references(&tgt).await?;
+            let data_toc = l.archives.toc(&main, Some("data")).await?;
+            let refs = catalog_references(tgt).await?;
             let entries = schema::catalog_entries(&data_toc, &refs);
-            archives
+            l.archives
                 .restore(
-                    &opts.target,
+                    l.target,
                     &main,
                     &entries,
                     1,
@@ -464,38 +615,41 @@ async fn migrate(
                 .await?;
             info!("TimescaleDB catalog loaded ({} entries)", entries.len());
         }
-        state::set_milestone(&tgt, Milestone::Schema).await?;
+        state::set_milestone(tgt, Milestone::Schema).await?;
     }
     check_drain(drain)?;
 
     if milestone < Milestone::Data {
         phases.enter("data");
-        plan_progress(&phases.progress, &tgt).await?;
+        plan_progress(&phases.progress, tgt).await?;
         let config = PoolConfig {
-            source: opts.source.clone(),
-            target: opts.target.clone(),
-            jobs: opts.jobs,
-            buffer_size: opts.buffer_size,
-            retries: opts.retries,
-            snapshot: snapshot.clone(),
+            from: l.from.clone(),
+            target: l.target.clone(),
+            jobs: l.jobs,
+            buffer_size: l.buffer_size,
+            retries: l.retries,
             worker: worker_name("coordinator"),
         };
         let end = pool::run(config, phases.progress.clone(), drain.clone()).await;
-        report.units = unit_reports(&tgt).await?;
+        report.units = unit_reports(tgt).await?;
+        let resume_hint = match l.from {
+            DataFrom::Source { .. } => "run the same command again with --allow-inconsistent",
+            DataFrom::Dump(_) => "run the same command again",
+        };
         if end? == PoolEnd::Drained {
-            let counts = state::counts(&tgt).await?;
+            let counts = state::counts(tgt).await?;
             return Err(Error::new(
                 ErrorKind::Interrupted,
                 format!(
-                    "stopped on request after the units in flight: {} of {} units copied; run the same command again with --allow-inconsistent to resume",
+                    "stopped on request after the units in flight: {} of {} units copied; {resume_hint} to resume",
                     counts.done,
                     counts.done + counts.pending + counts.failed
                 ),
             ));
         }
-        let counts = state::counts(&tgt).await?;
+        let counts = state::counts(tgt).await?;
         if counts.failed > 0 || counts.pending > 0 {
-            let failures = state::failures(&tgt).await?;
+            let failures = state::failures(tgt).await?;
             let first = failures
                 .first()
                 .map(|(rel, n, err)| format!("{rel} after {n} attempt(s): {err}"))
@@ -503,25 +657,26 @@ async fn migrate(
             return Err(Error::new(
                 ErrorKind::Copy,
                 format!(
-                    "{} unit(s) failed, {} not copied (first: {first}); fix the cause and run the same command again with --allow-inconsistent to copy what is left",
+                    "{} unit(s) failed, {} not copied (first: {first}); fix the cause and {resume_hint} to copy what is left",
                     counts.failed, counts.pending
                 ),
             ));
         }
-        src.end().await?;
-        set_sequences(&tgt, &sequences).await?;
-        state::set_milestone(&tgt, Milestone::Data).await?;
+        if let Some(src) = src {
+            src.end().await?;
+        }
+        set_sequences(tgt, &ex.sequences).await?;
+        state::set_milestone(tgt, Milestone::Data).await?;
     }
     check_drain(drain)?;
 
     if milestone < Milestone::PostData {
         phases.enter("post-data");
-        let resumed = prior.is_some();
-        let own: Vec<&(u32, String)> = conversions.iter().flat_map(|c| &c.constraints).collect();
+        let resumed = l.resumed.is_some();
+        let own: Vec<&(u32, String)> = ex.conversions.iter().flat_map(|c| &c.constraints).collect();
         let skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
         let dropped = restore_section(
-            &archives,
-            opts,
+            &l,
             &main,
             &chunk_archives,
             Section::PostData,
@@ -540,22 +695,23 @@ async fn migrate(
                 _ => {}
             }
         }
-        let present = target_relations(&tgt, "m").await?;
-        let refreshes: Vec<String> = matviews
+        let present = target_relations(tgt, "m").await?;
+        let refreshes: Vec<String> = ex
+            .matviews
             .iter()
             .filter(|m| present.contains(*m))
             .map(|m| format!("REFRESH MATERIALIZED VIEW {m}"))
             .collect();
         report.warnings.extend(
-            privileges::run_and_summarize(&tgt, &refreshes, "materialized view refresh").await,
+            privileges::run_and_summarize(tgt, &refreshes, "materialized view refresh").await,
         );
-        state::set_milestone(&tgt, Milestone::PostData).await?;
+        state::set_milestone(tgt, Milestone::PostData).await?;
     }
     check_drain(drain)?;
 
     phases.enter("owners and grants");
-    let undo = privileges::lend_schema_create(&tgt, &privilege_plan.schema_owners).await?;
-    let refused = privileges::run_batches(&tgt, &privilege_plan.owners).await;
+    let undo = privileges::lend_schema_create(tgt, &privilege_plan.schema_owners).await?;
+    let refused = privileges::run_batches(tgt, &privilege_plan.owners).await;
     let mut refusals: Vec<String> = privileges::summarize("owner", &privilege_plan.owners, &refused)
         .into_iter()
         .map(|w| format!("{w}; those objects stay with {} and their intended owners get all privileges on them instead", ident(&pre.target.login)))
@@ -569,9 +725,9 @@ async fn migrate(
         (&undo, "returning a lent schema privilege"),
         (&privilege_plan.grants, "grant"),
     ] {
-        refusals.extend(privileges::run_and_summarize(&tgt, statements, what).await);
+        refusals.extend(privileges::run_and_summarize(tgt, statements, what).await);
     }
-    if !opts.filters.is_empty() {
+    if ex.filtered {
         // Owners and grants are read for the whole source; those of objects the filters
         // left out have nothing to apply to.
         refusals.retain(|w| !w.contains("does not exist"));
@@ -579,7 +735,7 @@ async fn migrate(
     report.warnings.extend(refusals);
 
     if let Some(schema) = &timescale {
-        state::restoring_mode(&tgt, schema, "timescaledb_post_restore").await?;
+        state::restoring_mode(tgt, schema, "timescaledb_post_restore").await?;
         cleanup.restoring = None;
         info!("the target left TimescaleDB's restoring mode");
     }
@@ -587,15 +743,15 @@ async fn migrate(
     let on_timescaledb = pre.target.extension("timescaledb").is_some();
     report
         .warnings
-        .extend(analyze(opts, &tgt, on_timescaledb).await?);
+        .extend(analyze(l.target, l.jobs, tgt, on_timescaledb).await?);
 
     phases.enter("verify");
-    let done = state::done_units(&tgt).await?;
+    let done = state::done_units(tgt).await?;
     report.units = done
         .iter()
         .map(|(unit, outcome)| UnitReport::new(unit, outcome.clone()))
         .collect();
-    let mismatches = verify(opts, &done, &mut report.units).await?;
+    let mismatches = verify(l.target, l.jobs, &done, &mut report.units).await?;
     report.mismatches = mismatches;
     if !report.mismatches.is_empty() {
         return Err(Error::new(
@@ -607,119 +763,12 @@ async fn migrate(
             ),
         ));
     }
-    if opts.keep_state {
+    if l.keep_state {
         info!("run state kept in schema tsxfer of the target (--keep-state)");
     } else {
-        state::drop_state(&tgt).await?;
+        state::drop_state(tgt).await?;
     }
     Ok(())
-}
-
-/// Keeps the units of the tables pg_dump dumped under the filters (so schema and data
-/// agree), less those whose data `--exclude-table-data` leaves out. TimescaleDB's catalog
-/// travels whole, so a filter may not leave out part of a source's hypertables.
-async fn filter_units(
-    archives: &Archives,
-    main: &std::path::Path,
-    src: &Source,
-    filters: &Filters,
-    units: Vec<CopyUnit>,
-    report: &mut Report,
-) -> Result<Vec<CopyUnit>> {
-    let dumped: BTreeSet<u32> = archives
-        .toc(main, None)
-        .await?
-        .iter()
-        .filter(|e| e.is("TABLE"))
-        .map(|e| e.oid)
-        .collect();
-    let left_out: Vec<String> = units
-        .iter()
-        .filter(|u| u.kind == UnitKind::Hypertable && !dumped.contains(&u.oid))
-        .map(CopyUnit::relation)
-        .collect();
-    if !left_out.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Preflight,
-            format!(
-                "the filters leave out hypertables ({}), but TimescaleDB's catalog can only be migrated whole; migrate all hypertables, or drop those on the source first",
-                left_out.join(", ")
-            ),
-        ));
-    }
-    let mut no_data = BTreeSet::new();
-    for p in &filters.exclude_table_data {
-        no_data.extend(filter::matching_relations(src, p).await?);
-    }
-    let before = units.len();
-    let some = filters.includes_only_some();
-    let kept: Vec<CopyUnit> = units
-        .into_iter()
-        .filter(|u| match u.kind {
-            UnitKind::Chunk | UnitKind::CompressedChunk => true,
-            UnitKind::LargeObjects | UnitKind::ExtensionConfig => !some,
-            _ => dumped.contains(&u.oid),
-        })
-        .filter(|u| !no_data.contains(&u.oid))
-        .collect();
-    report.rewrites.push(format!(
-        "filters: {} of {before} units copied ({} tables' data left out by --exclude-table-data)",
-        kept.len(),
-        no_data.len()
-    ));
-    Ok(kept)
-}
-
-/// pg_dump of the schema: the chunk tables in batches sized from the source's lock table,
-/// then everything else with the chunks left out. Returns (main archive, chunk archives).
-async fn dump_schema(
-    archives: &Archives,
-    opts: &MigrateOptions,
-    src: &Source,
-    facts: &catalog::ServerFacts,
-    snapshot: &str,
-) -> Result<(PathBuf, Vec<PathBuf>)> {
-    let mut main_args: Vec<String> = Vec::new();
-    let mut chunk_archives = Vec::new();
-    for schema in catalog::user_schemas(src).await? {
-        main_args.push(format!("--exclude-table-data={}.*", dump_pattern(&schema)));
-    }
-    if facts.extension("timescaledb").is_some() {
-        let chunks = catalog::chunk_tables(src).await?;
-        let others = catalog::non_chunk_relation_names(src).await?;
-        for p in schema::chunk_exclusion_patterns(&chunks, &others) {
-            main_args.push(format!("--exclude-table={p}"));
-        }
-        for (i, batch) in chunks.chunks(facts.lock_batch(CHUNK_BATCH)).enumerate() {
-            let mut args = vec!["--schema-only".to_string()];
-            args.extend(
-                batch
-                    .iter()
-                    .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
-            );
-            let file = format!("chunks-{i:04}.dump");
-            chunk_archives.push(archives.dump(&opts.source, snapshot, &file, args).await?);
-        }
-        if !chunks.is_empty() {
-            info!(
-                "dumped the DDL of {} chunks in {} batch(es)",
-                chunks.len(),
-                chunk_archives.len()
-            );
-        }
-    }
-    main_args.extend(opts.filters.pg_dump_args());
-    let main = archives
-        .dump(&opts.source, snapshot, "main.dump", main_args)
-        .await
-        .map_err(|e| {
-            if e.message().contains("no matching") {
-                e.with_kind(ErrorKind::Preflight)
-            } else {
-                e
-            }
-        })?;
-    Ok((main, chunk_archives))
 }
 
 /// Relations of `relkind` on the target, as quoted `schema.name` (filters may have left
@@ -802,8 +851,7 @@ enum Section {
 /// constraints, triggers) over the job pool. When resuming, objects an earlier attempt
 /// already made are not errors. Returns the entries left out, with why.
 async fn restore_section(
-    archives: &Archives,
-    opts: &MigrateOptions,
+    l: &Load<'_>,
     main: &std::path::Path,
     chunk_archives: &[PathBuf],
     section: Section,
@@ -812,20 +860,20 @@ async fn restore_section(
 ) -> Result<Vec<String>> {
     let (name, jobs) = match section {
         Section::PreData => ("pre-data", 1),
-        Section::PostData => ("post-data", opts.jobs),
+        Section::PostData => ("post-data", l.jobs),
     };
     let mut dropped = Vec::new();
     for archive in std::iter::once(main).chain(chunk_archives.iter().map(PathBuf::as_path)) {
-        let toc = archives.toc(archive, Some(name)).await?;
+        let toc = l.archives.toc(archive, Some(name)).await?;
         let (mut entries, left_out) = match section {
             Section::PreData => schema::pre_data_entries(&toc),
             Section::PostData => schema::post_data_entries(&toc),
         };
         entries.retain(|e| !skip.contains(&e.oid));
         dropped.extend(left_out);
-        archives
+        l.archives
             .restore(
-                &opts.target,
+                l.target,
                 archive,
                 &entries,
                 jobs,
@@ -836,14 +884,6 @@ async fn restore_section(
             .await?;
     }
     Ok(dropped)
-}
-
-/// TimescaleDB 2.19 writes a one-byte placeholder for a compressed column whose values
-/// are all NULL but its input and receive functions refuse it; later releases read it.
-fn needs_null_placeholder_rewrite(target: &catalog::ServerFacts) -> bool {
-    target
-        .extension("timescaledb")
-        .is_some_and(|e| e.version.starts_with("2.19."))
 }
 
 /// Foreign keys among TimescaleDB's catalog tables on the target: table → referenced.
@@ -870,7 +910,12 @@ async fn catalog_references(tgt: &Target) -> Result<BTreeMap<String, BTreeSet<St
 /// ANALYZE of every user table: leaves in parallel over the job pool, then the parents
 /// of inheritance trees one at a time (analyzing a parent locks all its children at once,
 /// which a server with a small lock table may refuse: that is a warning, not a failure).
-async fn analyze(opts: &MigrateOptions, tgt: &Target, on_timescaledb: bool) -> Result<Vec<String>> {
+async fn analyze(
+    target: &ConnInfo,
+    jobs: usize,
+    tgt: &Target,
+    on_timescaledb: bool,
+) -> Result<Vec<String>> {
     let rows = tgt
         .query(include_str!("sql/target_analyze.sql"), &[])
         .await?;
@@ -890,12 +935,12 @@ async fn analyze(opts: &MigrateOptions, tgt: &Target, on_timescaledb: bool) -> R
     };
     let (parents, leaves): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.get::<_, bool>(1));
     let leaves: Vec<String> = leaves.iter().map(|r| r.get(0)).collect();
-    let lanes = opts.jobs.min(leaves.len()).max(1);
+    let lanes = jobs.min(leaves.len()).max(1);
     let queue = Arc::new(std::sync::Mutex::new(leaves));
     let mut set = JoinSet::new();
     for _ in 0..lanes {
         let queue = queue.clone();
-        let target = opts.target.clone();
+        let target = target.clone();
         set.spawn(async move {
             let tgt = Target::connect(&target, "analyze").await?;
             loop {
@@ -929,7 +974,8 @@ async fn analyze(opts: &MigrateOptions, tgt: &Target, on_timescaledb: bool) -> R
 /// Counts every done unit's rows on the target and compares them with what was read from
 /// the source snapshot. Fills each report's target count; returns one line per mismatch.
 async fn verify(
-    opts: &MigrateOptions,
+    target: &ConnInfo,
+    jobs: usize,
     done: &[(CopyUnit, copy::UnitOutcome)],
     reports: &mut [UnitReport],
 ) -> Result<Vec<String>> {
@@ -938,12 +984,12 @@ async fn verify(
         .enumerate()
         .map(|(i, (unit, outcome))| (i, unit.count_sql(), outcome.rows))
         .collect();
-    let lanes = opts.jobs.min(work.len()).max(1);
+    let lanes = jobs.min(work.len()).max(1);
     let mut set = JoinSet::new();
     for lane in 0..lanes {
         let mine: Vec<(usize, String, u64)> =
             work.iter().skip(lane).step_by(lanes).cloned().collect();
-        let target = opts.target.clone();
+        let target = target.clone();
         set.spawn(async move {
             let tgt = Target::connect(&target, "verify").await?;
             let mut counts = Vec::new();
@@ -1023,12 +1069,14 @@ pub async fn run_worker(
     plan_progress(&progress, &tgt).await?;
     let me = worker_name("worker");
     let config = PoolConfig {
-        source: opts.source.clone(),
+        from: DataFrom::Source {
+            conninfo: opts.source.clone(),
+            snapshot: run.snapshot,
+        },
         target: opts.target.clone(),
         jobs: opts.jobs,
         buffer_size: opts.buffer_size,
         retries: opts.retries,
-        snapshot: run.snapshot,
         worker: me.clone(),
     };
     let end = pool::run(config, progress, drain).await?;

@@ -17,19 +17,31 @@ use tracing::{info, warn};
 use crate::conninfo::ConnInfo;
 use crate::copy;
 use crate::error::{Error, ErrorKind, Result};
+use crate::offline::DumpReader;
 use crate::pg::{Source, Target};
 use crate::progress::Progress;
 use crate::state;
 
+/// Where the units' rows come from.
+#[derive(Clone)]
+pub enum DataFrom {
+    /// The live source, as of the run's snapshot.
+    Source {
+        conninfo: ConnInfo,
+        snapshot: String,
+    },
+    /// The unit files of a `tsxfer dump`.
+    Dump(Arc<DumpReader>),
+}
+
 /// What a pool needs to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PoolConfig {
-    pub source: ConnInfo,
+    pub from: DataFrom,
     pub target: ConnInfo,
     pub jobs: usize,
     pub buffer_size: usize,
     pub retries: u32,
-    pub snapshot: String,
     /// Who this process is, recorded with every unit it copies.
     pub worker: String,
 }
@@ -87,16 +99,25 @@ struct Failed {
     error: Error,
 }
 
-async fn connect(config: &PoolConfig, n: usize) -> Result<(Source, Target)> {
+/// A stream's connections: a source one only when copying from a live source.
+async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Target)> {
     let role = format!("copy {n}");
-    let src = Source::connect(&config.source, &role).await?;
+    let src = match &config.from {
+        DataFrom::Source { conninfo, .. } => Some(Source::connect(conninfo, &role).await?),
+        DataFrom::Dump(_) => None,
+    };
     let tgt = Target::connect(&config.target, &role).await?;
     tgt.execute("SET synchronous_commit = off").await?;
     Ok((src, tgt))
 }
 
 /// Claims one unit, copies it and marks it done, all in one target transaction.
-async fn one_unit(src: &Source, tgt: &Target, shared: &Shared, n: usize) -> Result<Step, Failed> {
+async fn one_unit(
+    src: Option<&Source>,
+    tgt: &Target,
+    shared: &Shared,
+    n: usize,
+) -> Result<Step, Failed> {
     let bare = |error: Error| Failed { unit: None, error };
     tgt.execute("BEGIN").await.map_err(bare)?;
     let Some(claimed) = state::claim(tgt).await.map_err(bare)? else {
@@ -114,16 +135,29 @@ async fn one_unit(src: &Source, tgt: &Target, shared: &Shared, n: usize) -> Resu
     };
     let config = &shared.config;
     shared.progress.unit_started(n, &claimed.unit);
-    let outcome = copy::copy_unit(
-        src,
-        tgt,
-        &claimed.unit,
-        &config.snapshot,
-        config.buffer_size,
-        &shared.progress,
-        n,
-    )
-    .await
+    let outcome = match (&config.from, src) {
+        (DataFrom::Source { snapshot, .. }, Some(src)) => {
+            copy::copy_unit(
+                src,
+                tgt,
+                &claimed.unit,
+                snapshot,
+                config.buffer_size,
+                &shared.progress,
+                n,
+            )
+            .await
+        }
+        (DataFrom::Dump(reader), _) => {
+            reader
+                .load_unit(tgt, &claimed.unit, config.buffer_size, &shared.progress, n)
+                .await
+        }
+        (DataFrom::Source { .. }, None) => Err(Error::new(
+            ErrorKind::Internal,
+            "a copy stream has no source connection",
+        )),
+    }
     .map_err(held)?;
     state::mark_done(tgt, claimed.id, &outcome, &config.worker)
         .await
@@ -145,7 +179,7 @@ async fn others_busy(tgt: &Target) -> Result<bool> {
 
 async fn worker(shared: Arc<Shared>, n: usize) {
     let config = &shared.config;
-    let mut conns: Option<(Source, Target)> = None;
+    let mut conns: Option<(Option<Source>, Target)> = None;
     let mut connect_attempts = 0u32;
     while !shared.halted() {
         if conns.is_none() {
@@ -164,7 +198,7 @@ async fn worker(shared: Arc<Shared>, n: usize) {
             }
         }
         let (src, tgt) = conns.as_ref().expect("connected above");
-        match one_unit(src, tgt, &shared, n).await {
+        match one_unit(src.as_ref(), tgt, &shared, n).await {
             Ok(Step::Copied) => {}
             Ok(Step::NothingFree) => match others_busy(tgt).await {
                 Ok(true) => tokio::time::sleep(Duration::from_millis(500)).await,

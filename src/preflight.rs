@@ -100,7 +100,28 @@ pub struct PreflightReport {
 }
 
 pub async fn check(src: &Source, tgt: &Target, allow_non_empty: bool) -> Result<PreflightReport> {
+    let source = check_source(src).await?;
+    check_target(source, tgt, allow_non_empty).await
+}
+
+/// What the source is, refusing one tsxfer cannot read whole.
+pub async fn check_source(src: &Source) -> Result<ServerFacts> {
     let source = catalog::source_facts(src).await?;
+    if source.extension("timescaledb").is_some() && catalog::is_multinode(src).await? {
+        return Err(refuse(
+            "the source has distributed hypertables (TimescaleDB multi-node); tsxfer cannot migrate multi-node databases: move the data into regular hypertables first".into(),
+        ));
+    }
+    Ok(source)
+}
+
+/// Whether the target can take what was read from a source described by `source` (live,
+/// or recorded in a dump's manifest).
+pub async fn check_target(
+    source: ServerFacts,
+    tgt: &Target,
+    allow_non_empty: bool,
+) -> Result<PreflightReport> {
     let target = catalog::target_facts(tgt).await?;
     let mut warnings = Vec::new();
     if source.major() != target.major() {
@@ -108,11 +129,6 @@ pub async fn check(src: &Source, tgt: &Target, allow_non_empty: bool) -> Result<
             "the source runs PostgreSQL {} and the target {}; tsxfer copies between servers of the same major version (upgrade the older one with pg_upgrade first)",
             source.version, target.version
         )));
-    }
-    if source.extension("timescaledb").is_some() && catalog::is_multinode(src).await? {
-        return Err(refuse(
-            "the source has distributed hypertables (TimescaleDB multi-node); tsxfer cannot migrate multi-node databases: move the data into regular hypertables first".into(),
-        ));
     }
     let available: Vec<String> = tgt
         .query(

@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Result;
 use crate::pg::{Source, Target};
 use crate::quote::ident;
@@ -15,7 +17,7 @@ use crate::quote::ident;
 /// table and its indexes).
 const BATCH: usize = 50;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OwnedObject {
     pub kind: String,
     pub object: String,
@@ -23,7 +25,7 @@ pub struct OwnedObject {
     pub owner: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
     pub kind: String,
     pub object: String,
@@ -35,7 +37,7 @@ pub struct Grant {
     pub grantable: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DefaultGrant {
     pub role: String,
     pub schema: String,
@@ -46,6 +48,7 @@ pub struct DefaultGrant {
 }
 
 /// The source's owners and privileges.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourcePrivileges {
     pub owners: Vec<OwnedObject>,
     pub grants: Vec<Grant>,

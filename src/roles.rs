@@ -4,14 +4,14 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Source, Target};
 use crate::quote::{ident, literal};
 
 /// A role as the source's catalog shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceRole {
     pub name: String,
     pub bootstrap: bool,
@@ -32,7 +32,7 @@ pub struct SourceRole {
     pub database_settings: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Membership {
     pub role: String,
     pub member: String,

@@ -367,7 +367,10 @@ async fn run_tool_tolerating(
 /// The archive files of one run, in a private working directory.
 pub struct Archives {
     pub tools: PgTools,
+    /// Where the archives are (or go).
     pub dir: PathBuf,
+    /// Where restore lists are written.
+    pub work: PathBuf,
 }
 
 impl Archives {
@@ -430,7 +433,7 @@ impl Archives {
         if entries.is_empty() {
             return Ok(());
         }
-        let list = self.dir.join(format!(
+        let list = self.work.join(format!(
             "{}.{}.list",
             archive
                 .file_name()

@@ -5,6 +5,7 @@ mod cluster;
 mod compare;
 mod migrate;
 mod observability;
+mod offline;
 mod resume;
 mod sources;
 mod tls;

@@ -15,7 +15,7 @@ fn target_tables(db: &str) -> String {
     )
 }
 
-fn assert_refused(run: &Run, code: i32, needle: &str) {
+pub fn assert_refused(run: &Run, code: i32, needle: &str) {
     assert_eq!(run.code, code, "{run:?}");
     let last = run.stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("tsxfer: "), "{run:?}");

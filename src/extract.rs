@@ -1,0 +1,275 @@
+//! What a migration reads from the source, all under one snapshot: the work units, the
+//! schema archives, roles, owners and grants, sequence values. A live migration loads it
+//! into the target at once; `tsxfer dump` keeps it in a manifest for a later restore.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::catalog::{self, ServerFacts};
+use crate::conninfo::ConnInfo;
+use crate::convert::Conversion;
+use crate::error::{Error, ErrorKind, Result};
+use crate::filter::{self, Filters};
+use crate::pg::Source;
+use crate::plan::{self, CopyUnit, UnitKind};
+use crate::privileges::{self, SourcePrivileges};
+use crate::quote::dump_pattern;
+use crate::roles::{self, Membership, SourceRole};
+use crate::schema::{self, Archives, CHUNK_BATCH};
+
+/// The source's roles and who is a member of whom.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RoleSet {
+    pub roles: Vec<SourceRole>,
+    pub memberships: Vec<Membership>,
+    /// Whether password hashes could be read (the source role is a superuser).
+    pub passwords_read: bool,
+}
+
+/// Everything the target phases need from the source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Extract {
+    /// The source, described without secrets.
+    pub source: String,
+    /// Tells one source database from another (system identifier and database).
+    pub source_id: String,
+    pub facts: ServerFacts,
+    pub snapshot: String,
+    /// The units to copy, in the order the pool takes them.
+    pub units: Vec<CopyUnit>,
+    /// (sequence, last value, is_called)
+    pub sequences: Vec<(String, i64, bool)>,
+    /// Materialized views that hold data on the source (refreshed on the target).
+    pub matviews: Vec<String>,
+    /// Kept apart from the manifest in a dump: it holds password hashes.
+    #[serde(skip)]
+    pub roles: RoleSet,
+    pub privileges: SourcePrivileges,
+    /// `--hypertable` conversions, checked on the source.
+    pub conversions: Vec<Conversion>,
+    /// Whether pg_dump filters chose what was read (some objects' owners and grants then
+    /// have nothing to apply to).
+    pub filtered: bool,
+    /// The main schema archive and the chunk DDL archives, as file names in the archive
+    /// directory.
+    pub main_archive: String,
+    pub chunk_archives: Vec<String>,
+    /// What was changed on the way, for the report.
+    pub rewrites: Vec<String>,
+}
+
+impl Extract {
+    pub fn main_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.main_archive)
+    }
+
+    pub fn chunk_paths(&self, dir: &Path) -> Vec<PathBuf> {
+        self.chunk_archives.iter().map(|f| dir.join(f)).collect()
+    }
+}
+
+/// What to read, besides the whole database.
+pub struct Selection<'a> {
+    pub filters: &'a Filters,
+    pub conversions: Vec<Conversion>,
+}
+
+/// Reads everything from the source. `src` holds the exported `snapshot` open; `reader`
+/// is a second connection for what needs no snapshot (sizes); the schema archives are
+/// written into `archives.dir`.
+#[allow(clippy::too_many_arguments)]
+pub async fn extract(
+    src: &Source,
+    reader: &Source,
+    conninfo: &ConnInfo,
+    facts: &ServerFacts,
+    source_id: String,
+    snapshot: &str,
+    archives: &Archives,
+    selection: Selection<'_>,
+) -> Result<Extract> {
+    let mut rewrites = Vec::new();
+    let mut units = plan::order_units(catalog::copy_units(src, reader, facts).await?);
+    if needs_null_placeholder_rewrite(facts) {
+        let mut rewritten = 0;
+        for u in units
+            .iter_mut()
+            .filter(|u| u.kind == UnitKind::CompressedChunk)
+        {
+            u.null_placeholders = true;
+            rewritten += 1;
+        }
+        if rewritten > 0 {
+            rewrites.push(format!(
+                "{rewritten} compressed chunk(s): TimescaleDB's \"all values NULL\" placeholder sent as NULL (TimescaleDB 2.19 cannot load the placeholder it writes, timescaledb#8893; it reads NULL there the same way)"
+            ));
+        }
+    }
+    for c in &selection.conversions {
+        for u in units.iter_mut().filter(|u| u.relation() == c.relation()) {
+            u.into_hypertable = true;
+        }
+    }
+    let sequences = catalog::sequence_values(src).await?;
+    let matviews = catalog::populated_matviews(src).await?;
+    let (main, chunk_archives) =
+        dump_schema(archives, conninfo, src, facts, snapshot, selection.filters).await?;
+    if !selection.filters.is_empty() {
+        let (kept, note) = filter_units(archives, &main, src, selection.filters, units).await?;
+        units = kept;
+        rewrites.push(note);
+    }
+    let (roles, memberships, passwords_read) = roles::read_source_roles(src).await?;
+    let privileges = privileges::read(src).await?;
+    let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+    info!(
+        "{} units to copy, about {}",
+        units.len(),
+        plan::human_bytes(total)
+    );
+    let file_name = |p: &Path| {
+        p.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Extract {
+        source: conninfo.describe(),
+        source_id,
+        facts: facts.clone(),
+        snapshot: snapshot.to_string(),
+        units,
+        sequences,
+        matviews,
+        roles: RoleSet {
+            roles,
+            memberships,
+            passwords_read,
+        },
+        privileges,
+        conversions: selection.conversions,
+        filtered: !selection.filters.is_empty(),
+        main_archive: file_name(&main),
+        chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),
+        rewrites,
+    })
+}
+
+/// TimescaleDB 2.19 writes a one-byte placeholder for a compressed column whose values
+/// are all NULL but its input and receive functions refuse it; later releases read it.
+/// Source and target run the same TimescaleDB version (preflight sees to it).
+fn needs_null_placeholder_rewrite(facts: &ServerFacts) -> bool {
+    facts
+        .extension("timescaledb")
+        .is_some_and(|e| e.version.starts_with("2.19."))
+}
+
+/// Keeps the units of the tables pg_dump dumped under the filters (so schema and data
+/// agree), less those whose data `--exclude-table-data` leaves out. TimescaleDB's catalog
+/// travels whole, so a filter may not leave out part of a source's hypertables. Returns
+/// the units kept and a line for the report.
+async fn filter_units(
+    archives: &Archives,
+    main: &Path,
+    src: &Source,
+    filters: &Filters,
+    units: Vec<CopyUnit>,
+) -> Result<(Vec<CopyUnit>, String)> {
+    let dumped: BTreeSet<u32> = archives
+        .toc(main, None)
+        .await?
+        .iter()
+        .filter(|e| e.is("TABLE"))
+        .map(|e| e.oid)
+        .collect();
+    let left_out: Vec<String> = units
+        .iter()
+        .filter(|u| u.kind == UnitKind::Hypertable && !dumped.contains(&u.oid))
+        .map(CopyUnit::relation)
+        .collect();
+    if !left_out.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            format!(
+                "the filters leave out hypertables ({}), but TimescaleDB's catalog can only be migrated whole; migrate all hypertables, or drop those on the source first",
+                left_out.join(", ")
+            ),
+        ));
+    }
+    let mut no_data = BTreeSet::new();
+    for p in &filters.exclude_table_data {
+        no_data.extend(filter::matching_relations(src, p).await?);
+    }
+    let before = units.len();
+    let some = filters.includes_only_some();
+    let kept: Vec<CopyUnit> = units
+        .into_iter()
+        .filter(|u| match u.kind {
+            UnitKind::Chunk | UnitKind::CompressedChunk => true,
+            UnitKind::LargeObjects | UnitKind::ExtensionConfig => !some,
+            _ => dumped.contains(&u.oid),
+        })
+        .filter(|u| !no_data.contains(&u.oid))
+        .collect();
+    let note = format!(
+        "filters: {} of {before} units copied ({} tables' data left out by --exclude-table-data)",
+        kept.len(),
+        no_data.len()
+    );
+    Ok((kept, note))
+}
+
+/// pg_dump of the schema: the chunk tables in batches sized from the source's lock table,
+/// then everything else with the chunks left out. Returns (main archive, chunk archives).
+async fn dump_schema(
+    archives: &Archives,
+    conninfo: &ConnInfo,
+    src: &Source,
+    facts: &ServerFacts,
+    snapshot: &str,
+    filters: &Filters,
+) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let mut main_args: Vec<String> = Vec::new();
+    let mut chunk_archives = Vec::new();
+    for schema in catalog::user_schemas(src).await? {
+        main_args.push(format!("--exclude-table-data={}.*", dump_pattern(&schema)));
+    }
+    if facts.extension("timescaledb").is_some() {
+        let chunks = catalog::chunk_tables(src).await?;
+        let others = catalog::non_chunk_relation_names(src).await?;
+        for p in schema::chunk_exclusion_patterns(&chunks, &others) {
+            main_args.push(format!("--exclude-table={p}"));
+        }
+        for (i, batch) in chunks.chunks(facts.lock_batch(CHUNK_BATCH)).enumerate() {
+            let mut args = vec!["--schema-only".to_string()];
+            args.extend(
+                batch
+                    .iter()
+                    .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
+            );
+            let file = format!("chunks-{i:04}.dump");
+            chunk_archives.push(archives.dump(conninfo, snapshot, &file, args).await?);
+        }
+        if !chunks.is_empty() {
+            info!(
+                "dumped the DDL of {} chunks in {} batch(es)",
+                chunks.len(),
+                chunk_archives.len()
+            );
+        }
+    }
+    main_args.extend(filters.pg_dump_args());
+    let main = archives
+        .dump(conninfo, snapshot, "main.dump", main_args)
+        .await
+        .map_err(|e| {
+            if e.message().contains("no matching") {
+                e.with_kind(ErrorKind::Preflight)
+            } else {
+                e
+            }
+        })?;
+    Ok((main, chunk_archives))
+}
