@@ -7,8 +7,9 @@
 //!   every piece is counted and gathered into a `BytesMut`, which is split off and frozen
 //!   into `Bytes` for the target each time it holds `--buffer-size` bytes.
 //!
-//! Offline-mode compression (`tsxfer dump`, issue 5) does not exist yet, so it has no
-//! benchmark here.
+//! - `offline`: what `tsxfer dump` and `tsxfer restore` do to each unit's stream besides
+//!   moving it: zstd compression with SHA-256 at several levels, and decompression with
+//!   the checksum, on a metrics-like stream whose values vary the way measurements do.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -199,12 +200,89 @@ fn relay_buffers(c: &mut Criterion) {
     group.finish();
 }
 
+/// A binary COPY stream of metrics-like rows: a timestamp a second apart, a device id out
+/// of 500, two measurements that wander, a status that rarely changes, and a NULL.
+fn metrics_stream() -> Vec<Bytes> {
+    let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
+    out.extend_from_slice(&[0; 8]);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut temperature = 20.0f64;
+    let mut row = 0i64;
+    while out.len() < STREAM_BYTES {
+        out.extend_from_slice(&6i16.to_be_bytes());
+        let fields: [&[u8]; 5] = [
+            &(800_000_000_000_000i64 + row * 1_000_000).to_be_bytes(),
+            &((row % 500) as i32).to_be_bytes(),
+            &{
+                temperature += (next() % 200) as f64 / 1000.0 - 0.1;
+                temperature
+            }
+            .to_be_bytes(),
+            &((next() % 100_000) as f64 / 100.0).to_be_bytes(),
+            &(i16::from(row % 9_973 == 0)).to_be_bytes(),
+        ];
+        for f in fields {
+            out.extend_from_slice(&(f.len() as i32).to_be_bytes());
+            out.extend_from_slice(f);
+        }
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        row += 1;
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out.chunks(256 << 10).map(Bytes::copy_from_slice).collect()
+}
+
+fn offline(c: &mut Criterion) {
+    let mut group = c.benchmark_group("offline");
+    let pieces = metrics_stream();
+    group.throughput(Throughput::Bytes(total_len(&pieces)));
+    for level in [-1, 1, 3, 9] {
+        group.bench_with_input(
+            BenchmarkId::new("compress_metrics", format!("level_{level}")),
+            &pieces,
+            |b, pieces| {
+                b.iter(|| {
+                    tsxfer::offline::compress(Vec::new(), level, pieces.iter().cloned())
+                        .unwrap()
+                        .1
+                })
+            },
+        );
+    }
+    let (file, _, _) = tsxfer::offline::compress(Vec::new(), 3, pieces.iter().cloned()).unwrap();
+    eprintln!(
+        "offline: the metrics stream compresses to {:.1}% at level 3",
+        100.0 * file.len() as f64 / total_len(&pieces) as f64
+    );
+    group.bench_with_input(
+        BenchmarkId::new("decompress_metrics", "level_3"),
+        &file,
+        |b, file| {
+            b.iter(|| {
+                tsxfer::offline::decompress(&file[..], 256 << 10, |p| {
+                    black_box(p);
+                    true
+                })
+                .unwrap()
+                .0
+            })
+        },
+    );
+    group.finish();
+}
+
 criterion_group! {
     name = copy_path;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = row_counter, relay_buffers
+    targets = row_counter, relay_buffers, offline
 }
 criterion_main!(copy_path);

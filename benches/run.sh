@@ -30,9 +30,11 @@
 #   BENCH_GB        dataset size in GB (source database size, roughly), default 2
 #   BENCH_JOBS      N for every tool (tsxfer --jobs, pg_dump/pg_restore -j, pgcopydb), default 2
 #   BENCH_VARIANTS  variants to run, default "sparse dense"
-#   BENCH_TOOLS     tools to run, default "seed pgdump pgdump-z0 pgcopydb tsxfer";
-#                   pgdump-z0 is pg_dump -Fd -Z0 (no gzip); it and pgcopydb run on the
-#                   dense variant only; pgcopydb is skipped when it is not on PATH
+#   BENCH_TOOLS     tools to run, default "seed pgdump pgdump-z0 pgcopydb tsxfer
+#                   tsxfer-offline"; pgdump-z0 is pg_dump -Fd -Z0 (no gzip); it and
+#                   pgcopydb run on the dense variant only; pgcopydb is skipped when it
+#                   is not on PATH; tsxfer-offline is `tsxfer dump` into a directory,
+#                   then `tsxfer restore` from it
 #   BENCH_BUFFER    tsxfer --buffer-size, default 1MiB
 #   BENCH_COPY_RATE 1 (default) measures the servers' own COPY rates; 0 skips it
 #   BENCH_PERF      1 records a system-wide perf profile (cpu-clock) of the first
@@ -59,7 +61,7 @@ PG_BIN=${TSXFER_PG_BIN:-/usr/lib/postgresql/15/bin}
 BENCH_GB=${BENCH_GB:-2}
 JOBS=${BENCH_JOBS:-2}
 VARIANTS=${BENCH_VARIANTS:-sparse dense}
-TOOLS=${BENCH_TOOLS:-seed pgdump pgdump-z0 pgcopydb tsxfer}
+TOOLS=${BENCH_TOOLS:-seed pgdump pgdump-z0 pgcopydb tsxfer tsxfer-offline}
 BUFFER=${BENCH_BUFFER:-1MiB}
 COPY_RATE=${BENCH_COPY_RATE:-1}
 PERF=${BENCH_PERF:-0}
@@ -81,7 +83,7 @@ for v in $VARIANTS; do
     [[ $v == sparse || $v == dense ]] || die "unknown variant '$v' in BENCH_VARIANTS (sparse, dense)"
 done
 for t in $TOOLS; do
-    case $t in seed | pgdump | pgdump-z0 | pgcopydb | tsxfer) ;; *) die "unknown tool '$t' in BENCH_TOOLS" ;; esac
+    case $t in seed | pgdump | pgdump-z0 | pgcopydb | tsxfer | tsxfer-offline) ;; *) die "unknown tool '$t' in BENCH_TOOLS" ;; esac
 done
 for prog in initdb pg_ctl psql pg_dump pg_dumpall pg_restore; do
     [[ -x $PG_BIN/$prog ]] || die "$PG_BIN/$prog not found (set TSXFER_PG_BIN, or run scripts/setup.sh)"
@@ -553,6 +555,21 @@ done
 wait "$pid"
 EOF
             ;;
+        tsxfer-offline)
+            printf 'TSXFER=%q\nTGT_ADMIN=%q\nBUFFER=%q\n' "$TSXFER" \
+                "$(tcp_conninfo target "$DB" "$ADMIN" "$ADMIN_PASSWORD")" "$BUFFER"
+            cat <<'EOF'
+# Each half timed on its own; the directory's size is what crosses on disk.
+date +%s.%N >dump-start
+"$TSXFER" dump --source "$SRC" --dir "$PWD/dump" --jobs "$JOBS" --buffer-size "$BUFFER" || exit 1
+date +%s.%N >dump-end
+"$TSXFER" restore --dir "$PWD/dump" --target "$TGT_ADMIN" --jobs "$JOBS" --buffer-size "$BUFFER" \
+    --work-dir "$PWD" --report "$PWD/report.json" --metrics-addr off
+status=$?
+date +%s.%N >restore-end
+exit $status
+EOF
+            ;;
         esac
     } >"$dir/commands.sh"
 }
@@ -564,6 +581,7 @@ tool_label() {
     pgdump-z0) echo "pg_dump -Fd -j$JOBS -Z0 + pg_restore -j$JOBS" ;;
     pgcopydb) echo "pgcopydb clone ($(pgcopydb --version 2>/dev/null | awk '/^pgcopydb version/ { print $3 }'))" ;;
     tsxfer) echo "tsxfer --jobs $JOBS" ;;
+    tsxfer-offline) echo "tsxfer dump + tsxfer restore, --jobs $JOBS" ;;
     esac
 }
 
@@ -578,7 +596,7 @@ run_tool() { # <variant> <tool> <source db> <relations> <source fingerprint>
     local dir=$RUNS/$variant-$tool
     mkdir -p "$dir"
     chmod 777 "$dir"
-    if [[ $tool == tsxfer ]]; then
+    if [[ $tool == tsxfer || $tool == tsxfer-offline ]]; then
         fresh_target_cloud_like
     else
         fresh_target_superuser
@@ -647,6 +665,16 @@ run_tool() { # <variant> <tool> <source db> <relations> <source fingerprint>
             TSXFER_PHASES[$variant]=$(jq -r '[.phases[] | "\(.phase) \(.seconds * 10 | round / 10) s"] | join(", ")' "$dir/report.json")
             TSXFER_DATA[$variant]=$(jq -r '[.phases[] | select(.phase == "data") | .seconds] | add // 0' "$dir/report.json")
             TSXFER_BYTES[$variant]=$bytes
+        fi
+        ((status != 0)) && notes+=("exit status $status: $(grep -m1 '^tsxfer:' "$dir/output.log" | head -c 240)")
+        ;;
+    tsxfer-offline)
+        bytes=$(du -sb "$dir/dump" 2>/dev/null | cut -f1)
+        if [[ -f $dir/restore-end ]]; then
+            local ds de re logical_bytes
+            ds=$(cat "$dir/dump-start") de=$(cat "$dir/dump-end") re=$(cat "$dir/restore-end")
+            logical_bytes=$(jq '[.files[].stream_bytes] | add // 0' "$dir/dump/manifest.json" 2>/dev/null || echo 0)
+            notes+=("dump $(elapsed "$ds" "$de") s ($(mbps "$logical_bytes" "$(elapsed "$ds" "$de")") MB/s of COPY data), restore $(elapsed "$de" "$re") s ($(mbps "$logical_bytes" "$(elapsed "$de" "$re")") MB/s); directory $(human_bytes "$bytes") for $(human_bytes "$logical_bytes") of COPY data")
         fi
         ((status != 0)) && notes+=("exit status $status: $(grep -m1 '^tsxfer:' "$dir/output.log" | head -c 240)")
         ;;

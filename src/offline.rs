@@ -284,26 +284,78 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Compresses what arrives on `rx` into `path` until the sender is dropped; returns the
-/// file's size and checksum. Runs on the rayon pool.
-fn write_compressed(path: &Path, level: i32, rx: Receiver<Bytes>) -> io::Result<(u64, String)> {
-    let file = File::create(path)?;
+/// Compresses `pieces` at zstd `level` into `out`; returns `out` with the compressed
+/// size and its SHA-256.
+pub fn compress<W: Write>(
+    out: W,
+    level: i32,
+    pieces: impl IntoIterator<Item = Bytes>,
+) -> io::Result<(W, u64, String)> {
     let hashing = Hashing {
-        inner: io::BufWriter::with_capacity(1 << 16, file),
+        inner: out,
         hasher: Sha256::new(),
         bytes: 0,
     };
     let mut encoder = zstd::Encoder::new(hashing, level)?;
-    for piece in rx {
+    for piece in pieces {
         encoder.write_all(&piece)?;
     }
     let mut hashing = encoder.finish()?;
     hashing.flush()?;
-    let file = hashing
-        .inner
-        .into_inner()
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    file.sync_all()?;
+    Ok((
+        hashing.inner,
+        hashing.bytes,
+        hex(&hashing.hasher.finalize()),
+    ))
+}
+
+/// Compresses what arrives on `rx` into `path` until the sender is dropped; returns the
+/// file's size and checksum. Runs on the rayon pool.
+fn write_compressed(path: &Path, level: i32, rx: Receiver<Bytes>) -> io::Result<(u64, String)> {
+    let file = io::BufWriter::with_capacity(1 << 16, File::create(path)?);
+    let (file, bytes, sha) = compress(file, level, rx)?;
+    file.into_inner()
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .sync_all()?;
+    Ok((bytes, sha))
+}
+
+/// Decompresses `input` into pieces of `buffer_size` bytes handed to `emit` (which returns
+/// false to stop early); returns the compressed size read and its SHA-256, counting every
+/// byte of `input`.
+pub fn decompress<R: Read>(
+    input: R,
+    buffer_size: usize,
+    mut emit: impl FnMut(Bytes) -> bool,
+) -> io::Result<(u64, String)> {
+    let mut hashing = HashingReader {
+        inner: input,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
+    {
+        let mut decoder = zstd::Decoder::with_buffer(BufReader::new(&mut hashing))?;
+        loop {
+            let mut buf = BytesMut::zeroed(buffer_size);
+            let mut filled = 0;
+            while filled < buffer_size {
+                let n = decoder.read(&mut buf[filled..])?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            buf.truncate(filled);
+            if !emit(buf.freeze()) {
+                break;
+            }
+        }
+    }
+    // Whatever the decoder did not need still belongs to the input.
+    io::copy(&mut hashing, &mut io::sink())?;
     Ok((hashing.bytes, hex(&hashing.hasher.finalize())))
 }
 
@@ -335,58 +387,33 @@ impl<R: Read> Read for HashingReader<R> {
 /// whether the file was whole. Runs on the rayon pool; stops when the receiver is gone.
 fn read_compressed(dir: &Path, expected: &FileCheck, buffer_size: usize, tx: &Sender<Piece>) {
     let path = dir.join(&expected.file);
-    let outcome = (|| -> io::Result<std::result::Result<(), String>> {
-        let file = File::open(&path)?;
-        let mut hashing = HashingReader {
-            inner: BufReader::with_capacity(1 << 16, file),
-            hasher: Sha256::new(),
-            bytes: 0,
-        };
-        {
-            let mut decoder = zstd::Decoder::with_buffer(BufReader::new(&mut hashing))?;
-            loop {
-                let mut buf = BytesMut::zeroed(buffer_size);
-                let mut filled = 0;
-                while filled < buffer_size {
-                    let n = decoder.read(&mut buf[filled..])?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                if filled == 0 {
-                    break;
-                }
-                buf.truncate(filled);
-                if tx.send(Piece::Data(buf.freeze())).is_err() {
-                    return Ok(Ok(()));
-                }
-            }
-        }
-        // Whatever the decoder did not need still belongs to the file.
-        io::copy(&mut hashing, &mut io::sink())?;
-        let sha = hex(&hashing.hasher.finalize());
-        if hashing.bytes != expected.bytes {
-            return Ok(Err(format!(
-                "{} is {} bytes, the manifest says {}",
-                path.display(),
-                hashing.bytes,
-                expected.bytes
-            )));
-        }
-        if sha != expected.sha256 {
-            return Ok(Err(format!(
-                "{} fails its checksum (sha256 {sha}, the manifest says {})",
-                path.display(),
-                expected.sha256
-            )));
-        }
-        Ok(Ok(()))
-    })();
+    let mut receiver_gone = false;
+    let outcome = File::open(&path).and_then(|file| {
+        decompress(
+            BufReader::with_capacity(1 << 16, file),
+            buffer_size,
+            |piece| {
+                receiver_gone = tx.send(Piece::Data(piece)).is_err();
+                !receiver_gone
+            },
+        )
+    });
+    if receiver_gone {
+        return;
+    }
     let last = match outcome {
-        Ok(Ok(())) => Piece::End,
-        Ok(Err(why)) => Piece::Failed(why),
         Err(e) => Piece::Failed(format!("{} cannot be read: {e}", path.display())),
+        Ok((bytes, _)) if bytes != expected.bytes => Piece::Failed(format!(
+            "{} is {bytes} bytes, the manifest says {}",
+            path.display(),
+            expected.bytes
+        )),
+        Ok((_, sha)) if sha != expected.sha256 => Piece::Failed(format!(
+            "{} fails its checksum (sha256 {sha}, the manifest says {})",
+            path.display(),
+            expected.sha256
+        )),
+        Ok(_) => Piece::End,
     };
     let _ = tx.send(last);
 }
@@ -690,7 +717,7 @@ fn read_journal(dir: &Path) -> Vec<UnitFile> {
 
 /// Removes what a dump wrote into `dir` (and nothing else).
 fn remove_dump(dir: &Path) -> Result<()> {
-    for f in [MANIFEST, ROLES] {
+    for f in [MANIFEST, ROLES, "manifest.tmp", "roles.tmp"] {
         match fs::remove_file(dir.join(f)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(io_error("cannot remove", &dir.join(f), e));
@@ -964,10 +991,12 @@ fn prepare_dir(opts: &DumpOptions, source_id: &str) -> Result<Option<Manifest>> 
         )
     })?;
     if !dir.join(MANIFEST).exists() {
+        // What a dump that stopped before its manifest was written leaves behind.
+        let ours = [SCHEMA_DIR, DATA_DIR, ROLES, "roles.tmp", "manifest.tmp"];
         let foreign = fs::read_dir(dir)
             .map_err(|e| io_error("cannot read", dir, e))?
             .flatten()
-            .any(|e| e.file_name() != SCHEMA_DIR && e.file_name() != DATA_DIR);
+            .any(|e| !ours.iter().any(|o| e.file_name() == *o));
         if foreign {
             return Err(Error::new(
                 ErrorKind::Preflight,
@@ -1248,4 +1277,99 @@ pub async fn dump(
         dir_bytes: dir_size(dir),
         ..summary
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn compressed_pieces_come_back_whole_in_buffers_of_the_asked_size() {
+        let data = stream(1_000_003);
+        let pieces: Vec<Bytes> = data.chunks(65_536).map(Bytes::copy_from_slice).collect();
+        let (file, bytes, sha) = compress(Vec::new(), 3, pieces).unwrap();
+        assert_eq!(bytes, file.len() as u64);
+        assert!(file.len() < data.len() / 4, "{} bytes", file.len());
+        let mut out = Vec::new();
+        let mut sizes = Vec::new();
+        let (read, sha_read) = decompress(&file[..], 300_000, |p| {
+            sizes.push(p.len());
+            out.extend_from_slice(&p);
+            true
+        })
+        .unwrap();
+        assert_eq!(out, data);
+        assert_eq!(sizes, [300_000, 300_000, 300_000, 100_003]);
+        assert_eq!((read, sha_read), (bytes, sha));
+    }
+
+    #[test]
+    fn a_changed_byte_changes_the_checksum_or_fails_decompression() {
+        let (mut file, _, sha) = compress(Vec::new(), 3, [Bytes::from(stream(200_000))]).unwrap();
+        let at = file.len() / 2;
+        file[at] ^= 1;
+        match decompress(&file[..], 65_536, |_| true) {
+            Ok((_, found)) => assert_ne!(found, sha),
+            Err(e) => assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn unit_files_have_safe_numbered_names() {
+        let mut u = CopyUnit::table(1, "my schema".into(), "Tab/le\"x".into(), UnitKind::Table);
+        assert_eq!(
+            unit_file_name(7, &u),
+            "data/000007-my_schema.Tab_le_x.copy.zst"
+        );
+        u.name = "n".repeat(200);
+        assert!(unit_file_name(8, &u).len() < 110);
+        let lo = CopyUnit::large_objects(3, 10);
+        assert_eq!(unit_file_name(9, &lo), "data/000009-large_objects.copy.zst");
+    }
+
+    #[test]
+    fn a_manifest_of_another_format_or_none_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_manifest(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Preflight);
+        assert!(e.message().contains("manifest.json is missing"), "{e}");
+        fs::write(
+            dir.path().join(MANIFEST),
+            r#"{"format": 2, "tsxfer_version": "9.9.9"}"#,
+        )
+        .unwrap();
+        let e = read_manifest(dir.path()).unwrap_err();
+        assert!(e.message().contains("format 2"), "{e}");
+        assert!(e.message().contains("9.9.9"), "{e}");
+        fs::write(dir.path().join(MANIFEST), "{\"format\": 1, ").unwrap();
+        let e = read_manifest(dir.path()).unwrap_err();
+        assert!(e.message().contains("is damaged"), "{e}");
+    }
+
+    #[test]
+    fn file_checks_name_missing_short_and_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a"), b"hello").unwrap();
+        let good = check_file(dir.path(), "a").unwrap();
+        assert_eq!(good.bytes, 5);
+        assert_eq!(file_problem(dir.path(), &good), None);
+        fs::write(dir.path().join("a"), b"hell").unwrap();
+        assert!(
+            file_problem(dir.path(), &good)
+                .unwrap()
+                .contains("truncated")
+        );
+        fs::write(dir.path().join("a"), b"jello").unwrap();
+        assert!(
+            file_problem(dir.path(), &good)
+                .unwrap()
+                .contains("checksum")
+        );
+        fs::remove_file(dir.path().join("a")).unwrap();
+        assert!(file_problem(dir.path(), &good).unwrap().contains("missing"));
+    }
 }
