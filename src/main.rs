@@ -174,6 +174,32 @@ fn load_target(
     }
 }
 
+/// Runs `work` with its progress on screen: the first Ctrl-C or SIGTERM sets the drain
+/// flag `work` is given, the second abandons `work` with the error `aborted`.
+fn supervised<T, F>(
+    runtime: &Runtime,
+    screen: &Screen,
+    progress: &Arc<Progress>,
+    aborted: &'static str,
+    work: impl FnOnce(Arc<AtomicBool>) -> F,
+) -> Result<T, Error>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
+    runtime.block_on(async {
+        let watch = screen.watch(progress.clone());
+        let drain = Arc::new(AtomicBool::new(false));
+        let (signals, abort) = watch_signals(drain.clone());
+        let outcome = tokio::select! {
+            r = work(drain) => r,
+            () = abort => Err(Error::new(ErrorKind::Interrupted, aborted)),
+        };
+        signals.abort();
+        watch.stop();
+        outcome
+    })
+}
+
 /// `tsxfer dump`: writes the migration into a directory.
 fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
     let opts = match args.into_options() {
@@ -181,21 +207,13 @@ fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let progress = Arc::new(Progress::new(opts.jobs));
-    let result = runtime.block_on(async {
-        let watch = screen.watch(progress.clone());
-        let drain = Arc::new(AtomicBool::new(false));
-        let (signals, abort) = watch_signals(drain.clone());
-        let outcome = tokio::select! {
-            r = offline::dump(&opts, progress.clone(), drain) => r,
-            () = abort => Err(Error::new(
-                ErrorKind::Interrupted,
-                "aborted: the units in flight were not written; run the same command again with --allow-inconsistent to finish",
-            )),
-        };
-        signals.abort();
-        watch.stop();
-        outcome
-    });
+    let result = supervised(
+        runtime,
+        screen,
+        &progress,
+        "aborted: the units in flight were not written; run the same command again with --allow-inconsistent to finish",
+        |drain| offline::dump(&opts, progress.clone(), drain),
+    );
     progress.ended(result.is_ok());
     match result {
         Ok(summary) => {
@@ -214,18 +232,13 @@ fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
     };
     opts.retries = args.retries;
     let progress = Arc::new(Progress::new(opts.jobs));
-    let result = runtime.block_on(async {
-        let watch = screen.watch(progress.clone());
-        let drain = Arc::new(AtomicBool::new(false));
-        let (signals, abort) = watch_signals(drain.clone());
-        let outcome = tokio::select! {
-            r = migrate::run_worker(&opts, progress.clone(), drain) => r,
-            () = abort => Err(Error::new(ErrorKind::Interrupted, "aborted: units in flight were rolled back")),
-        };
-        signals.abort();
-        watch.stop();
-        outcome
-    });
+    let result = supervised(
+        runtime,
+        screen,
+        &progress,
+        "aborted: units in flight were rolled back",
+        |drain| migrate::run_worker(&opts, progress.clone(), drain),
+    );
     match result {
         Ok(summary) => {
             println!("{summary}");

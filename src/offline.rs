@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,6 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::conninfo::ConnInfo;
@@ -33,7 +32,7 @@ use crate::error::{Error, ErrorKind, Result, pg_message};
 use crate::extract::{Extract, RoleSet};
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind, human_bytes};
-use crate::pool::backoff;
+use crate::pool::{Stop, backoff, run_workers};
 use crate::progress::Progress;
 
 /// The manifest format this build writes and reads.
@@ -764,25 +763,11 @@ struct Dumping {
     journal: Mutex<File>,
     written: Mutex<Vec<UnitFile>>,
     progress: Arc<Progress>,
-    drain: Arc<AtomicBool>,
-    stop: AtomicBool,
-    failure: Mutex<Option<Error>>,
+    stop: Stop,
     pool: rayon::ThreadPool,
 }
 
 impl Dumping {
-    fn halted(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || self.drain.load(Ordering::SeqCst)
-    }
-
-    fn fail(&self, e: Error) {
-        self.stop.store(true, Ordering::SeqCst);
-        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        if f.is_none() {
-            *f = Some(e);
-        }
-    }
-
     fn record(&self, file: UnitFile) -> Result<()> {
         let line = serde_json::to_string(&file).expect("a unit file serializes");
         let path = self.opts.dir.join(DATA_DIR).join(JOURNAL);
@@ -897,7 +882,7 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
 /// transient failures.
 async fn dump_worker(d: Arc<Dumping>, n: usize) {
     let mut src: Option<Source> = None;
-    while !d.halted() {
+    while !d.stop.halted() {
         let next = d
             .queue
             .lock()
@@ -925,7 +910,7 @@ async fn dump_worker(d: Arc<Dumping>, n: usize) {
                         blocked_seconds: 0.0,
                     };
                     if let Err(e) = d.record(file) {
-                        return d.fail(e);
+                        return d.stop.fail(e);
                     }
                     d.progress.unit_finished(n, &unit, &outcome);
                     break;
@@ -933,10 +918,10 @@ async fn dump_worker(d: Arc<Dumping>, n: usize) {
                 Err(e) => {
                     src = None;
                     attempts += 1;
-                    let retry = e.is_retryable() && attempts <= d.opts.retries && !d.halted();
+                    let retry = e.is_retryable() && attempts <= d.opts.retries && !d.stop.halted();
                     d.progress.unit_failed(n, &unit, retry);
                     if !retry {
-                        return d.fail(e);
+                        return d.stop.fail(e);
                     }
                     let pause = backoff(attempts);
                     warn!(
@@ -1223,31 +1208,13 @@ pub async fn dump(
         journal: Mutex::new(journal),
         written: Mutex::new(kept.into_values().collect()),
         progress: progress.clone(),
-        drain: drain.clone(),
-        stop: AtomicBool::new(false),
-        failure: Mutex::new(None),
+        stop: Stop::new(drain),
         pool,
     });
-    let mut set = JoinSet::new();
-    for n in 0..opts.jobs.max(1) {
-        set.spawn(dump_worker(shared.clone(), n));
-    }
-    while let Some(joined) = set.join_next().await {
-        if let Err(e) = joined {
-            shared.fail(Error::new(
-                ErrorKind::Internal,
-                format!("a dump worker died: {e}"),
-            ));
-        }
-    }
-    if let Some(e) = shared
-        .failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
-        return Err(e);
-    }
+    run_workers(opts.jobs, &shared.stop, "dump", |n| {
+        dump_worker(shared.clone(), n)
+    })
+    .await?;
     let mut files = std::mem::take(&mut *shared.written.lock().unwrap_or_else(|p| p.into_inner()));
     if files.len() < units.len() {
         return Err(Error::new(

@@ -66,26 +66,78 @@ pub fn backoff(attempt: u32) -> Duration {
     base + Duration::from_millis(jitter)
 }
 
-struct Shared {
-    config: PoolConfig,
-    progress: Arc<Progress>,
+/// When a set of workers stops taking work: when asked to (`drain`), or at the first
+/// failure, which it keeps.
+pub struct Stop {
     drain: Arc<AtomicBool>,
-    stop: AtomicBool,
+    failed: AtomicBool,
     failure: Mutex<Option<Error>>,
 }
 
-impl Shared {
-    fn halted(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || self.drain.load(Ordering::SeqCst)
+impl Stop {
+    pub fn new(drain: Arc<AtomicBool>) -> Stop {
+        Stop {
+            drain,
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        }
     }
 
-    fn fail(&self, e: Error) {
-        self.stop.store(true, Ordering::SeqCst);
+    pub fn halted(&self) -> bool {
+        self.failed.load(Ordering::SeqCst) || self.drained()
+    }
+
+    pub fn drained(&self) -> bool {
+        self.drain.load(Ordering::SeqCst)
+    }
+
+    pub fn fail(&self, e: Error) {
+        self.failed.store(true, Ordering::SeqCst);
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
             *f = Some(e);
         }
     }
+}
+
+/// Runs `jobs` workers (`worker(n)` is number n) until every one has ended; a worker that
+/// dies fails the set. Returns the first failure.
+pub async fn run_workers<F>(
+    jobs: usize,
+    stop: &Stop,
+    what: &str,
+    worker: impl Fn(usize) -> F,
+) -> Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    for n in 0..jobs.max(1) {
+        set.spawn(worker(n));
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined {
+            stop.fail(Error::new(
+                ErrorKind::Internal,
+                format!("a {what} worker died: {e}"),
+            ));
+        }
+    }
+    match stop
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+struct Shared {
+    config: PoolConfig,
+    progress: Arc<Progress>,
+    stop: Stop,
 }
 
 enum Step {
@@ -181,7 +233,7 @@ async fn worker(shared: Arc<Shared>, n: usize) {
     let config = &shared.config;
     let mut conns: Option<(Option<Source>, Target)> = None;
     let mut connect_attempts = 0u32;
-    while !shared.halted() {
+    while !shared.stop.halted() {
         if conns.is_none() {
             match connect(config, n).await {
                 Ok(c) => {
@@ -194,7 +246,7 @@ async fn worker(shared: Arc<Shared>, n: usize) {
                     tokio::time::sleep(backoff(connect_attempts)).await;
                     continue;
                 }
-                Err(e) => return shared.fail(e),
+                Err(e) => return shared.stop.fail(e),
             }
         }
         let (src, tgt) = conns.as_ref().expect("connected above");
@@ -203,7 +255,7 @@ async fn worker(shared: Arc<Shared>, n: usize) {
             Ok(Step::NothingFree) => match others_busy(tgt).await {
                 Ok(true) => tokio::time::sleep(Duration::from_millis(500)).await,
                 Ok(false) => return,
-                Err(e) => return shared.fail(e),
+                Err(e) => return shared.stop.fail(e),
             },
             Err(Failed { unit, error }) => {
                 // The connections may be mid-COPY: drop them, which rolls back.
@@ -214,7 +266,7 @@ async fn worker(shared: Arc<Shared>, n: usize) {
                         tokio::time::sleep(backoff(connect_attempts)).await;
                         continue;
                     }
-                    return shared.fail(error);
+                    return shared.stop.fail(error);
                 };
                 let attempts = attempts as u32 + 1;
                 let give_up = !error.is_retryable() || attempts > config.retries;
@@ -235,7 +287,7 @@ async fn worker(shared: Arc<Shared>, n: usize) {
                     } else {
                         error
                     };
-                    return shared.fail(error);
+                    return shared.stop.fail(error);
                 }
                 let pause = backoff(attempts);
                 warn!(
@@ -256,35 +308,14 @@ pub async fn run(
     progress: Arc<Progress>,
     drain: Arc<AtomicBool>,
 ) -> Result<PoolEnd> {
-    let jobs = config.jobs.max(1);
+    let jobs = config.jobs;
     let shared = Arc::new(Shared {
         config,
         progress,
-        drain,
-        stop: AtomicBool::new(false),
-        failure: Mutex::new(None),
+        stop: Stop::new(drain),
     });
-    let mut set = JoinSet::new();
-    for n in 0..jobs {
-        set.spawn(worker(shared.clone(), n));
-    }
-    while let Some(joined) = set.join_next().await {
-        if let Err(e) = joined {
-            shared.fail(Error::new(
-                ErrorKind::Internal,
-                format!("a copy worker died: {e}"),
-            ));
-        }
-    }
-    if let Some(e) = shared
-        .failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
-        return Err(e);
-    }
-    if shared.drain.load(Ordering::SeqCst) {
+    run_workers(jobs, &shared.stop, "copy", |n| worker(shared.clone(), n)).await?;
+    if shared.stop.drained() {
         info!("copy pool stopped: units in flight finished");
         return Ok(PoolEnd::Drained);
     }

@@ -51,6 +51,19 @@ fn assert_same(src_db: &str, tgt_db: &str) {
     );
 }
 
+/// `tsxfer restore` of `dir` into `target`, without a metrics endpoint.
+fn restore(dir: &str, target: &str) -> crate::Run {
+    tsxfer(&[
+        "restore",
+        "--dir",
+        dir,
+        "--target",
+        target,
+        "--metrics-addr",
+        "off",
+    ])
+}
+
 #[test]
 fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
     let (src, tgt) = cluster::clusters();
@@ -168,15 +181,7 @@ fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
     tgt.create_cloud_like_database("off_dmg_tgt");
     tgt.psql("off_dmg_tgt", "DROP EXTENSION timescaledb");
     let (_, target) = conninfos(src, "off_dmg_src", tgt, "off_dmg_tgt");
-    let run = tsxfer(&[
-        "restore",
-        "--dir",
-        d,
-        "--target",
-        &target,
-        "--metrics-addr",
-        "off",
-    ]);
+    let run = restore(d, &target);
     let name = big.file_name().unwrap().to_str().unwrap();
     assert_refused(&run, 3, name);
     assert_refused(&run, 3, "is truncated");
@@ -195,15 +200,7 @@ fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
     let at = bad.len() / 2;
     bad[at] ^= 0x55;
     std::fs::write(&big, &bad).unwrap();
-    let run = tsxfer(&[
-        "restore",
-        "--dir",
-        d,
-        "--target",
-        &target,
-        "--metrics-addr",
-        "off",
-    ]);
+    let run = restore(d, &target);
     assert_refused(&run, 4, name);
     let last = run.stderr.lines().last().unwrap_or_default();
     assert!(
@@ -214,15 +211,7 @@ fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
 
     // With the file mended, the same command resumes the restore and finishes it.
     std::fs::write(&big, &good).unwrap();
-    let run = tsxfer(&[
-        "restore",
-        "--dir",
-        d,
-        "--target",
-        &target,
-        "--metrics-addr",
-        "off",
-    ]);
+    let run = restore(d, &target);
     assert_eq!(run.code, 0, "{run:?}");
     assert_same("off_dmg_src", "off_dmg_tgt");
 
@@ -234,26 +223,10 @@ fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
         text.replacen("\"format\": 1", "\"format\": 99", 1),
     )
     .unwrap();
-    let run = tsxfer(&[
-        "restore",
-        "--dir",
-        d,
-        "--target",
-        &target,
-        "--metrics-addr",
-        "off",
-    ]);
+    let run = restore(d, &target);
     assert_refused(&run, 3, "format 99");
     std::fs::remove_file(&manifest_path).unwrap();
-    let run = tsxfer(&[
-        "restore",
-        "--dir",
-        d,
-        "--target",
-        &target,
-        "--metrics-addr",
-        "off",
-    ]);
+    let run = restore(d, &target);
     assert_refused(&run, 3, "manifest.json is missing");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -334,15 +307,7 @@ fn an_interrupted_dump_resumes_and_keeps_what_it_wrote() {
     tgt.create_cloud_like_database("off_int_tgt");
     tgt.psql("off_int_tgt", "DROP EXTENSION timescaledb");
     let (_, target) = conninfos(src, "off_int_src", tgt, "off_int_tgt");
-    let run = tsxfer(&[
-        "restore",
-        "--dir",
-        d,
-        "--target",
-        &target,
-        "--metrics-addr",
-        "off",
-    ]);
+    let run = restore(d, &target);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("2 snapshots"), "{run:?}");
     assert_same("off_int_src", "off_int_tgt");
