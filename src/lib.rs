@@ -4,6 +4,7 @@
 //! phases, and the modules below it each own one responsibility.
 
 pub mod catalog;
+pub mod catalog_rows;
 pub mod cli;
 pub mod conninfo;
 pub mod convert;

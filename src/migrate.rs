@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::catalog;
+use crate::catalog_rows;
 use crate::conninfo::ConnInfo;
 use crate::convert;
 use crate::copy;
@@ -448,21 +449,18 @@ async fn migrate(
             }
         }
         if timescale.is_some() {
-            let data_toc = archives.toc(&main, Some("data")).await?;
             let refs = catalog_references(&tgt).await?;
-            let entries = schema::catalog_entries(&data_toc, &refs);
-            archives
-                .restore(
-                    &opts.target,
-                    &main,
-                    &entries,
-                    1,
-                    true,
-                    false,
-                    "TimescaleDB catalog restore",
-                )
-                .await?;
-            info!("TimescaleDB catalog loaded ({} entries)", entries.len());
+            let relations = catalog_rows::config_relations(&src).await?;
+            let rows = catalog_rows::copy(
+                &opts.source,
+                &snapshot,
+                &tgt,
+                &relations,
+                &refs,
+                &BTreeSet::new(),
+            )
+            .await?;
+            info!("TimescaleDB catalog loaded ({rows} rows)");
         }
         state::set_milestone(&tgt, Milestone::Schema).await?;
     }

@@ -1,0 +1,325 @@
+//! TimescaleDB's catalog rows (`_timescaledb_catalog`, `_timescaledb_config`), copied from
+//! the run's snapshot of the source into the target, less the rows of hypertables the
+//! filters leave out. Tables go one at a time in foreign-key order, in one target
+//! transaction, after the pre-data schema (rows of type `regclass` name its tables), the
+//! way pg_dump dumps them: text COPY of the rows the extension's own condition picks.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures_util::{SinkExt, StreamExt, pin_mut};
+
+use crate::conninfo::ConnInfo;
+use crate::error::{Error, Result};
+use crate::pg::{Source, Target};
+use crate::quote::{literal, qualified};
+use crate::schema;
+
+/// A table or sequence TimescaleDB marks for dumping (`pg_extension.extconfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigRelation {
+    pub schema: String,
+    pub name: String,
+    pub is_sequence: bool,
+    /// The extension's row condition (`WHERE ...`), or empty.
+    pub condition: String,
+}
+
+impl ConfigRelation {
+    /// `schema.name` unquoted, as foreign-key maps name tables.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.schema, self.name)
+    }
+}
+
+/// The source's TimescaleDB configuration tables and sequences.
+pub async fn config_relations(src: &Source) -> Result<Vec<ConfigRelation>> {
+    let rows = src
+        .query(
+            "SELECT n.nspname::text, c.relname::text, c.relkind = 'S', COALESCE(u.cond, '')
+             FROM pg_catalog.pg_extension e
+             CROSS JOIN LATERAL unnest(e.extconfig, e.extcondition) AS u (cfg, cond)
+             JOIN pg_catalog.pg_class c ON c.oid = u.cfg
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE e.extname = 'timescaledb' AND c.relkind IN ('r', 'S')
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ConfigRelation {
+            schema: r.get(0),
+            name: r.get(1),
+            is_sequence: r.get(2),
+            condition: r.get(3),
+        })
+        .collect())
+}
+
+/// Rows of the chunks of the hypertables in `{L}`.
+const LEFT_OUT_CHUNKS: &str =
+    "SELECT ch.id FROM _timescaledb_catalog.chunk ch WHERE ch.hypertable_id = ANY ({L})";
+
+/// Which rows (alias `r`) of a catalog table of TimescaleDB 2.19 to keep when the
+/// hypertables whose ids are the array `left_out` are left out, as an SQL condition;
+/// `None` for a table this version of tsxfer does not know.
+fn keep_condition(table: &str, left_out: &str) -> Option<String> {
+    let condition = match table {
+        "_timescaledb_catalog.hypertable" => "r.id <> ALL ({L})".to_string(),
+        "_timescaledb_catalog.tablespace"
+        | "_timescaledb_catalog.dimension"
+        | "_timescaledb_catalog.chunk"
+        | "_timescaledb_catalog.chunk_index"
+        | "_timescaledb_catalog.chunk_column_stats" => "r.hypertable_id <> ALL ({L})".into(),
+        "_timescaledb_config.bgw_job" => {
+            "r.hypertable_id IS NULL OR r.hypertable_id <> ALL ({L})".into()
+        }
+        "_timescaledb_catalog.dimension_slice" => "r.dimension_id NOT IN (SELECT d.id FROM _timescaledb_catalog.dimension d WHERE d.hypertable_id = ANY ({L}))".into(),
+        "_timescaledb_catalog.chunk_constraint" | "_timescaledb_catalog.compression_chunk_size" => {
+            format!("r.chunk_id NOT IN ({LEFT_OUT_CHUNKS})")
+        }
+        // Settings rows name a hypertable or a chunk by regclass.
+        "_timescaledb_catalog.compression_settings" => "NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_class c
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                JOIN (SELECT h.schema_name, h.table_name FROM _timescaledb_catalog.hypertable h
+                      WHERE h.id = ANY ({L})
+                      UNION ALL
+                      SELECT ch.schema_name, ch.table_name FROM _timescaledb_catalog.chunk ch
+                      WHERE ch.hypertable_id = ANY ({L})) AS x
+                  ON x.schema_name = n.nspname AND x.table_name = c.relname
+                WHERE c.oid = r.relid)"
+            .into(),
+        "_timescaledb_catalog.continuous_agg"
+        | "_timescaledb_catalog.continuous_aggs_bucket_function"
+        | "_timescaledb_catalog.continuous_aggs_watermark"
+        | "_timescaledb_catalog.continuous_agg_migrate_plan"
+        | "_timescaledb_catalog.continuous_agg_migrate_plan_step" => {
+            "r.mat_hypertable_id <> ALL ({L})".into()
+        }
+        "_timescaledb_catalog.continuous_aggs_materialization_invalidation_log" => {
+            "r.materialization_id IS NULL OR r.materialization_id <> ALL ({L})".into()
+        }
+        // What a raw hypertable keeps for its continuous aggregates goes when all of them
+        // are left out, as when TimescaleDB drops the last one.
+        "_timescaledb_catalog.continuous_aggs_invalidation_threshold"
+        | "_timescaledb_catalog.continuous_aggs_hypertable_invalidation_log" => {
+            "r.hypertable_id <> ALL ({L})
+             AND (NOT EXISTS (SELECT 1 FROM _timescaledb_catalog.continuous_agg a
+                              WHERE a.raw_hypertable_id = r.hypertable_id)
+                  OR EXISTS (SELECT 1 FROM _timescaledb_catalog.continuous_agg a
+                             WHERE a.raw_hypertable_id = r.hypertable_id
+                               AND a.mat_hypertable_id <> ALL ({L})))"
+                .into()
+        }
+        "_timescaledb_catalog.metadata" => "true".into(),
+        _ => return None,
+    };
+    Some(condition.replace("{L}", left_out))
+}
+
+/// An `int4[]` literal of hypertable ids.
+fn id_array(ids: &BTreeSet<i32>) -> String {
+    let list: Vec<String> = ids.iter().map(i32::to_string).collect();
+    format!("'{{{}}}'::int4[]", list.join(","))
+}
+
+/// The source query that reads the rows of `table` to copy: the extension's condition,
+/// then the filters' (a table without a known condition travels whole).
+fn source_copy_sql(table: &ConfigRelation, columns: &[String], left_out: &BTreeSet<i32>) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| crate::quote::ident(c)).collect();
+    let keep = keep_condition(&table.key(), &id_array(left_out)).unwrap_or_else(|| "true".into());
+    format!(
+        "COPY (SELECT {cols} FROM (SELECT * FROM {rel} {cond}) AS r WHERE {keep}) TO STDOUT",
+        cols = cols.join(", "),
+        rel = qualified(&table.schema, &table.name),
+        cond = table.condition,
+    )
+}
+
+/// Session settings that make both sides write and read values the same way.
+const TEXT_SETTINGS: [(&str, &str); 3] = [
+    ("DateStyle", "ISO"),
+    ("IntervalStyle", "postgres"),
+    ("TimeZone", "UTC"),
+];
+
+/// Copies the catalog rows and sequence positions of `relations` from the snapshot
+/// `snapshot` of the source into the target, leaving out the rows of the hypertables
+/// `left_out`. `references` maps each catalog table to the tables it references. Returns
+/// how many rows were copied.
+pub async fn copy(
+    source: &ConnInfo,
+    snapshot: &str,
+    tgt: &Target,
+    relations: &[ConfigRelation],
+    references: &BTreeMap<String, BTreeSet<String>>,
+    left_out: &BTreeSet<i32>,
+) -> Result<u64> {
+    if relations.is_empty() {
+        return Ok(0);
+    }
+    let reader = Source::connect(source, "catalog rows").await?;
+    reader.begin_snapshot(Some(snapshot)).await?;
+    for (name, value) in TEXT_SETTINGS {
+        reader
+            .query(
+                "SELECT pg_catalog.set_config($1, $2, false)",
+                &[&name, &value],
+            )
+            .await?;
+    }
+    let mut begin = String::from("BEGIN");
+    for (name, value) in TEXT_SETTINGS {
+        begin.push_str(&format!("; SET LOCAL {name} = {}", literal(value)));
+    }
+    tgt.execute(&begin).await?;
+    match copy_in_transaction(&reader, tgt, relations, references, left_out).await {
+        Ok(rows) => {
+            tgt.execute("COMMIT").await?;
+            Ok(rows)
+        }
+        Err(e) => {
+            let _ = tgt.execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn copy_in_transaction(
+    reader: &Source,
+    tgt: &Target,
+    relations: &[ConfigRelation],
+    references: &BTreeMap<String, BTreeSet<String>>,
+    left_out: &BTreeSet<i32>,
+) -> Result<u64> {
+    let tables: BTreeMap<String, &ConfigRelation> = relations
+        .iter()
+        .filter(|r| !r.is_sequence)
+        .map(|r| (r.key(), r))
+        .collect();
+    let names: Vec<String> = tables.keys().cloned().collect();
+    let mut rows = 0;
+    for name in schema::fk_order(&names, references) {
+        let table = tables[&name];
+        let columns: Vec<String> = reader
+            .query(
+                "SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = pg_catalog.format('%I.%I', $1::text, $2::text)::pg_catalog.regclass
+                   AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY a.attnum",
+                &[&table.schema, &table.name],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let into = format!(
+            "COPY {} ({}) FROM STDIN",
+            qualified(&table.schema, &table.name),
+            columns
+                .iter()
+                .map(|c| crate::quote::ident(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let from = source_copy_sql(table, &columns, left_out);
+        rows += pump(reader, tgt, &from, &into)
+            .await
+            .map_err(|e| e.context(format!("copying the catalog table {name}")))?;
+    }
+    for seq in relations.iter().filter(|r| r.is_sequence) {
+        let rel = qualified(&seq.schema, &seq.name);
+        let row = reader
+            .query_one(&format!("SELECT last_value, is_called FROM {rel}"), &[])
+            .await?;
+        let (value, called): (i64, bool) = (row.get(0), row.get(1));
+        tgt.execute(&format!(
+            "SELECT pg_catalog.setval({}, {value}, {called})",
+            literal(&rel)
+        ))
+        .await?;
+    }
+    Ok(rows)
+}
+
+/// One text COPY from the source into the target; returns the rows it carried.
+async fn pump(reader: &Source, tgt: &Target, from: &str, into: &str) -> Result<u64> {
+    let stream = reader.copy_out(from).await?;
+    let sink = tgt.copy_in(into).await?;
+    pin_mut!(stream);
+    pin_mut!(sink);
+    while let Some(data) = stream.next().await {
+        let data = data.map_err(Error::from)?;
+        sink.send(data).await.map_err(Error::from)?;
+    }
+    let rows = sink.as_mut().finish().await.map_err(Error::from)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables TimescaleDB 2.19.3 marks for dumping.
+    const CATALOG_2_19: &[&str] = &[
+        "_timescaledb_catalog.hypertable",
+        "_timescaledb_catalog.tablespace",
+        "_timescaledb_catalog.dimension",
+        "_timescaledb_catalog.dimension_slice",
+        "_timescaledb_catalog.chunk",
+        "_timescaledb_catalog.chunk_constraint",
+        "_timescaledb_catalog.chunk_index",
+        "_timescaledb_catalog.chunk_column_stats",
+        "_timescaledb_config.bgw_job",
+        "_timescaledb_catalog.metadata",
+        "_timescaledb_catalog.continuous_agg",
+        "_timescaledb_catalog.continuous_aggs_bucket_function",
+        "_timescaledb_catalog.continuous_aggs_invalidation_threshold",
+        "_timescaledb_catalog.continuous_aggs_watermark",
+        "_timescaledb_catalog.continuous_aggs_hypertable_invalidation_log",
+        "_timescaledb_catalog.continuous_aggs_materialization_invalidation_log",
+        "_timescaledb_catalog.compression_settings",
+        "_timescaledb_catalog.compression_chunk_size",
+        "_timescaledb_catalog.continuous_agg_migrate_plan",
+        "_timescaledb_catalog.continuous_agg_migrate_plan_step",
+    ];
+
+    fn relation(key: &str) -> ConfigRelation {
+        let (schema, name) = key.split_once('.').unwrap();
+        ConfigRelation {
+            schema: schema.into(),
+            name: name.into(),
+            is_sequence: false,
+            condition: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_catalog_table_of_2_19_has_a_condition_naming_the_left_out_ids() {
+        for t in CATALOG_2_19 {
+            let c = keep_condition(t, "'{7,9}'::int4[]").unwrap();
+            assert!(c.contains("'{7,9}'::int4[]") || c == "true", "{t}: {c}");
+            assert!(!c.contains("{L}"), "{t}: {c}");
+        }
+        assert_eq!(keep_condition("_timescaledb_catalog.new_thing", "x"), None);
+    }
+
+    #[test]
+    fn ids_become_an_array_literal() {
+        assert_eq!(id_array(&BTreeSet::new()), "'{}'::int4[]");
+        assert_eq!(id_array(&[9, 1, 5].into()), "'{1,5,9}'::int4[]");
+    }
+
+    #[test]
+    fn the_extension_condition_comes_first_then_the_filters() {
+        let mut job = relation("_timescaledb_config.bgw_job");
+        job.condition = "WHERE id >= 1000".into();
+        let sql = source_copy_sql(&job, &["id".into(), "hypertable_id".into()], &[3].into());
+        assert_eq!(
+            sql,
+            "COPY (SELECT \"id\", \"hypertable_id\" FROM (SELECT * FROM \"_timescaledb_config\".\"bgw_job\" WHERE id >= 1000) AS r \
+             WHERE r.hypertable_id IS NULL OR r.hypertable_id <> ALL ('{3}'::int4[])) TO STDOUT"
+        );
+    }
+}
