@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures_util::{SinkExt, StreamExt, pin_mut};
 
 use crate::conninfo::ConnInfo;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Source, Target};
 use crate::quote::{literal, qualified};
 use crate::schema;
@@ -257,6 +257,29 @@ async fn pump(reader: &Source, tgt: &Target, from: &str, into: &str) -> Result<u
     Ok(rows)
 }
 
+/// Refuses to leave hypertables out when the source's catalog has a table whose rows
+/// tsxfer cannot tell apart by hypertable.
+pub fn check_known(relations: &[ConfigRelation], left_out: &BTreeSet<i32>) -> Result<()> {
+    if left_out.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<String> = relations
+        .iter()
+        .filter(|r| !r.is_sequence && keep_condition(&r.key(), "'{}'::int4[]").is_none())
+        .map(ConfigRelation::key)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Preflight,
+        format!(
+            "the filters leave out hypertables, but the source's TimescaleDB catalog has tables tsxfer cannot filter by hypertable ({}); migrate all hypertables",
+            unknown.join(", ")
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +344,16 @@ mod tests {
             "COPY (SELECT \"id\", \"hypertable_id\" FROM (SELECT * FROM \"_timescaledb_config\".\"bgw_job\" WHERE id >= 1000) AS r \
              WHERE r.hypertable_id IS NULL OR r.hypertable_id <> ALL ('{3}'::int4[])) TO STDOUT"
         );
+    }
+
+    #[test]
+    fn unknown_catalog_tables_refuse_only_a_partial_migration() {
+        let mut relations: Vec<ConfigRelation> = CATALOG_2_19.iter().map(|t| relation(t)).collect();
+        assert!(check_known(&relations, &[1].into()).is_ok());
+        relations.push(relation("_timescaledb_catalog.hypertable_data_node"));
+        assert!(check_known(&relations, &BTreeSet::new()).is_ok());
+        let e = check_known(&relations, &[1].into()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Preflight);
+        assert!(e.message().contains("hypertable_data_node"));
     }
 }

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod copy;
 pub mod error;
 pub mod filter;
+pub mod hypertables;
 pub mod metrics;
 pub mod migrate;
 pub mod pg;

@@ -13,12 +13,12 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::catalog;
-use crate::catalog_rows;
 use crate::conninfo::ConnInfo;
 use crate::convert;
 use crate::copy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::{self, Filters};
+use crate::hypertables::{self, Selection};
 use crate::pg::{Source, Target};
 use crate::plan::{self, CopyUnit, UnitKind, human_bytes};
 use crate::pool::{self, PoolConfig, PoolEnd};
@@ -346,10 +346,20 @@ async fn migrate(
         tools,
         dir: work.path().to_path_buf(),
     };
-    let (main, chunk_archives) = dump_schema(&archives, opts, &src, &pre.source, &snapshot).await?;
+    let (main, chunk_archives, selection) =
+        dump_schema(&archives, opts, &src, &pre.source, &snapshot).await?;
     if let Some(mut units) = new_units {
         if !opts.filters.is_empty() {
-            units = filter_units(&archives, &main, &src, &opts.filters, units, report).await?;
+            units = filter_units(
+                &archives,
+                &main,
+                &src,
+                &opts.filters,
+                &selection,
+                units,
+                report,
+            )
+            .await?;
         }
         let options = serde_json::json!({
             "jobs": opts.jobs,
@@ -450,16 +460,9 @@ async fn migrate(
         }
         if timescale.is_some() {
             let refs = catalog_references(&tgt).await?;
-            let relations = catalog_rows::config_relations(&src).await?;
-            let rows = catalog_rows::copy(
-                &opts.source,
-                &snapshot,
-                &tgt,
-                &relations,
-                &refs,
-                &BTreeSet::new(),
-            )
-            .await?;
+            let rows = selection
+                .copy_catalog(&opts.source, &snapshot, &tgt, &refs)
+                .await?;
             info!("TimescaleDB catalog loaded ({rows} rows)");
         }
         state::set_milestone(&tgt, Milestone::Schema).await?;
@@ -516,7 +519,8 @@ async fn migrate(
         phases.enter("post-data");
         let resumed = prior.is_some();
         let own: Vec<&(u32, String)> = conversions.iter().flat_map(|c| &c.constraints).collect();
-        let skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
+        let mut skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
+        skip.extend(selection.skipped_triggers());
         let dropped = restore_section(
             &archives,
             opts,
@@ -614,13 +618,14 @@ async fn migrate(
 }
 
 /// Keeps the units of the tables pg_dump dumped under the filters (so schema and data
-/// agree), less those whose data `--exclude-table-data` leaves out. TimescaleDB's catalog
-/// travels whole, so a filter may not leave out part of a source's hypertables.
+/// agree) and the chunks of the hypertables kept, less those whose data
+/// `--exclude-table-data` leaves out.
 async fn filter_units(
     archives: &Archives,
     main: &std::path::Path,
     src: &Source,
     filters: &Filters,
+    selection: &Selection,
     units: Vec<CopyUnit>,
     report: &mut Report,
 ) -> Result<Vec<CopyUnit>> {
@@ -631,20 +636,6 @@ async fn filter_units(
         .filter(|e| e.is("TABLE"))
         .map(|e| e.oid)
         .collect();
-    let left_out: Vec<String> = units
-        .iter()
-        .filter(|u| u.kind == UnitKind::Hypertable && !dumped.contains(&u.oid))
-        .map(CopyUnit::relation)
-        .collect();
-    if !left_out.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Preflight,
-            format!(
-                "the filters leave out hypertables ({}), but TimescaleDB's catalog can only be migrated whole; migrate all hypertables, or drop those on the source first",
-                left_out.join(", ")
-            ),
-        ));
-    }
     let mut no_data = BTreeSet::new();
     for p in &filters.exclude_table_data {
         no_data.extend(filter::matching_relations(src, p).await?);
@@ -654,12 +645,13 @@ async fn filter_units(
     let kept: Vec<CopyUnit> = units
         .into_iter()
         .filter(|u| match u.kind {
-            UnitKind::Chunk | UnitKind::CompressedChunk => true,
+            UnitKind::Chunk | UnitKind::CompressedChunk => selection.keeps_chunk(u.oid),
             UnitKind::LargeObjects | UnitKind::ExtensionConfig => !some,
             _ => dumped.contains(&u.oid),
         })
         .filter(|u| !no_data.contains(&u.oid))
         .collect();
+    report.rewrites.extend(selection.summary());
     report.rewrites.push(format!(
         "filters: {} of {before} units copied ({} tables' data left out by --exclude-table-data)",
         kept.len(),
@@ -668,56 +660,60 @@ async fn filter_units(
     Ok(kept)
 }
 
-/// pg_dump of the schema: the chunk tables in batches sized from the source's lock table,
-/// then everything else with the chunks left out. Returns (main archive, chunk archives).
+/// pg_dump of the schema: everything but the chunk tables (with what the filters keep of
+/// TimescaleDB's hypertables, see [`hypertables::dump_main`]), then the chunk tables of the
+/// kept hypertables in batches sized from the source's lock table. Returns (main archive,
+/// chunk archives, what the filters keep).
 async fn dump_schema(
     archives: &Archives,
     opts: &MigrateOptions,
     src: &Source,
     facts: &catalog::ServerFacts,
     snapshot: &str,
-) -> Result<(PathBuf, Vec<PathBuf>)> {
+) -> Result<(PathBuf, Vec<PathBuf>, Selection)> {
     let mut main_args: Vec<String> = Vec::new();
     let mut chunk_archives = Vec::new();
     for schema in catalog::user_schemas(src).await? {
         main_args.push(format!("--exclude-table-data={}.*", dump_pattern(&schema)));
     }
-    if facts.extension("timescaledb").is_some() {
+    let timescale = facts.extension("timescaledb").is_some();
+    if timescale {
         let chunks = catalog::chunk_tables(src).await?;
         let others = catalog::non_chunk_relation_names(src).await?;
         for p in schema::chunk_exclusion_patterns(&chunks, &others) {
             main_args.push(format!("--exclude-table={p}"));
         }
-        for (i, batch) in chunks.chunks(facts.lock_batch(CHUNK_BATCH)).enumerate() {
-            let mut args = vec!["--schema-only".to_string()];
-            args.extend(
-                batch
-                    .iter()
-                    .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
-            );
-            let file = format!("chunks-{i:04}.dump");
-            chunk_archives.push(archives.dump(&opts.source, snapshot, &file, args).await?);
-        }
-        if !chunks.is_empty() {
-            info!(
-                "dumped the DDL of {} chunks in {} batch(es)",
-                chunks.len(),
-                chunk_archives.len()
-            );
-        }
     }
     main_args.extend(opts.filters.pg_dump_args());
-    let main = archives
-        .dump(&opts.source, snapshot, "main.dump", main_args)
-        .await
-        .map_err(|e| {
-            if e.message().contains("no matching") {
-                e.with_kind(ErrorKind::Preflight)
-            } else {
-                e
-            }
-        })?;
-    Ok((main, chunk_archives))
+    let (main, selection) = hypertables::dump_main(
+        archives,
+        &opts.source,
+        src,
+        snapshot,
+        main_args,
+        &opts.filters,
+        timescale,
+    )
+    .await?;
+    let chunks = selection.kept_chunk_tables();
+    for (i, batch) in chunks.chunks(facts.lock_batch(CHUNK_BATCH)).enumerate() {
+        let mut args = vec!["--schema-only".to_string()];
+        args.extend(
+            batch
+                .iter()
+                .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
+        );
+        let file = format!("chunks-{i:04}.dump");
+        chunk_archives.push(archives.dump(&opts.source, snapshot, &file, args).await?);
+    }
+    if !chunks.is_empty() {
+        info!(
+            "dumped the DDL of {} chunks in {} batch(es)",
+            chunks.len(),
+            chunk_archives.len()
+        );
+    }
+    Ok((main, chunk_archives, selection))
 }
 
 /// Relations of `relkind` on the target, as quoted `schema.name` (filters may have left
