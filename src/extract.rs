@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::catalog::{self, ServerFacts};
+use crate::catalog_rows::CatalogRows;
 use crate::conninfo::ConnInfo;
 use crate::convert::Conversion;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::filter::{self, Filters};
+use crate::hypertables::{self, Selection};
 use crate::pg::Source;
 use crate::plan::{self, CopyUnit, UnitKind};
 use crate::privileges::{self, SourcePrivileges};
@@ -50,6 +52,13 @@ pub struct Extract {
     pub privileges: SourcePrivileges,
     /// `--hypertable` conversions, checked on the source.
     pub conversions: Vec<Conversion>,
+    /// TimescaleDB's catalog rows of what is kept (in a dump, a file of its own: it grows
+    /// with the number of chunks).
+    #[serde(skip)]
+    pub catalog: CatalogRows,
+    /// Post-data entries (by OID) not to restore: triggers TimescaleDB would have dropped
+    /// with the continuous aggregates the filters left out.
+    pub skip_post_data: BTreeSet<u32>,
     /// Whether pg_dump filters chose what was read (some objects' owners and grants then
     /// have nothing to apply to).
     pub filtered: bool,
@@ -71,8 +80,8 @@ impl Extract {
     }
 }
 
-/// What to read, besides the whole database.
-pub struct Selection<'a> {
+/// What the user asked for, besides the whole database.
+pub struct Asked<'a> {
     pub filters: &'a Filters,
     pub conversions: Vec<Conversion>,
 }
@@ -89,7 +98,7 @@ pub async fn extract(
     source_id: String,
     snapshot: &str,
     archives: &Archives,
-    selection: Selection<'_>,
+    asked: Asked<'_>,
 ) -> Result<Extract> {
     let mut rewrites = Vec::new();
     let mut units = plan::order_units(catalog::copy_units(src, reader, facts).await?);
@@ -108,20 +117,23 @@ pub async fn extract(
             ));
         }
     }
-    for c in &selection.conversions {
+    for c in &asked.conversions {
         for u in units.iter_mut().filter(|u| u.relation() == c.relation()) {
             u.into_hypertable = true;
         }
     }
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
-    let (main, chunk_archives) =
-        dump_schema(archives, conninfo, src, facts, snapshot, selection.filters).await?;
-    if !selection.filters.is_empty() {
-        let (kept, note) = filter_units(archives, &main, src, selection.filters, units).await?;
+    let (main, chunk_archives, selection) =
+        dump_schema(archives, conninfo, src, facts, snapshot, asked.filters).await?;
+    if !asked.filters.is_empty() {
+        let (kept, note) =
+            filter_units(archives, &main, src, asked.filters, &selection, units).await?;
         units = kept;
+        rewrites.extend(selection.summary());
         rewrites.push(note);
     }
+    let catalog = selection.read_catalog(conninfo, snapshot).await?;
     let (roles, memberships, passwords_read) = roles::read_source_roles(src).await?;
     let privileges = privileges::read(src).await?;
     let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
@@ -149,8 +161,10 @@ pub async fn extract(
             passwords_read,
         },
         privileges,
-        conversions: selection.conversions,
-        filtered: !selection.filters.is_empty(),
+        conversions: asked.conversions,
+        catalog,
+        skip_post_data: selection.skipped_triggers(),
+        filtered: !asked.filters.is_empty(),
         main_archive: file_name(&main),
         chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),
         rewrites,
@@ -167,14 +181,14 @@ fn needs_null_placeholder_rewrite(facts: &ServerFacts) -> bool {
 }
 
 /// Keeps the units of the tables pg_dump dumped under the filters (so schema and data
-/// agree), less those whose data `--exclude-table-data` leaves out. TimescaleDB's catalog
-/// travels whole, so a filter may not leave out part of a source's hypertables. Returns
-/// the units kept and a line for the report.
+/// agree) and the chunks of the hypertables kept, less those whose data
+/// `--exclude-table-data` leaves out. Returns the units kept and a line for the report.
 async fn filter_units(
     archives: &Archives,
     main: &Path,
     src: &Source,
     filters: &Filters,
+    selection: &Selection,
     units: Vec<CopyUnit>,
 ) -> Result<(Vec<CopyUnit>, String)> {
     let dumped: BTreeSet<u32> = archives
@@ -184,20 +198,6 @@ async fn filter_units(
         .filter(|e| e.is("TABLE"))
         .map(|e| e.oid)
         .collect();
-    let left_out: Vec<String> = units
-        .iter()
-        .filter(|u| u.kind == UnitKind::Hypertable && !dumped.contains(&u.oid))
-        .map(CopyUnit::relation)
-        .collect();
-    if !left_out.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Preflight,
-            format!(
-                "the filters leave out hypertables ({}), but TimescaleDB's catalog can only be migrated whole; migrate all hypertables, or drop those on the source first",
-                left_out.join(", ")
-            ),
-        ));
-    }
     let mut no_data = BTreeSet::new();
     for p in &filters.exclude_table_data {
         no_data.extend(filter::matching_relations(src, p).await?);
@@ -207,7 +207,7 @@ async fn filter_units(
     let kept: Vec<CopyUnit> = units
         .into_iter()
         .filter(|u| match u.kind {
-            UnitKind::Chunk | UnitKind::CompressedChunk => true,
+            UnitKind::Chunk | UnitKind::CompressedChunk => selection.keeps_chunk(u.oid),
             UnitKind::LargeObjects | UnitKind::ExtensionConfig => !some,
             _ => dumped.contains(&u.oid),
         })
@@ -221,8 +221,10 @@ async fn filter_units(
     Ok((kept, note))
 }
 
-/// pg_dump of the schema: the chunk tables in batches sized from the source's lock table,
-/// then everything else with the chunks left out. Returns (main archive, chunk archives).
+/// pg_dump of the schema: everything but the chunk tables (with what the filters keep of
+/// TimescaleDB's hypertables, see [`hypertables::dump_main`]), then the chunk tables of the
+/// kept hypertables in batches sized from the source's lock table. Returns (main archive,
+/// chunk archives, what the filters keep).
 async fn dump_schema(
     archives: &Archives,
     conninfo: &ConnInfo,
@@ -230,46 +232,42 @@ async fn dump_schema(
     facts: &ServerFacts,
     snapshot: &str,
     filters: &Filters,
-) -> Result<(PathBuf, Vec<PathBuf>)> {
+) -> Result<(PathBuf, Vec<PathBuf>, Selection)> {
     let mut main_args: Vec<String> = Vec::new();
     let mut chunk_archives = Vec::new();
     for schema in catalog::user_schemas(src).await? {
         main_args.push(format!("--exclude-table-data={}.*", dump_pattern(&schema)));
     }
-    if facts.extension("timescaledb").is_some() {
+    let timescale = facts.extension("timescaledb").is_some();
+    if timescale {
         let chunks = catalog::chunk_tables(src).await?;
         let others = catalog::non_chunk_relation_names(src).await?;
         for p in schema::chunk_exclusion_patterns(&chunks, &others) {
             main_args.push(format!("--exclude-table={p}"));
         }
-        for (i, batch) in chunks.chunks(facts.lock_batch(CHUNK_BATCH)).enumerate() {
-            let mut args = vec!["--schema-only".to_string()];
-            args.extend(
-                batch
-                    .iter()
-                    .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
-            );
-            let file = format!("chunks-{i:04}.dump");
-            chunk_archives.push(archives.dump(conninfo, snapshot, &file, args).await?);
-        }
-        if !chunks.is_empty() {
-            info!(
-                "dumped the DDL of {} chunks in {} batch(es)",
-                chunks.len(),
-                chunk_archives.len()
-            );
-        }
     }
     main_args.extend(filters.pg_dump_args());
-    let main = archives
-        .dump(conninfo, snapshot, "main.dump", main_args)
-        .await
-        .map_err(|e| {
-            if e.message().contains("no matching") {
-                e.with_kind(ErrorKind::Preflight)
-            } else {
-                e
-            }
-        })?;
-    Ok((main, chunk_archives))
+    let (main, selection) = hypertables::dump_main(
+        archives, conninfo, src, snapshot, main_args, filters, timescale,
+    )
+    .await?;
+    let chunks = selection.kept_chunk_tables();
+    for (i, batch) in chunks.chunks(facts.lock_batch(CHUNK_BATCH)).enumerate() {
+        let mut args = vec!["--schema-only".to_string()];
+        args.extend(
+            batch
+                .iter()
+                .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
+        );
+        let file = format!("chunks-{i:04}.dump");
+        chunk_archives.push(archives.dump(conninfo, snapshot, &file, args).await?);
+    }
+    if !chunks.is_empty() {
+        info!(
+            "dumped the DDL of {} chunks in {} batch(es)",
+            chunks.len(),
+            chunk_archives.len()
+        );
+    }
+    Ok((main, chunk_archives, selection))
 }

@@ -4,6 +4,7 @@
 //! phases, and the modules below it each own one responsibility.
 
 pub mod catalog;
+pub mod catalog_rows;
 pub mod cli;
 pub mod conninfo;
 pub mod convert;
@@ -11,6 +12,7 @@ pub mod copy;
 pub mod error;
 pub mod extract;
 pub mod filter;
+pub mod hypertables;
 pub mod metrics;
 pub mod migrate;
 pub mod offline;

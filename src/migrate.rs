@@ -5,7 +5,7 @@
 //! A live migration reads the source ([`crate::extract`]) and loads the target at once;
 //! `tsxfer restore` loads what `tsxfer dump` read earlier. Both load through [`load`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,11 +16,12 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::catalog;
+use crate::catalog_rows;
 use crate::conninfo::ConnInfo;
 use crate::convert;
 use crate::copy;
 use crate::error::{Error, ErrorKind, Result};
-use crate::extract::{self, Extract, Selection};
+use crate::extract::{self, Asked, Extract};
 use crate::filter::{self, Filters};
 use crate::offline;
 use crate::pg::{Source, Target};
@@ -378,7 +379,7 @@ async fn migrate(
         source_id,
         &snapshot,
         &archives,
-        Selection {
+        Asked {
             filters: &opts.filters,
             conversions,
         },
@@ -599,21 +600,8 @@ async fn load(
             }
         }
         if timescale.is_some() {
-            let data_toc = l.archives.toc(&main, Some("data")).await?;
-            let refs = catalog_references(tgt).await?;
-            let entries = schema::catalog_entries(&data_toc, &refs);
-            l.archives
-                .restore(
-                    l.target,
-                    &main,
-                    &entries,
-                    1,
-                    true,
-                    false,
-                    "TimescaleDB catalog restore",
-                )
-                .await?;
-            info!("TimescaleDB catalog loaded ({} entries)", entries.len());
+            let rows = catalog_rows::write(tgt, &ex.catalog).await?;
+            info!("TimescaleDB catalog loaded ({rows} rows)");
         }
         state::set_milestone(tgt, Milestone::Schema).await?;
     }
@@ -674,7 +662,8 @@ async fn load(
         phases.enter("post-data");
         let resumed = l.resumed.is_some();
         let own: Vec<&(u32, String)> = ex.conversions.iter().flat_map(|c| &c.constraints).collect();
-        let skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
+        let mut skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
+        skip.extend(&ex.skip_post_data);
         let dropped = restore_section(
             &l,
             &main,
@@ -884,27 +873,6 @@ async fn restore_section(
             .await?;
     }
     Ok(dropped)
-}
-
-/// Foreign keys among TimescaleDB's catalog tables on the target: table → referenced.
-async fn catalog_references(tgt: &Target) -> Result<BTreeMap<String, BTreeSet<String>>> {
-    let rows = tgt
-        .query(
-            "SELECT cn.nspname || '.' || c.relname, rn.nspname || '.' || r.relname
-             FROM pg_catalog.pg_constraint k
-             JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-             JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
-             JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
-             JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
-             WHERE k.contype = 'f' AND cn.nspname IN ('_timescaledb_catalog', '_timescaledb_config')",
-            &[],
-        )
-        .await?;
-    let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for r in rows {
-        refs.entry(r.get(0)).or_default().insert(r.get(1));
-    }
-    Ok(refs)
 }
 
 /// ANALYZE of every user table: leaves in parallel over the job pool, then the parents

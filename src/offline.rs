@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use crate::conninfo::ConnInfo;
 use crate::copy::{RowCounter, UnitOutcome};
 use crate::error::{Error, ErrorKind, Result, pg_message};
-use crate::extract::{Extract, RoleSet};
+use crate::extract::Extract;
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind, human_bytes};
 use crate::pool::{Stop, backoff, run_workers};
@@ -42,6 +42,8 @@ const ROLES: &str = "roles.json";
 const SCHEMA_DIR: &str = "schema";
 const DATA_DIR: &str = "data";
 const JOURNAL: &str = "done.jsonl";
+/// TimescaleDB's catalog rows, under `SCHEMA_DIR`.
+const CATALOG: &str = "timescaledb-catalog.json";
 
 /// Where a dump keeps its schema archives.
 pub fn schema_dir(dir: &Path) -> PathBuf {
@@ -689,17 +691,25 @@ pub fn open_for_restore(dir: &Path, jobs: usize) -> Result<(Manifest, DumpReader
         ));
     }
     if manifest.roles_file.is_some() {
-        let path = dir.join(ROLES);
-        let text = fs::read_to_string(&path).map_err(|e| io_error("cannot read", &path, e))?;
-        manifest.extract.roles = serde_json::from_str::<RoleSet>(&text).map_err(|e| {
-            Error::new(
-                ErrorKind::Preflight,
-                format!("{} is damaged: {e}", path.display()),
-            )
-        })?;
+        manifest.extract.roles = read_json(&dir.join(ROLES))?;
+    }
+    let catalog = format!("{SCHEMA_DIR}/{CATALOG}");
+    if manifest.schema_files.iter().any(|f| f.file == catalog) {
+        manifest.extract.catalog = read_json(&dir.join(catalog))?;
     }
     let reader = DumpReader::new(dir, &manifest, pool)?;
     Ok((manifest, reader))
+}
+
+/// A JSON file of the dump, or why it cannot be read.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| io_error("cannot read", path, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::new(
+            ErrorKind::Preflight,
+            format!("{} is damaged: {e}", path.display()),
+        )
+    })
 }
 
 /// The finished units a journal line records, skipping a line cut short by a crash.
@@ -1097,7 +1107,7 @@ pub async fn dump(
                 source_id,
                 &snapshot,
                 &archives,
-                crate::extract::Selection {
+                crate::extract::Asked {
                     filters: &opts.filters,
                     conversions,
                 },
@@ -1105,8 +1115,11 @@ pub async fn dump(
             .await?;
             let roles_json = serde_json::to_vec_pretty(&extract.roles).expect("roles serialize");
             write_atomically(&dir.join(ROLES), &roles_json, true)?;
+            let catalog_json = serde_json::to_vec(&extract.catalog).expect("rows serialize");
+            write_atomically(&dir.join(SCHEMA_DIR).join(CATALOG), &catalog_json, false)?;
             let mut files: Vec<String> = std::iter::once(&extract.main_archive)
                 .chain(extract.chunk_archives.iter())
+                .chain(std::iter::once(&CATALOG.to_string()))
                 .map(|f| format!("{SCHEMA_DIR}/{f}"))
                 .collect();
             files.push(ROLES.to_string());

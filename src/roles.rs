@@ -268,20 +268,25 @@ fn setting_sql(head: &str, setting: &str) -> Option<String> {
 /// Reads the source's roles and memberships. Returns whether passwords were readable.
 pub async fn read_source_roles(src: &Source) -> Result<(Vec<SourceRole>, Vec<Membership>, bool)> {
     let rows = src.query(include_str!("sql/source_roles.sql"), &[]).await?;
-    let passwords = src
-        .query(
+    // Asked first: a refused query would abort the snapshot's transaction.
+    let readable: bool = src
+        .query_one(
+            "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let passwords: Vec<(String, String)> = if readable {
+        src.query(
             "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid WHERE rolpassword IS NOT NULL",
             &[],
         )
-        .await;
-    let (passwords, readable) = match passwords {
-        Ok(rows) => (
-            rows.iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-                .collect::<Vec<_>>(),
-            true,
-        ),
-        Err(_) => (Vec::new(), false),
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    } else {
+        Vec::new()
     };
     let roles = rows
         .iter()

@@ -159,20 +159,11 @@ impl TocEntry {
     pub fn is(&self, desc: &str) -> bool {
         self.desc() == desc
     }
-
-    /// For `DESC schema name owner` entries whose names hold no spaces: (schema, name).
-    pub fn schema_and_name(&self, desc: &str) -> Option<(&str, &str)> {
-        let tail = self.rest.strip_prefix(desc)?.trim_start();
-        let mut it = tail.split(' ');
-        Some((it.next()?, it.next()?))
-    }
 }
 
 pub fn parse_toc(listing: &str) -> Vec<TocEntry> {
     listing.lines().filter_map(TocEntry::parse).collect()
 }
-
-const TIMESCALE_CONFIG_SCHEMAS: [&str; 2] = ["_timescaledb_catalog", "_timescaledb_config"];
 
 /// The entries of `toc` that `leave_out` has no reason against, and a line for each one
 /// left out.
@@ -206,35 +197,6 @@ pub fn post_data_entries(toc: &[TocEntry]) -> (Vec<TocEntry>, Vec<String>) {
         e.is("EVENT TRIGGER")
             .then_some("event triggers need a superuser")
     })
-}
-
-/// TimescaleDB's catalog rows and sequence positions, in foreign-key order: a table comes
-/// after every table it references. `references` maps `schema.table` to what it references.
-pub fn catalog_entries(
-    data_toc: &[TocEntry],
-    references: &BTreeMap<String, BTreeSet<String>>,
-) -> Vec<TocEntry> {
-    let mut tables: Vec<(String, TocEntry)> = Vec::new();
-    let mut sequences = Vec::new();
-    for e in data_toc {
-        if let Some((schema, name)) = e.schema_and_name("TABLE DATA")
-            && TIMESCALE_CONFIG_SCHEMAS.contains(&schema)
-        {
-            tables.push((format!("{schema}.{name}"), e.clone()));
-        } else if let Some((schema, _)) = e.schema_and_name("SEQUENCE SET")
-            && TIMESCALE_CONFIG_SCHEMAS.contains(&schema)
-        {
-            sequences.push(e.clone());
-        }
-    }
-    let names: Vec<String> = tables.iter().map(|(n, _)| n.clone()).collect();
-    let order = fk_order(&names, references);
-    let mut out: Vec<TocEntry> = order
-        .iter()
-        .filter_map(|n| tables.iter().find(|(t, _)| t == n).map(|(_, e)| e.clone()))
-        .collect();
-    out.extend(sequences);
-    out
 }
 
 /// Topological order of `tables` over `references` (table → tables it references), ties
@@ -508,10 +470,6 @@ mod tests {
         assert_eq!(toc[3].oid, 17001);
         assert!(!toc[4].is("TABLE"));
         assert!(toc[4].is("TABLE DATA"));
-        assert_eq!(
-            toc[4].schema_and_name("TABLE DATA"),
-            Some(("_timescaledb_catalog", "chunk"))
-        );
     }
 
     #[test]
@@ -526,17 +484,19 @@ mod tests {
     }
 
     #[test]
-    fn catalog_rows_come_in_foreign_key_order_then_sequences() {
-        let toc = parse_toc(LISTING);
-        let entries = catalog_entries(&toc, &refs());
-        let names: Vec<_> = entries.iter().map(|e| e.rest.as_str()).collect();
+    fn catalog_tables_come_after_the_tables_they_reference() {
+        let names = [
+            "_timescaledb_catalog.chunk",
+            "_timescaledb_catalog.dimension",
+            "_timescaledb_catalog.hypertable",
+        ]
+        .map(String::from);
         assert_eq!(
-            names,
+            fk_order(&names, &refs()),
             [
-                "TABLE DATA _timescaledb_catalog hypertable postgres",
-                "TABLE DATA _timescaledb_catalog chunk postgres",
-                "TABLE DATA _timescaledb_catalog dimension postgres",
-                "SEQUENCE SET _timescaledb_catalog chunk_id_seq postgres",
+                "_timescaledb_catalog.hypertable",
+                "_timescaledb_catalog.chunk",
+                "_timescaledb_catalog.dimension",
             ]
         );
     }

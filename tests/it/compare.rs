@@ -687,7 +687,7 @@ struct DataProbe {
 }
 
 /// Row count and order-independent hash of `FROM {from}`, as "count md5".
-fn row_hash_sql(from: &str) -> String {
+pub fn row_hash_sql(from: &str) -> String {
     format!(
         "SELECT count(*)::text || ' ' || coalesce(md5(string_agg(h, '' ORDER BY h COLLATE \"C\")), '-') \
          FROM (SELECT md5({ROW_ALIAS}::text) AS h FROM {from} AS {ROW_ALIAS}) AS hashes"

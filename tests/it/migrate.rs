@@ -7,7 +7,7 @@ use crate::{conninfos, fixture, load_source, tsxfer};
 /// Differences a non-superuser target cannot avoid, and that tsxfer reports instead:
 /// chunk tables in TimescaleDB's internal schema stay with the login role when the target
 /// does not let it give other roles CREATE there.
-fn unavoidable(diff: &str) -> bool {
+pub fn unavoidable(diff: &str) -> bool {
     diff.contains("_timescaledb_internal") && (diff.contains("owner") || diff.contains("acl"))
 }
 
