@@ -182,7 +182,7 @@ fn needs_null_placeholder_rewrite(facts: &ServerFacts) -> bool {
 
 /// Keeps the units of the tables pg_dump dumped under the filters (so schema and data
 /// agree) and the chunks of the hypertables kept, less those whose data
-/// `--exclude-table-data` leaves out. Returns the units kept and a line for the report.
+/// `--exclude-table-data` leaves out (a hypertable's with its chunks'). Returns the units kept and a line for the report.
 async fn filter_units(
     archives: &Archives,
     main: &Path,
@@ -211,7 +211,12 @@ async fn filter_units(
             UnitKind::LargeObjects | UnitKind::ExtensionConfig => !some,
             _ => dumped.contains(&u.oid),
         })
-        .filter(|u| !no_data.contains(&u.oid))
+        .filter(|u| {
+            !no_data.contains(&u.oid)
+                && !selection
+                    .chunk_owner(u.oid)
+                    .is_some_and(|h| no_data.contains(&h))
+        })
         .collect();
     let note = format!(
         "filters: {} of {before} units copied ({} tables' data left out by --exclude-table-data)",

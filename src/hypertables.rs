@@ -309,6 +309,21 @@ impl Selection {
             .any(|c| c.table.oid == Some(oid) && self.left_out.contains(&c.hypertable_id))
     }
 
+    /// The table OID of the hypertable whose rows the chunk (or compressed chunk) table
+    /// `oid` holds, if it is a chunk.
+    pub fn chunk_owner(&self, oid: u32) -> Option<u32> {
+        let chunk = self.chunks.iter().find(|c| c.table.oid == Some(oid))?;
+        let hypertable = self
+            .hypertables
+            .iter()
+            .find(|h| h.id == chunk.hypertable_id)?;
+        let user = match hypertable.compresses {
+            Some(raw) => self.hypertables.iter().find(|h| h.id == raw)?,
+            None => hypertable,
+        };
+        user.table.oid
+    }
+
     /// Invalidation triggers not to restore: those of kept hypertables whose continuous
     /// aggregates are all left out (TimescaleDB drops them with the last aggregate).
     pub fn skipped_triggers(&self) -> BTreeSet<u32> {

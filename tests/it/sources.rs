@@ -966,3 +966,39 @@ fn an_aggregate_kept_without_what_it_is_built_on_is_refused() {
         assert_eq!(target_tables("src_ptc_tgt"), "0");
     }
 }
+
+#[test]
+fn excluding_a_hypertables_data_leaves_its_chunks_empty_and_the_others_whole() {
+    let (src, tgt) = cluster::clusters();
+    load_timescale_source(src, "src_etd_src");
+    tgt.create_cloud_like_database("src_etd_tgt");
+    let (source, target) = conninfos(src, "src_etd_src", tgt, "src_etd_tgt");
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--exclude-table-data",
+        "tsx_ts.metrics",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_ne!(count_rows(src, "src_etd_src", "tsx_ts.metrics"), 0);
+    assert_eq!(count_rows(tgt, "src_etd_tgt", "tsx_ts.metrics"), 0);
+    assert_eq!(
+        count_rows(src, "src_etd_src", "tsx_ts.readings"),
+        count_rows(tgt, "src_etd_tgt", "tsx_ts.readings")
+    );
+    // The hypertable keeps its chunks, empty, and takes new rows.
+    let chunks =
+        "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'metrics'";
+    assert_eq!(
+        src.psql("src_etd_src", chunks),
+        tgt.psql("src_etd_tgt", chunks)
+    );
+    tgt.psql(
+        "src_etd_tgt",
+        "INSERT INTO tsx_ts.metrics (time, device_id, cpu)
+         SELECT now(), min(id), 1.0 FROM tsx_ts.devices",
+    );
+    assert_eq!(count_rows(tgt, "src_etd_tgt", "tsx_ts.metrics"), 1);
+}
