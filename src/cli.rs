@@ -130,7 +130,8 @@ pub struct RestoreArgs {
 /// How many streams, with how much buffer each.
 #[derive(Debug, Clone, Args)]
 pub struct StreamArgs {
-    /// Parallel COPY streams (and pg_restore jobs for indexes and constraints).
+    /// Parallel COPY streams (when loading a target, also the pg_restore jobs that build
+    /// indexes and constraints).
     #[arg(short = 'j', long, default_value_t = 4)]
     pub jobs: usize,
 
