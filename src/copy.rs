@@ -336,6 +336,41 @@ fn copy_error(unit: &CopyUnit, side: &str, err: &tokio_postgres::Error) -> Error
     .retryable(crate::error::is_transient(err))
 }
 
+/// How units are copied over one pair of connections.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyOptions {
+    /// Bytes gathered before they are handed to the target.
+    pub buffer_size: usize,
+    /// TRUNCATE on the target connection is PostgreSQL's own: TimescaleDB is not there or
+    /// is in restoring mode. Otherwise TimescaleDB's TRUNCATE of a chunk also empties the
+    /// chunk's compressed chunk, so chunks are not truncated (nor frozen) then.
+    pub plain_truncate: bool,
+    /// Units smaller than this are not frozen: committing a TRUNCATE scans the target's
+    /// whole buffer pool (about 15 ns a buffer here: 0.7 ms at 512 MB, 13 ms at 8 GB),
+    /// which only pays off for a table of at least 1/512 of `shared_buffers`.
+    pub freeze_min_bytes: i64,
+}
+
+impl CopyOptions {
+    /// The options of a target connection whose server has `shared_buffers` bytes of
+    /// buffer pool.
+    pub fn new(buffer_size: usize, plain_truncate: bool, shared_buffers: i64) -> CopyOptions {
+        CopyOptions {
+            buffer_size,
+            plain_truncate,
+            freeze_min_bytes: shared_buffers / 512,
+        }
+    }
+
+    /// Whether `unit` is loaded with COPY FREEZE after TRUNCATE ONLY of its table.
+    pub fn freezes(&self, unit: &CopyUnit) -> bool {
+        unit.can_freeze()
+            && unit.estimated_bytes >= self.freeze_min_bytes
+            && (self.plain_truncate
+                || !matches!(unit.kind, UnitKind::Chunk | UnitKind::CompressedChunk))
+    }
+}
+
 /// Copies one table unit, its rows as of `snapshot`, into the target transaction the
 /// caller has open (and commits). On error the caller must drop both connections: they
 /// may be mid-COPY.
@@ -344,11 +379,19 @@ pub async fn copy_table(
     tgt: &Target,
     unit: &CopyUnit,
     snapshot: &str,
-    buffer_size: usize,
+    options: CopyOptions,
     progress: &Progress,
     stream: usize,
 ) -> Result<UnitOutcome> {
     let started = Instant::now();
+    let buffer_size = options.buffer_size;
+    let freeze = options.freezes(unit);
+    if freeze {
+        tgt.execute(&unit.truncate_sql()).await.map_err(|e| {
+            e.with_kind(ErrorKind::Copy)
+                .context(format!("emptying {} on the target", unit.relation()))
+        })?;
+    }
     src.begin_snapshot(Some(snapshot))
         .await
         .map_err(|e| e.context(format!("opening the snapshot for {}", unit.relation())))?;
@@ -356,7 +399,12 @@ pub async fn copy_table(
         e.with_kind(ErrorKind::Copy)
             .context(format!("reading {} from the source", unit.relation()))
     })?;
-    let sink = tgt.copy_in(&unit.copy_in_sql()).await.map_err(|e| {
+    let copy_in = if freeze {
+        unit.frozen_copy_in_sql()
+    } else {
+        unit.copy_in_sql()
+    };
+    let sink = tgt.copy_in(&copy_in).await.map_err(|e| {
         e.with_kind(ErrorKind::Copy)
             .context(format!("writing {} into the target", unit.relation()))
     })?;
@@ -515,16 +563,16 @@ pub async fn copy_unit(
     tgt: &Target,
     unit: &CopyUnit,
     snapshot: &str,
-    buffer_size: usize,
+    options: CopyOptions,
     progress: &Progress,
     stream: usize,
 ) -> Result<UnitOutcome> {
     if unit.kind == UnitKind::LargeObjects {
-        let outcome = copy_large_objects(src, tgt, snapshot, buffer_size).await?;
+        let outcome = copy_large_objects(src, tgt, snapshot, options.buffer_size).await?;
         progress.unit_progress(stream, unit.kind, outcome.bytes, outcome.rows);
         Ok(outcome)
     } else {
-        copy_table(src, tgt, unit, snapshot, buffer_size, progress, stream).await
+        copy_table(src, tgt, unit, snapshot, options, progress, stream).await
     }
 }
 
@@ -650,6 +698,23 @@ mod tests {
             ),
             (binary_stream(&[vec![Some(&[NULL_PLACEHOLDER])]], b""), 0)
         );
+    }
+
+    #[test]
+    fn only_big_enough_tables_are_frozen_and_chunks_only_under_plain_truncate() {
+        let options = CopyOptions::new(1 << 20, true, 512 << 20);
+        let mut unit = CopyUnit::table(1, "s".into(), "t".into(), UnitKind::Chunk);
+        unit.estimated_bytes = 1 << 20;
+        assert!(options.freezes(&unit));
+        unit.estimated_bytes -= 1;
+        assert!(!options.freezes(&unit));
+        unit.estimated_bytes = 1 << 30;
+        let hooked = CopyOptions::new(1 << 20, false, 512 << 20);
+        assert!(!hooked.freezes(&unit));
+        unit.kind = UnitKind::Table;
+        assert!(hooked.freezes(&unit));
+        unit.kind = UnitKind::Hypertable;
+        assert!(!options.freezes(&unit));
     }
 
     #[test]

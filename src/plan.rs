@@ -124,12 +124,12 @@ impl CopyUnit {
         }
     }
 
-    fn format_clause(&self) -> &'static str {
-        if self.binary {
-            "(FORMAT binary)"
-        } else {
-            "(FORMAT text)"
-        }
+    fn format_name(&self) -> &'static str {
+        if self.binary { "binary" } else { "text" }
+    }
+
+    fn format_clause(&self) -> String {
+        format!("(FORMAT {})", self.format_name())
     }
 
     /// Whether the source's query turns the placeholders into NULL (text COPY only).
@@ -202,6 +202,38 @@ impl CopyUnit {
             self.relation(),
             self.column_clause(),
             self.format_clause()
+        )
+    }
+
+    /// Whether the unit may be loaded with COPY FREEZE into its table truncated in the
+    /// unit's own transaction: a leaf table that tsxfer created and fills alone (not a
+    /// hypertable's parent, not a table that became a hypertable on the target, not
+    /// another extension's configuration table, whose rows the target may already have).
+    /// Chunks need a target where TRUNCATE is PostgreSQL's own (see `copy::CopyOptions`).
+    pub fn can_freeze(&self) -> bool {
+        match self.kind {
+            UnitKind::Table | UnitKind::Partition | UnitKind::Chunk | UnitKind::CompressedChunk => {
+                !self.into_hypertable
+            }
+            UnitKind::Hypertable | UnitKind::ExtensionConfig | UnitKind::LargeObjects => false,
+        }
+    }
+
+    /// Empties the unit's own table (a rolled-back attempt left nothing, but COPY FREEZE
+    /// needs the table truncated in the current transaction).
+    pub fn truncate_sql(&self) -> String {
+        format!("TRUNCATE ONLY {}", self.relation())
+    }
+
+    /// [`CopyUnit::copy_in_sql`] with FREEZE: rows are written frozen and their pages
+    /// all-visible, so neither the index builds, ANALYZE nor VACUUM on the target have
+    /// hint bits to set or tuples to freeze afterwards.
+    pub fn frozen_copy_in_sql(&self) -> String {
+        format!(
+            "COPY {}{} FROM STDIN (FORMAT {}, FREEZE)",
+            self.relation(),
+            self.column_clause(),
+            self.format_name()
         )
     }
 
@@ -316,6 +348,25 @@ mod tests {
             sql.ends_with("FROM ONLY \"s\".\"c\") TO STDOUT (FORMAT text)"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn only_leaf_tables_that_tsxfer_fills_alone_are_frozen() {
+        let mut u = unit("s", "t", 0);
+        assert!(u.can_freeze());
+        assert_eq!(u.truncate_sql(), "TRUNCATE ONLY \"s\".\"t\"");
+        assert_eq!(
+            u.frozen_copy_in_sql(),
+            "COPY \"s\".\"t\" (\"a\", \"We\"\"ird\") FROM STDIN (FORMAT binary, FREEZE)"
+        );
+        u.into_hypertable = true;
+        assert!(!u.can_freeze());
+        for kind in [UnitKind::Hypertable, UnitKind::ExtensionConfig] {
+            u = unit("s", "t", 0);
+            u.kind = kind;
+            assert!(!u.can_freeze(), "{kind:?}");
+        }
+        assert!(!CopyUnit::large_objects(1, 1).can_freeze());
     }
 
     #[test]

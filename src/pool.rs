@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::conninfo::ConnInfo;
-use crate::copy;
+use crate::copy::{self, CopyOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Source, Target};
 use crate::progress::Progress;
@@ -87,16 +87,30 @@ struct Failed {
     error: Error,
 }
 
-async fn connect(config: &PoolConfig, n: usize) -> Result<(Source, Target)> {
+async fn connect(config: &PoolConfig, n: usize) -> Result<(Source, Target, CopyOptions)> {
     let role = format!("copy {n}");
     let src = Source::connect(&config.source, &role).await?;
     let tgt = Target::connect(&config.target, &role).await?;
     tgt.execute("SET synchronous_commit = off").await?;
-    Ok((src, tgt))
+    // TimescaleDB's restoring mode is a database setting, read when a session starts.
+    let row = tgt
+        .query_one(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'timescaledb')
+                    OR current_setting('timescaledb.restoring', true) = 'on',
+                    pg_catalog.pg_size_bytes(current_setting('shared_buffers'))",
+            &[],
+        )
+        .await?;
+    let options = CopyOptions::new(config.buffer_size, row.get(0), row.get(1));
+    Ok((src, tgt, options))
 }
 
 /// Claims one unit, copies it and marks it done, all in one target transaction.
-async fn one_unit(src: &Source, tgt: &Target, shared: &Shared, n: usize) -> Result<Step, Failed> {
+async fn one_unit(
+    (src, tgt, options): &(Source, Target, CopyOptions),
+    shared: &Shared,
+    n: usize,
+) -> Result<Step, Failed> {
     let bare = |error: Error| Failed { unit: None, error };
     tgt.execute("BEGIN").await.map_err(bare)?;
     let Some(claimed) = state::claim(tgt).await.map_err(bare)? else {
@@ -119,7 +133,7 @@ async fn one_unit(src: &Source, tgt: &Target, shared: &Shared, n: usize) -> Resu
         tgt,
         &claimed.unit,
         &config.snapshot,
-        config.buffer_size,
+        *options,
         &shared.progress,
         n,
     )
@@ -145,7 +159,7 @@ async fn others_busy(tgt: &Target) -> Result<bool> {
 
 async fn worker(shared: Arc<Shared>, n: usize) {
     let config = &shared.config;
-    let mut conns: Option<(Source, Target)> = None;
+    let mut conns: Option<(Source, Target, CopyOptions)> = None;
     let mut connect_attempts = 0u32;
     while !shared.halted() {
         if conns.is_none() {
@@ -163,10 +177,10 @@ async fn worker(shared: Arc<Shared>, n: usize) {
                 Err(e) => return shared.fail(e),
             }
         }
-        let (src, tgt) = conns.as_ref().expect("connected above");
-        match one_unit(src, tgt, &shared, n).await {
+        let streams = conns.as_ref().expect("connected above");
+        match one_unit(streams, &shared, n).await {
             Ok(Step::Copied) => {}
-            Ok(Step::NothingFree) => match others_busy(tgt).await {
+            Ok(Step::NothingFree) => match others_busy(&streams.1).await {
                 Ok(true) => tokio::time::sleep(Duration::from_millis(500)).await,
                 Ok(false) => return,
                 Err(e) => return shared.fail(e),
