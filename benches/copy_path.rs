@@ -6,7 +6,8 @@
 //! - `relay`: the buffer handling of `copy_table` in src/copy.rs on top of the counter:
 //!   every piece is counted and gathered into a `BytesMut`, which is split off and frozen
 //!   into `Bytes` for the target each time it holds `--buffer-size` bytes.
-//!
+//! - `placeholder_rewriter`: `tsxfer::copy::NullPlaceholderRewriter` over compressed-chunk
+//!   rows (one CopyData message per row), against gathering the same bytes unchanged.
 //! - `offline`: what `tsxfer dump` and `tsxfer restore` do to each unit's stream besides
 //!   moving it: zstd compression with SHA-256 at several levels, and decompression with
 //!   the checksum, on a metrics-like stream whose values vary the way measurements do.
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tsxfer::copy::RowCounter;
+use tsxfer::copy::{NullPlaceholderRewriter, RowCounter};
 
 /// About this much COPY data per benchmarked stream.
 const STREAM_BYTES: usize = 8 << 20;
@@ -137,7 +138,7 @@ fn row_counter(c: &mut Criterion) {
             );
         }
     }
-    // Text COPY (compressed chunks, types without binary I/O): rows are lines.
+    // Text COPY (types without binary I/O): rows are lines.
     let line =
         b"2024-01-01 00:00:00+00\t17\t\\N\tBAEAAAAAAAAAKgAAAAAAAAAAAAAAEQAAAAIAAAAAAAAAFwAA\n";
     let lines: Vec<Bytes> = (0..STREAM_BYTES / line.len())
@@ -277,12 +278,66 @@ fn offline(c: &mut Criterion) {
     group.finish();
 }
 
+/// A compressed chunk of the benchmark's metrics hypertable as TimescaleDB 2.19 sends
+/// it: segment (int), count (int), min and max time, then six compressed columns of
+/// about a kilobyte each, and two one-byte values (placeholders or not, the rewriter
+/// does the same work).
+const COMPRESSED_SHAPE: Shape = Shape {
+    name: "compressed_6KiB",
+    fields: &[
+        Some(4),
+        Some(4),
+        Some(8),
+        Some(8),
+        Some(1400),
+        Some(1),
+        Some(1200),
+        Some(1600),
+        Some(1),
+        Some(900),
+    ],
+};
+
+fn placeholder_rewriter(c: &mut Criterion) {
+    let mut group = c.benchmark_group("placeholder_rewriter");
+    let (messages, _) = binary_messages(&COMPRESSED_SHAPE);
+    group.throughput(Throughput::Bytes(total_len(&messages)));
+    group.bench_with_input(
+        BenchmarkId::new(COMPRESSED_SHAPE.name, "gather_unchanged"),
+        &messages,
+        |b, messages| {
+            b.iter(|| {
+                let mut out = BytesMut::with_capacity(STREAM_BYTES + (1 << 16));
+                for m in messages {
+                    out.extend_from_slice(black_box(m));
+                }
+                out.len()
+            })
+        },
+    );
+    group.bench_with_input(
+        BenchmarkId::new(COMPRESSED_SHAPE.name, "rewrite"),
+        &messages,
+        |b, messages| {
+            b.iter(|| {
+                let mut rewriter = NullPlaceholderRewriter::new(&[4, 5, 6, 7, 8, 9], 10);
+                let mut out = BytesMut::with_capacity(STREAM_BYTES + (1 << 16));
+                for m in messages {
+                    rewriter.push(black_box(m), &mut out);
+                }
+                (out.len(), rewriter.rewritten())
+            })
+        },
+    );
+    group.finish();
+}
+
 criterion_group! {
     name = copy_path;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = row_counter, relay_buffers, offline
+    targets = row_counter, relay_buffers, placeholder_rewriter, offline
 }
 criterion_main!(copy_path);

@@ -739,7 +739,7 @@ perf_summary() { # <perf.data> <tsxfer's output.log> <end, epoch seconds>
 }
 
 # The servers' own COPY rates on the same data: every table tsxfer copies, in the
-# format it copies it (text for compressed chunks, binary otherwise), server-side
+# format it copies it (binary), server-side
 # COPY TO files on the source and COPY FROM those files on the target into the
 # pre-data schema (no indexes yet, like tsxfer's data pass), JOBS sessions at a time,
 # largest first.
@@ -762,8 +762,9 @@ measure_copy_rates() { # <variant> <source db>
     mkdir -p "$files"
     chown postgres:postgres "$files"
     local list=$RUNS/$variant-copy-rate.list
-    # Compressed chunks as tsxfer sends them to TimescaleDB 2.19: text, with the "no value"
-    # placeholder as NULL (the target cannot load the placeholder, timescaledb#8893).
+    # Compressed chunks as tsxfer sends them to TimescaleDB 2.19: binary, with the "no value"
+    # placeholder as NULL where there is one (the target cannot load the placeholder,
+    # timescaledb#8893; tsxfer rewrites it as it relays, here the source's query does).
     qv source "$srcdb" -F '|' -c "
         SELECT c.oid::regclass::text,
                c.oid,
@@ -785,13 +786,12 @@ measure_copy_rates() { # <variant> <source db>
     : >"$sizes"
     while IFS='|' read -r rel oid size select_list; do
         echo "$size" >>"$sizes"
-        if [[ -n $select_list ]]; then
-            echo "COPY (SELECT $select_list FROM ONLY $rel) TO '$files/$oid' (FORMAT text);" >>"$out_sql"
-            echo "COPY $rel FROM '$files/$oid' (FORMAT text);" >>"$in_sql"
+        if [[ -n $select_list && $variant == sparse ]]; then
+            echo "COPY (SELECT $select_list FROM ONLY $rel) TO '$files/$oid' (FORMAT binary);" >>"$out_sql"
         else
             echo "COPY $rel TO '$files/$oid' (FORMAT binary);" >>"$out_sql"
-            echo "COPY $rel FROM '$files/$oid' (FORMAT binary);" >>"$in_sql"
         fi
+        echo "COPY $rel FROM '$files/$oid' (FORMAT binary);" >>"$in_sql"
     done <"$list"
     # JOBS sessions, each with its share of the tables: largest first, each to the
     # session with the fewest bytes so far (tsxfer's pool takes the next unit when a

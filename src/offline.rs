@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::conninfo::ConnInfo;
-use crate::copy::{RowCounter, UnitOutcome};
+use crate::copy::{CopyOptions, NullPlaceholderRewriter, RowCounter, UnitOutcome, target_sink};
 use crate::error::{Error, ErrorKind, Result, pg_message};
 use crate::extract::Extract;
 use crate::pg::{Source, Target};
@@ -452,10 +452,11 @@ impl DumpReader {
         &self,
         tgt: &Target,
         unit: &CopyUnit,
-        buffer_size: usize,
+        options: CopyOptions,
         progress: &Progress,
         stream: usize,
     ) -> Result<UnitOutcome> {
+        let buffer_size = options.buffer_size;
         let started = Instant::now();
         let file = self.files.get(&(unit.kind, unit.oid)).ok_or_else(|| {
             Error::new(
@@ -463,14 +464,19 @@ impl DumpReader {
                 format!("the dump's manifest has no file for {}", unit.relation()),
             )
         })?;
-        let copy_in = if unit.kind == UnitKind::LargeObjects {
+        let sink = if unit.kind == UnitKind::LargeObjects {
             tgt.execute(
                 "CREATE TEMPORARY TABLE tsxfer_large_objects (loid oid, comment text, data bytea) ON COMMIT DROP",
             )
             .await?;
-            "COPY pg_temp.tsxfer_large_objects FROM STDIN (FORMAT binary)".to_string()
+            tgt.copy_in("COPY pg_temp.tsxfer_large_objects FROM STDIN (FORMAT binary)")
+                .await
+                .map_err(|e| {
+                    e.with_kind(ErrorKind::Copy)
+                        .context("loading the large objects into the target")
+                })?
         } else {
-            unit.copy_in_sql()
+            target_sink(tgt, unit, options).await?
         };
         let target_error = |e: &tokio_postgres::Error| {
             Error::new(
@@ -484,10 +490,6 @@ impl DumpReader {
             )
             .retryable(crate::error::is_transient(e))
         };
-        let sink = tgt.copy_in(&copy_in).await.map_err(|e| {
-            e.with_kind(ErrorKind::Copy)
-                .context(format!("loading {} into the target", unit.relation()))
-        })?;
         pin_mut!(sink);
         let (tx, rx) = bounded::<Piece>(2);
         let dir = self.dir.clone();
@@ -818,6 +820,9 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
     });
     let buffer_size = d.opts.buffer_size;
     let mut counter = RowCounter::new(unit.binary);
+    let mut rewriter = unit
+        .placeholder_positions()
+        .map(|p| NullPlaceholderRewriter::new(&p, unit.columns.len()));
     let mut buf = BytesMut::with_capacity(buffer_size);
     let mut bytes = 0u64;
     let mut rows_reported = 0u64;
@@ -838,11 +843,14 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
                 .retryable(crate::error::is_transient(&e))
             })?;
             counter.feed(&chunk);
-            bytes += chunk.len() as u64;
-            buf.extend_from_slice(&chunk);
+            match rewriter.as_mut() {
+                Some(r) => r.push(&chunk, &mut buf),
+                None => buf.extend_from_slice(&chunk),
+            }
         }
         if buf.len() >= buffer_size || (end && !buf.is_empty()) {
             let len = buf.len() as u64;
+            bytes += len;
             let piece = buf.split().freeze();
             if blocking(|| tx.send(piece)).is_err() {
                 // The writer stopped; its error is read below.

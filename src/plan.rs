@@ -52,7 +52,8 @@ pub struct CopyUnit {
     /// Send TimescaleDB's one-byte "all values NULL" placeholder in those columns as SQL
     /// NULL: TimescaleDB 2.19 cannot read its own placeholder back (timescaledb#8893),
     /// and reads a NULL there as "every value NULL" when, as on a freshly restored
-    /// chunk, the column has no missing-value default.
+    /// chunk, the column has no missing-value default. A binary COPY is rewritten as it
+    /// passes ([`crate::copy::NullPlaceholderRewriter`]), a text COPY by its query.
     pub null_placeholders: bool,
     /// The target table was made a hypertable (`--hypertable`): its rows land in chunks.
     #[serde(default)]
@@ -123,12 +124,33 @@ impl CopyUnit {
         }
     }
 
-    fn format_clause(&self) -> &'static str {
-        if self.binary {
-            "(FORMAT binary)"
-        } else {
-            "(FORMAT text)"
+    fn format_name(&self) -> &'static str {
+        if self.binary { "binary" } else { "text" }
+    }
+
+    fn format_clause(&self) -> String {
+        format!("(FORMAT {})", self.format_name())
+    }
+
+    /// Whether the source's query turns the placeholders into NULL (text COPY only).
+    fn rewrites_in_sql(&self) -> bool {
+        self.null_placeholders && !self.binary && !self.compressed_columns.is_empty()
+    }
+
+    /// Positions in the column list of the columns whose placeholders the relay turns
+    /// into NULL, for a binary COPY that needs it.
+    pub fn placeholder_positions(&self) -> Option<Vec<usize>> {
+        if !self.null_placeholders || !self.binary || self.compressed_columns.is_empty() {
+            return None;
         }
+        Some(
+            self.columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| self.compressed_columns.contains(c))
+                .map(|(i, _)| i)
+                .collect(),
+        )
     }
 
     /// The select list when the source side needs a query rather than a plain table.
@@ -137,7 +159,7 @@ impl CopyUnit {
             .iter()
             .map(|c| {
                 let q = quote::ident(c);
-                if self.null_placeholders && self.compressed_columns.contains(c) {
+                if self.rewrites_in_sql() && self.compressed_columns.contains(c) {
                     format!(
                         "CASE WHEN pg_catalog.pg_column_size({q}) < 8 AND {q}::text = 'Bg==' \
                          THEN NULL ELSE {q} END AS {q}"
@@ -153,8 +175,7 @@ impl CopyUnit {
     /// The source side: the unit's rows, and only its own (COPY of a table never
     /// includes rows of its inheritance children).
     pub fn copy_out_sql(&self) -> String {
-        let rewrite = self.null_placeholders && !self.compressed_columns.is_empty();
-        if rewrite || self.filter.is_some() {
+        if self.rewrites_in_sql() || self.filter.is_some() {
             format!(
                 "COPY (SELECT {} FROM ONLY {}{}) TO STDOUT {}",
                 self.select_list(),
@@ -181,6 +202,38 @@ impl CopyUnit {
             self.relation(),
             self.column_clause(),
             self.format_clause()
+        )
+    }
+
+    /// Whether the unit may be loaded with COPY FREEZE into its table truncated in the
+    /// unit's own transaction: a leaf table that tsxfer created and fills alone (not a
+    /// hypertable's parent, not a table that became a hypertable on the target, not
+    /// another extension's configuration table, whose rows the target may already have).
+    /// Chunks need a target where TRUNCATE is PostgreSQL's own (see `copy::CopyOptions`).
+    pub fn can_freeze(&self) -> bool {
+        match self.kind {
+            UnitKind::Table | UnitKind::Partition | UnitKind::Chunk | UnitKind::CompressedChunk => {
+                !self.into_hypertable
+            }
+            UnitKind::Hypertable | UnitKind::ExtensionConfig | UnitKind::LargeObjects => false,
+        }
+    }
+
+    /// Empties the unit's own table (a rolled-back attempt left nothing, but COPY FREEZE
+    /// needs the table truncated in the current transaction).
+    pub fn truncate_sql(&self) -> String {
+        format!("TRUNCATE ONLY {}", self.relation())
+    }
+
+    /// [`CopyUnit::copy_in_sql`] with FREEZE: rows are written frozen and their pages
+    /// all-visible, so neither the index builds, ANALYZE nor VACUUM on the target have
+    /// hint bits to set or tuples to freeze afterwards.
+    pub fn frozen_copy_in_sql(&self) -> String {
+        format!(
+            "COPY {}{} FROM STDIN (FORMAT {}, FREEZE)",
+            self.relation(),
+            self.column_clause(),
+            self.format_name()
         )
     }
 
@@ -268,6 +321,52 @@ mod tests {
                 .starts_with("COPY (SELECT \"a\", \"We\"\"ird\" FROM ONLY")
         );
         assert!(u.count_sql().ends_with("WHERE a > 1"));
+    }
+
+    #[test]
+    fn placeholders_are_rewritten_by_the_relay_in_binary_and_by_the_query_in_text() {
+        let mut u = CopyUnit::table(1, "s".into(), "c".into(), UnitKind::CompressedChunk);
+        u.columns = vec![
+            "seg".into(),
+            "v".into(),
+            "_ts_meta_count".into(),
+            "w".into(),
+        ];
+        u.compressed_columns = vec!["v".into(), "w".into()];
+        assert_eq!(u.placeholder_positions(), None);
+        u.null_placeholders = true;
+        assert_eq!(u.placeholder_positions(), Some(vec![1, 3]));
+        assert_eq!(
+            u.copy_out_sql(),
+            "COPY \"s\".\"c\" (\"seg\", \"v\", \"_ts_meta_count\", \"w\") TO STDOUT (FORMAT binary)"
+        );
+        u.binary = false;
+        assert_eq!(u.placeholder_positions(), None);
+        let sql = u.copy_out_sql();
+        assert!(sql.starts_with("COPY (SELECT \"seg\", CASE WHEN"), "{sql}");
+        assert!(
+            sql.ends_with("FROM ONLY \"s\".\"c\") TO STDOUT (FORMAT text)"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn only_leaf_tables_that_tsxfer_fills_alone_are_frozen() {
+        let mut u = unit("s", "t", 0);
+        assert!(u.can_freeze());
+        assert_eq!(u.truncate_sql(), "TRUNCATE ONLY \"s\".\"t\"");
+        assert_eq!(
+            u.frozen_copy_in_sql(),
+            "COPY \"s\".\"t\" (\"a\", \"We\"\"ird\") FROM STDIN (FORMAT binary, FREEZE)"
+        );
+        u.into_hypertable = true;
+        assert!(!u.can_freeze());
+        for kind in [UnitKind::Hypertable, UnitKind::ExtensionConfig] {
+            u = unit("s", "t", 0);
+            u.kind = kind;
+            assert!(!u.can_freeze(), "{kind:?}");
+        }
+        assert!(!CopyUnit::large_objects(1, 1).can_freeze());
     }
 
     #[test]

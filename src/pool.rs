@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::conninfo::ConnInfo;
-use crate::copy;
+use crate::copy::{self, CopyOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::offline::DumpReader;
 use crate::pg::{Source, Target};
@@ -151,8 +151,9 @@ struct Failed {
     error: Error,
 }
 
-/// A stream's connections: a source one only when copying from a live source.
-async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Target)> {
+/// A stream's connections (a source one only when copying from a live source) and how
+/// its target takes units.
+async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Target, CopyOptions)> {
     let role = format!("copy {n}");
     let src = match &config.from {
         DataFrom::Source { conninfo, .. } => Some(Source::connect(conninfo, &role).await?),
@@ -160,13 +161,24 @@ async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Targe
     };
     let tgt = Target::connect(&config.target, &role).await?;
     tgt.execute("SET synchronous_commit = off").await?;
-    Ok((src, tgt))
+    // TimescaleDB's restoring mode is a database setting, read when a session starts.
+    let row = tgt
+        .query_one(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'timescaledb')
+                    OR current_setting('timescaledb.restoring', true) = 'on',
+                    pg_catalog.pg_size_bytes(current_setting('shared_buffers'))",
+            &[],
+        )
+        .await?;
+    let options = CopyOptions::new(config.buffer_size, row.get(0), row.get(1));
+    Ok((src, tgt, options))
 }
 
 /// Claims one unit, copies it and marks it done, all in one target transaction.
 async fn one_unit(
     src: Option<&Source>,
     tgt: &Target,
+    options: CopyOptions,
     shared: &Shared,
     n: usize,
 ) -> Result<Step, Failed> {
@@ -194,7 +206,7 @@ async fn one_unit(
                 tgt,
                 &claimed.unit,
                 snapshot,
-                config.buffer_size,
+                options,
                 &shared.progress,
                 n,
             )
@@ -202,7 +214,7 @@ async fn one_unit(
         }
         (DataFrom::Dump(reader), _) => {
             reader
-                .load_unit(tgt, &claimed.unit, config.buffer_size, &shared.progress, n)
+                .load_unit(tgt, &claimed.unit, options, &shared.progress, n)
                 .await
         }
         (DataFrom::Source { .. }, None) => Err(Error::new(
@@ -231,7 +243,7 @@ async fn others_busy(tgt: &Target) -> Result<bool> {
 
 async fn worker(shared: Arc<Shared>, n: usize) {
     let config = &shared.config;
-    let mut conns: Option<(Option<Source>, Target)> = None;
+    let mut conns: Option<(Option<Source>, Target, CopyOptions)> = None;
     let mut connect_attempts = 0u32;
     while !shared.stop.halted() {
         if conns.is_none() {
@@ -249,8 +261,8 @@ async fn worker(shared: Arc<Shared>, n: usize) {
                 Err(e) => return shared.stop.fail(e),
             }
         }
-        let (src, tgt) = conns.as_ref().expect("connected above");
-        match one_unit(src.as_ref(), tgt, &shared, n).await {
+        let (src, tgt, options) = conns.as_ref().expect("connected above");
+        match one_unit(src.as_ref(), tgt, *options, &shared, n).await {
             Ok(Step::Copied) => {}
             Ok(Step::NothingFree) => match others_busy(tgt).await {
                 Ok(true) => tokio::time::sleep(Duration::from_millis(500)).await,

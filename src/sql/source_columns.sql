@@ -2,16 +2,16 @@
 -- binary COPY is safe for all of them. Binary COPY is not safe for a type without
 -- binary I/O, nor where the wire format embeds type OIDs that differ between servers:
 -- composite values, and arrays whose element type is user-defined. TimescaleDB's
--- compressed_data has binary I/O, but its receive function returns NULL for some values
--- its send function produces (seen with 2.19.3), so compressed chunks travel as text.
--- The compressed_data columns are also listed apart (see CopyUnit::null_placeholders).
+-- compressed_data reads its text form through its receive function, so binary COPY is
+-- as safe as text; its one value that neither form loads back (2.19's "all values NULL"
+-- placeholder) is handled apart, so the compressed_data columns are listed apart (see
+-- CopyUnit::null_placeholders).
 SELECT a.attrelid AS relid,
        array_agg(a.attname::text ORDER BY a.attnum) AS columns,
        bool_and(
            CASE
                WHEN bt.typsend::oid = 0 OR bt.typreceive::oid = 0 THEN false
                WHEN bt.typtype IN ('c', 'd', 'p') THEN false
-               WHEN bt.typname = 'compressed_data' THEN false
                WHEN bt.typelem <> 0 AND bt.typlen = -1 AND bt.typelem >= 16384 THEN false
                ELSE true
            END) AS binary_ok,

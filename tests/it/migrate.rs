@@ -15,6 +15,11 @@ pub fn unavoidable(diff: &str) -> bool {
 fn migrates_a_timescaledb_database_and_everything_in_it() {
     let (src, tgt) = cluster::clusters();
     let compressed = load_source(src, "e2e_ts_src", true);
+    // Big enough (1/512 of shared_buffers) to be loaded frozen.
+    src.psql(
+        "e2e_ts_src",
+        "CREATE TABLE public.bulk AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 30000) AS g",
+    );
     tgt.create_cloud_like_database("e2e_ts_tgt");
     let (source, target) = conninfos(src, "e2e_ts_src", tgt, "e2e_ts_tgt");
     let report = std::env::temp_dir().join(format!("tsxfer-e2e-{}.json", std::process::id()));
@@ -65,6 +70,29 @@ fn migrates_a_timescaledb_database_and_everything_in_it() {
         assert_ne!(on_source, "0", "the fixture compressed nothing");
         assert_eq!(on_source, tgt.psql("e2e_ts_tgt", sql));
     }
+    // Tables big enough were loaded frozen (COPY FREEZE): ANALYZE found all their pages
+    // all-visible, so VACUUM has nothing left to do there.
+    assert_eq!(
+        tgt.psql(
+            "e2e_ts_tgt",
+            "SELECT relallvisible = relpages AND relpages > 0 FROM pg_class WHERE oid = 'public.bulk'::regclass"
+        ),
+        "t"
+    );
+    assert_eq!(
+        tgt.psql(
+            "e2e_ts_tgt",
+            "SELECT string_agg(format('%I.%I %s/%s', n.nspname, c.relname, c.relallvisible, c.relpages), ', ')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND c.relallvisible < c.relpages
+               AND pg_table_size(c.oid) >= pg_size_bytes(current_setting('shared_buffers')) / 512
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema',
+                                     '_timescaledb_catalog', '_timescaledb_config')
+               AND n.nspname NOT LIKE 'pg\\_toast%'"
+        ),
+        "",
+        "big tables with pages not all-visible"
+    );
 
     // The JSON report lists every unit with its verified target count.
     let json: serde_json::Value =
