@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::cluster::{self, TSDBADMIN_PASSWORD};
 use crate::compare::{compare_databases, count_rows};
 use crate::sources::assert_refused;
-use crate::{conninfos, load_source, tsxfer};
+use crate::{conninfos, fixture, load_source, tsxfer};
 
 /// A fresh, empty directory for one test's dump.
 fn dump_dir(name: &str) -> PathBuf {
@@ -39,10 +39,18 @@ fn unavoidable(diff: &str) -> bool {
 }
 
 fn assert_same(src_db: &str, tgt_db: &str) {
+    assert_same_but(src_db, tgt_db, &[]);
+}
+
+/// As [`assert_same`], but for differing row contents of the tables `rewritten`.
+fn assert_same_but(src_db: &str, tgt_db: &str, rewritten: &[String]) {
     let (src, tgt) = cluster::clusters();
     let diffs: Vec<String> = compare_databases(src, src_db, tgt, tgt_db)
         .into_iter()
         .filter(|d| !unavoidable(d))
+        .filter(|d| {
+            !(d.contains("same row count") && rewritten.iter().any(|t| d.contains(t.as_str())))
+        })
         .collect();
     assert!(
         diffs.is_empty(),
@@ -68,6 +76,10 @@ fn restore(dir: &str, target: &str) -> crate::Run {
 fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
     let (src, tgt) = cluster::clusters();
     let compressed = load_source(src, "off_src", true);
+    if compressed {
+        // Batches whose columns hold no value at all (timescaledb#8893) go through files too.
+        src.psql_file("off_src", &fixture("compression_null_batches.sql"));
+    }
     tgt.create_cloud_like_database("off_tgt");
     let (source, target) = conninfos(src, "off_src", tgt, "off_tgt");
     let dir = dump_dir("whole");
@@ -134,7 +146,28 @@ fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
         !run.all().contains(TSDBADMIN_PASSWORD),
         "the password leaked"
     );
-    assert_same("off_src", "off_tgt");
+    let mut rewritten = Vec::new();
+    if compressed {
+        assert!(run.stdout.contains("placeholder sent as NULL"), "{run:?}");
+        // The placeholder became NULL in the compressed rows of tsx_ts.sparse: those rows
+        // differ as stored and must read back the same through the hypertable.
+        let whole =
+            "SELECT count(*) || ' ' || md5(string_agg(md5(s::text), '' ORDER BY md5(s::text)))
+                     FROM tsx_ts.sparse s";
+        assert_eq!(src.psql("off_src", whole), tgt.psql("off_tgt", whole));
+        rewritten = src
+            .psql(
+                "off_src",
+                "SELECT string_agg(c.schema_name || '.' || c.table_name, ' ')
+                 FROM _timescaledb_catalog.chunk c
+                 JOIN _timescaledb_catalog.hypertable h ON h.compressed_hypertable_id = c.hypertable_id
+                 WHERE h.table_name = 'sparse'",
+            )
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+    }
+    assert_same_but("off_src", "off_tgt", &rewritten);
     assert_eq!(
         tgt.psql("off_tgt", "SELECT current_setting('timescaledb.restoring')"),
         "off"
