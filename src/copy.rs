@@ -350,16 +350,24 @@ pub struct CopyOptions {
     /// whole buffer pool (about 15 ns a buffer here: 0.7 ms at 512 MB, 13 ms at 8 GB),
     /// which only pays off for a table of at least 1/512 of `shared_buffers`.
     pub freeze_min_bytes: i64,
+    /// The target has `pg_stat_force_next_flush()` (PostgreSQL 15 and later).
+    pub flush_stats: bool,
 }
 
 impl CopyOptions {
-    /// The options of a target connection whose server has `shared_buffers` bytes of
-    /// buffer pool.
-    pub fn new(buffer_size: usize, plain_truncate: bool, shared_buffers: i64) -> CopyOptions {
+    /// The options of a target connection whose server (`server_version_num`) has
+    /// `shared_buffers` bytes of buffer pool.
+    pub fn new(
+        buffer_size: usize,
+        plain_truncate: bool,
+        shared_buffers: i64,
+        server_version_num: i32,
+    ) -> CopyOptions {
         CopyOptions {
             buffer_size,
             plain_truncate,
             freeze_min_bytes: shared_buffers / 512,
+            flush_stats: server_version_num >= 150_000,
         }
     }
 
@@ -490,6 +498,36 @@ pub async fn copy_table(
         seconds: started.elapsed().as_secs_f64(),
         blocked_seconds: blocked.as_secs_f64(),
     })
+}
+
+/// ANALYZE of a copied unit's table, once its transaction has committed, while its pages
+/// are still in the target's buffers; the analyze phase then only takes what this left
+/// (see sql/target_analyze.sql). An inheritance parent is left for that phase: its
+/// ANALYZE reads and locks its children, which other units may still be loading.
+pub async fn analyze_copied(tgt: &Target, unit: &CopyUnit, options: &CopyOptions) -> Result<()> {
+    if !unit.analyzed_when_copied() {
+        return Ok(());
+    }
+    if unit.kind == UnitKind::Table {
+        let parent: bool = tgt
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = pg_catalog.to_regclass($1))",
+                &[&unit.relation()],
+            )
+            .await?
+            .get(0);
+        if parent {
+            return Ok(());
+        }
+    }
+    // The unit's inserts wait in this session's statistics until their next flush (at
+    // most once a second). Flushed after the ANALYZE, they would count as changes since
+    // it, and autovacuum would analyze the table once more.
+    if options.flush_stats {
+        tgt.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
+            .await?;
+    }
+    tgt.execute(&format!("ANALYZE {}", unit.relation())).await
 }
 
 /// Copies every large object as of `snapshot`, in slices of `buffer_size` bytes, into the
@@ -714,14 +752,14 @@ mod tests {
 
     #[test]
     fn only_big_enough_tables_are_frozen_and_chunks_only_under_plain_truncate() {
-        let options = CopyOptions::new(1 << 20, true, 512 << 20);
+        let options = CopyOptions::new(1 << 20, true, 512 << 20, 150_000);
         let mut unit = CopyUnit::table(1, "s".into(), "t".into(), UnitKind::Chunk);
         unit.estimated_bytes = 1 << 20;
         assert!(options.freezes(&unit));
         unit.estimated_bytes -= 1;
         assert!(!options.freezes(&unit));
         unit.estimated_bytes = 1 << 30;
-        let hooked = CopyOptions::new(1 << 20, false, 512 << 20);
+        let hooked = CopyOptions::new(1 << 20, false, 512 << 20, 150_000);
         assert!(!hooked.freezes(&unit));
         unit.kind = UnitKind::Table;
         assert!(hooked.freezes(&unit));

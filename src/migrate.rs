@@ -875,8 +875,9 @@ async fn restore_section(
     Ok(dropped)
 }
 
-/// ANALYZE of every user table: leaves in parallel over the job pool, then the parents
-/// of inheritance trees one at a time (analyzing a parent locks all its children at once,
+/// ANALYZE of every user table the copy pool did not analyze as it loaded it (see
+/// sql/target_analyze.sql): leaves in parallel over the job pool, then the parents of
+/// inheritance trees one at a time (analyzing a parent locks all its children at once,
 /// which a server with a small lock table may refuse: that is a warning, not a failure).
 async fn analyze(
     target: &ConnInfo,

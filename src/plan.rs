@@ -219,6 +219,18 @@ impl CopyUnit {
         }
     }
 
+    /// Whether the unit's table is analyzed right after its copy commits: a table of
+    /// tsxfer's own that holds the rows itself (a hypertable's parent is empty, and
+    /// ANALYZE of a table that became a hypertable would analyze all its chunks).
+    pub fn analyzed_when_copied(&self) -> bool {
+        match self.kind {
+            UnitKind::Table | UnitKind::Partition | UnitKind::Chunk | UnitKind::CompressedChunk => {
+                !self.into_hypertable
+            }
+            UnitKind::Hypertable | UnitKind::ExtensionConfig | UnitKind::LargeObjects => false,
+        }
+    }
+
     /// Empties the unit's own table (a rolled-back attempt left nothing, but COPY FREEZE
     /// needs the table truncated in the current transaction).
     pub fn truncate_sql(&self) -> String {
@@ -367,6 +379,12 @@ mod tests {
             assert!(!u.can_freeze(), "{kind:?}");
         }
         assert!(!CopyUnit::large_objects(1, 1).can_freeze());
+        assert!(!CopyUnit::large_objects(1, 1).analyzed_when_copied());
+        u = unit("s", "t", 0);
+        u.kind = UnitKind::CompressedChunk;
+        assert!(u.analyzed_when_copied());
+        u.into_hypertable = true;
+        assert!(!u.analyzed_when_copied());
     }
 
     #[test]

@@ -166,11 +166,12 @@ async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Targe
         .query_one(
             "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'timescaledb')
                     OR current_setting('timescaledb.restoring', true) = 'on',
-                    pg_catalog.pg_size_bytes(current_setting('shared_buffers'))",
+                    pg_catalog.pg_size_bytes(current_setting('shared_buffers')),
+                    current_setting('server_version_num')::int",
             &[],
         )
         .await?;
-    let options = CopyOptions::new(config.buffer_size, row.get(0), row.get(1));
+    let options = CopyOptions::new(config.buffer_size, row.get(0), row.get(1), row.get(2));
     Ok((src, tgt, options))
 }
 
@@ -232,6 +233,12 @@ async fn one_unit(
             claimed.unit.relation()
         )))
     })?;
+    if let Err(e) = copy::analyze_copied(tgt, &claimed.unit, &options).await {
+        warn!(
+            "ANALYZE {} after its copy: {e}; the analyze phase does it",
+            claimed.unit.relation()
+        );
+    }
     shared.progress.unit_finished(n, &claimed.unit, &outcome);
     Ok(Step::Copied)
 }

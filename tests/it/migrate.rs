@@ -70,6 +70,30 @@ fn migrates_a_timescaledb_database_and_everything_in_it() {
         assert_ne!(on_source, "0", "the fixture compressed nothing");
         assert_eq!(on_source, tgt.psql("e2e_ts_tgt", sql));
     }
+    // Every table with rows has statistics (most from the ANALYZE right after its copy),
+    // and so has the expression index, which only exists after post-data.
+    assert_eq!(
+        tgt.psql(
+            "e2e_ts_tgt",
+            "SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND c.relpages > 0
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema',
+                                     '_timescaledb_catalog', '_timescaledb_config')
+               AND n.nspname NOT LIKE 'pg\\_toast%'
+               AND NOT EXISTS (SELECT 1 FROM pg_statistic s WHERE s.starelid = c.oid)"
+        ),
+        "",
+        "tables without statistics"
+    );
+    assert_ne!(
+        tgt.psql(
+            "e2e_ts_tgt",
+            "SELECT count(*) FROM pg_stats WHERE tablename = 'customers_lower_email_idx'"
+        ),
+        "0",
+        "no statistics for the expression index"
+    );
     // Tables big enough were loaded frozen (COPY FREEZE): ANALYZE found all their pages
     // all-visible, so VACUUM has nothing left to do there.
     assert_eq!(
