@@ -344,6 +344,7 @@ async fn migrate(
     let archives = Archives {
         tools,
         dir: work.path().to_path_buf(),
+        restore_pgoptions: schema::target_restore_pgoptions(&tgt, opts.jobs).await?,
     };
     let (main, chunk_archives) = dump_schema(&archives, opts, &src, &pre.source, &snapshot).await?;
     if let Some(mut units) = new_units {
