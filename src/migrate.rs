@@ -370,6 +370,7 @@ async fn migrate(
         tools,
         dir: work.path().to_path_buf(),
         work: work.path().to_path_buf(),
+        restore_pgoptions: schema::target_restore_pgoptions(&tgt, opts.jobs).await?,
     };
     let ex = extract::extract(
         &src,
@@ -453,6 +454,7 @@ async fn restore(
         tools,
         dir: offline::schema_dir(&opts.dir),
         work: work.path().to_path_buf(),
+        restore_pgoptions: schema::target_restore_pgoptions(&tgt, opts.jobs).await?,
     };
     let load_opts = Load {
         target: &opts.target,

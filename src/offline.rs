@@ -1105,6 +1105,8 @@ pub async fn dump(
                 tools,
                 dir: dir.join(SCHEMA_DIR),
                 work: dir.join(SCHEMA_DIR),
+                // A dump restores nothing.
+                restore_pgoptions: String::new(),
             };
             let reader = Source::connect(&opts.source, "catalog").await?;
             let extract = crate::extract::extract(

@@ -11,6 +11,7 @@ use tokio::process::Command;
 
 use crate::conninfo::ConnInfo;
 use crate::error::{Error, ErrorKind, Result};
+use crate::pg::Target;
 use crate::quote;
 
 /// At most this many chunk tables go into one `pg_dump`, which locks each of them until
@@ -276,6 +277,37 @@ pub fn chunk_exclusion_patterns(
     patterns
 }
 
+/// Session settings for pg_restore's connections to the target (`PGOPTIONS`), from the
+/// target's `maintenance_work_mem` and `shared_buffers` and the number of sessions.
+///
+/// Index builds sort in `maintenance_work_mem` (64 MB by default), and a bigger sort
+/// spills to disk: each of the `jobs` sessions may take up to an equal share of
+/// `shared_buffers` (which servers size at about a quarter of their memory), at most
+/// 1 GiB, never less than the server's own setting. Every statement pg_restore runs
+/// commits on its own, thousands with many chunks: `synchronous_commit = off` spares each
+/// its wait for the WAL flush (a crash can then lose the last few, which a resumed run
+/// makes again, as it does for those it never ran).
+pub fn restore_pgoptions(maintenance_work_mem: i64, shared_buffers: i64, jobs: usize) -> String {
+    let share = shared_buffers / i64::try_from(jobs.max(1)).unwrap_or(i64::MAX);
+    let memory = maintenance_work_mem.max(share.min(1 << 30));
+    format!(
+        "-c maintenance_work_mem={}kB -c synchronous_commit=off",
+        memory / 1024
+    )
+}
+
+/// [`restore_pgoptions`] for the target `tgt`.
+pub async fn target_restore_pgoptions(tgt: &Target, jobs: usize) -> Result<String> {
+    let row = tgt
+        .query_one(
+            "SELECT pg_catalog.pg_size_bytes(current_setting('maintenance_work_mem')),
+                    pg_catalog.pg_size_bytes(current_setting('shared_buffers'))",
+            &[],
+        )
+        .await?;
+    Ok(restore_pgoptions(row.get(0), row.get(1), jobs))
+}
+
 /// Runs pg_dump/pg_restore with the password in the environment, not on the command line.
 async fn run_tool(
     program: &Path,
@@ -283,15 +315,17 @@ async fn run_tool(
     info: Option<&ConnInfo>,
     what: &str,
 ) -> Result<String> {
-    run_tool_tolerating(program, args, info, what, |_| false).await
+    run_tool_tolerating(program, args, info, None, what, |_| false).await
 }
 
-/// As [`run_tool`], but a failed run whose every error line `harmless` accepts counts as
-/// a success (pg_restore goes on past errors without `--exit-on-error`).
+/// As [`run_tool`], with `pgoptions` before the user's own `PGOPTIONS` (so that theirs
+/// win), and where a failed run whose every error line `harmless` accepts counts as a
+/// success (pg_restore goes on past errors without `--exit-on-error`).
 async fn run_tool_tolerating(
     program: &Path,
     args: &[String],
     info: Option<&ConnInfo>,
+    pgoptions: Option<&str>,
     what: &str,
     harmless: impl Fn(&str) -> bool,
 ) -> Result<String> {
@@ -303,6 +337,10 @@ async fn run_tool_tolerating(
         .stderr(Stdio::piped());
     if let Some(pw) = info.and_then(ConnInfo::password) {
         cmd.env("PGPASSWORD", pw);
+    }
+    if let Some(ours) = pgoptions {
+        let theirs = std::env::var("PGOPTIONS").unwrap_or_default();
+        cmd.env("PGOPTIONS", format!("{ours} {theirs}").trim_end());
     }
     let out = cmd.output().await.map_err(|e| {
         Error::new(
@@ -333,6 +371,8 @@ pub struct Archives {
     pub dir: PathBuf,
     /// Where restore lists are written.
     pub work: PathBuf,
+    /// `PGOPTIONS` of pg_restore's sessions on the target ([`restore_pgoptions`]).
+    pub restore_pgoptions: String,
 }
 
 impl Archives {
@@ -421,9 +461,14 @@ impl Archives {
             args.push(format!("--jobs={jobs}"));
         }
         args.push(archive.display().to_string());
-        run_tool_tolerating(&self.tools.pg_restore, &args, Some(target), what, |line| {
-            tolerate_existing && line.contains("already exists")
-        })
+        run_tool_tolerating(
+            &self.tools.pg_restore,
+            &args,
+            Some(target),
+            Some(&self.restore_pgoptions),
+            what,
+            |line| tolerate_existing && line.contains("already exists"),
+        )
         .await?;
         Ok(())
     }
@@ -460,6 +505,19 @@ mod tests {
             ["_timescaledb_catalog.hypertable".to_string()].into(),
         );
         m
+    }
+
+    #[test]
+    fn index_builds_share_shared_buffers_up_to_a_gibibyte_never_below_the_setting() {
+        const MB: i64 = 1 << 20;
+        assert_eq!(
+            restore_pgoptions(64 * MB, 512 * MB, 2),
+            "-c maintenance_work_mem=262144kB -c synchronous_commit=off"
+        );
+        assert!(restore_pgoptions(64 * MB, 32 * 1024 * MB, 4).contains("=1048576kB"));
+        assert!(restore_pgoptions(2048 * MB, 512 * MB, 2).contains("=2097152kB"));
+        assert!(restore_pgoptions(64 * MB, 128 * MB, 16).contains("=65536kB"));
+        assert!(restore_pgoptions(64 * MB, 512 * MB, 0).contains("=524288kB"));
     }
 
     #[test]
