@@ -324,7 +324,8 @@ impl NullPlaceholderRewriter {
     }
 }
 
-fn copy_error(unit: &CopyUnit, side: &str, err: &tokio_postgres::Error) -> Error {
+/// A COPY error of `unit` on one side (`source` or `target`), retryable when transient.
+pub fn copy_error(unit: &CopyUnit, side: &str, err: &tokio_postgres::Error) -> Error {
     Error::new(
         ErrorKind::Copy,
         format!(

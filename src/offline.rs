@@ -27,8 +27,10 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::conninfo::ConnInfo;
-use crate::copy::{CopyOptions, NullPlaceholderRewriter, RowCounter, UnitOutcome, target_sink};
-use crate::error::{Error, ErrorKind, Result, pg_message};
+use crate::copy::{
+    CopyOptions, NullPlaceholderRewriter, RowCounter, UnitOutcome, copy_error, target_sink,
+};
+use crate::error::{Error, ErrorKind, Result};
 use crate::extract::Extract;
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind, human_bytes};
@@ -478,18 +480,6 @@ impl DumpReader {
         } else {
             target_sink(tgt, unit, options).await?
         };
-        let target_error = |e: &tokio_postgres::Error| {
-            Error::new(
-                ErrorKind::Copy,
-                format!(
-                    "loading {} {}: the target says: {}",
-                    unit.kind.label(),
-                    unit.relation(),
-                    pg_message(e)
-                ),
-            )
-            .retryable(crate::error::is_transient(e))
-        };
         pin_mut!(sink);
         let (tx, rx) = bounded::<Piece>(2);
         let dir = self.dir.clone();
@@ -507,7 +497,9 @@ impl DumpReader {
                     let len = piece.len() as u64;
                     bytes += len;
                     let wait = Instant::now();
-                    sink.send(piece).await.map_err(|e| target_error(&e))?;
+                    sink.send(piece)
+                        .await
+                        .map_err(|e| copy_error(unit, "target", &e))?;
                     blocked += wait.elapsed();
                     let rows = if unit.kind == UnitKind::LargeObjects {
                         0
@@ -552,7 +544,11 @@ impl DumpReader {
                 ),
             ));
         }
-        let written = sink.as_mut().finish().await.map_err(|e| target_error(&e))?;
+        let written = sink
+            .as_mut()
+            .finish()
+            .await
+            .map_err(|e| copy_error(unit, "target", &e))?;
         if written != file.rows {
             return Err(Error::new(
                 ErrorKind::Copy,
@@ -830,18 +826,7 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
         let next = out.next().await;
         let end = next.is_none();
         if let Some(chunk) = next {
-            let chunk = chunk.map_err(|e| {
-                Error::new(
-                    ErrorKind::Copy,
-                    format!(
-                        "reading {} {}: the source says: {}",
-                        unit.kind.label(),
-                        unit.relation(),
-                        pg_message(&e)
-                    ),
-                )
-                .retryable(crate::error::is_transient(&e))
-            })?;
+            let chunk = chunk.map_err(|e| copy_error(unit, "source", &e))?;
             counter.feed(&chunk);
             match rewriter.as_mut() {
                 Some(r) => r.push(&chunk, &mut buf),
