@@ -374,7 +374,7 @@ impl CopyOptions {
 
     /// Whether `unit` is loaded with COPY FREEZE after TRUNCATE ONLY of its table.
     pub fn freezes(&self, unit: &CopyUnit) -> bool {
-        unit.can_freeze()
+        unit.fills_own_table()
             && unit.estimated_bytes >= self.freeze_min_bytes
             && (self.plain_truncate
                 || !matches!(unit.kind, UnitKind::Chunk | UnitKind::CompressedChunk))
@@ -506,7 +506,7 @@ pub async fn copy_table(
 /// (see sql/target_analyze.sql). An inheritance parent is left for that phase: its
 /// ANALYZE reads and locks its children, which other units may still be loading.
 pub async fn analyze_copied(tgt: &Target, unit: &CopyUnit, options: &CopyOptions) -> Result<()> {
-    if !unit.analyzed_when_copied() {
+    if !unit.fills_own_table() {
         return Ok(());
     }
     if unit.kind == UnitKind::Table {

@@ -205,24 +205,13 @@ impl CopyUnit {
         )
     }
 
-    /// Whether the unit may be loaded with COPY FREEZE into its table truncated in the
-    /// unit's own transaction: a leaf table that tsxfer created and fills alone (not a
-    /// hypertable's parent, not a table that became a hypertable on the target, not
-    /// another extension's configuration table, whose rows the target may already have).
-    /// Chunks need a target where TRUNCATE is PostgreSQL's own (see `copy::CopyOptions`).
-    pub fn can_freeze(&self) -> bool {
-        match self.kind {
-            UnitKind::Table | UnitKind::Partition | UnitKind::Chunk | UnitKind::CompressedChunk => {
-                !self.into_hypertable
-            }
-            UnitKind::Hypertable | UnitKind::ExtensionConfig | UnitKind::LargeObjects => false,
-        }
-    }
-
-    /// Whether the unit's table is analyzed right after its copy commits: a table of
-    /// tsxfer's own that holds the rows itself (a hypertable's parent is empty, and
-    /// ANALYZE of a table that became a hypertable would analyze all its chunks).
-    pub fn analyzed_when_copied(&self) -> bool {
+    /// Whether the unit fills a leaf table that tsxfer created and fills alone: not a
+    /// hypertable's parent (empty; its ANALYZE would read every chunk), not a table that
+    /// became a hypertable on the target, not another extension's configuration table
+    /// (the target may have rows of its own there). Only such a table is emptied and
+    /// loaded with COPY FREEZE (chunks also need a target where TRUNCATE is PostgreSQL's
+    /// own, see `copy::CopyOptions`) and analyzed as soon as its copy commits.
+    pub fn fills_own_table(&self) -> bool {
         match self.kind {
             UnitKind::Table | UnitKind::Partition | UnitKind::Chunk | UnitKind::CompressedChunk => {
                 !self.into_hypertable
@@ -363,28 +352,31 @@ mod tests {
     }
 
     #[test]
-    fn only_leaf_tables_that_tsxfer_fills_alone_are_frozen() {
+    fn only_leaf_tables_that_tsxfer_fills_alone_are_its_own() {
         let mut u = unit("s", "t", 0);
-        assert!(u.can_freeze());
+        assert!(u.fills_own_table());
         assert_eq!(u.truncate_sql(), "TRUNCATE ONLY \"s\".\"t\"");
         assert_eq!(
             u.frozen_copy_in_sql(),
             "COPY \"s\".\"t\" (\"a\", \"We\"\"ird\") FROM STDIN (FORMAT binary, FREEZE)"
         );
         u.into_hypertable = true;
-        assert!(!u.can_freeze());
+        assert!(!u.fills_own_table());
+        for kind in [
+            UnitKind::Partition,
+            UnitKind::Chunk,
+            UnitKind::CompressedChunk,
+        ] {
+            u = unit("s", "t", 0);
+            u.kind = kind;
+            assert!(u.fills_own_table(), "{kind:?}");
+        }
         for kind in [UnitKind::Hypertable, UnitKind::ExtensionConfig] {
             u = unit("s", "t", 0);
             u.kind = kind;
-            assert!(!u.can_freeze(), "{kind:?}");
+            assert!(!u.fills_own_table(), "{kind:?}");
         }
-        assert!(!CopyUnit::large_objects(1, 1).can_freeze());
-        assert!(!CopyUnit::large_objects(1, 1).analyzed_when_copied());
-        u = unit("s", "t", 0);
-        u.kind = UnitKind::CompressedChunk;
-        assert!(u.analyzed_when_copied());
-        u.into_hypertable = true;
-        assert!(!u.analyzed_when_copied());
+        assert!(!CopyUnit::large_objects(1, 1).fills_own_table());
     }
 
     #[test]
