@@ -381,6 +381,73 @@ impl CopyOptions {
     }
 }
 
+/// The source side of a table unit as tsxfer hands it on: its COPY stream counted, the
+/// placeholders rewritten where the unit needs it, and gathered into buffers of
+/// `buffer_size` bytes.
+pub struct Gather {
+    counter: RowCounter,
+    rewriter: Option<NullPlaceholderRewriter>,
+    buf: BytesMut,
+    buffer_size: usize,
+    rows_handed: u64,
+}
+
+impl Gather {
+    pub fn new(unit: &CopyUnit, buffer_size: usize) -> Gather {
+        Gather {
+            counter: RowCounter::new(unit.binary),
+            rewriter: unit
+                .placeholder_positions()
+                .map(|p| NullPlaceholderRewriter::new(&p, unit.columns.len())),
+            buf: BytesMut::with_capacity(buffer_size),
+            buffer_size,
+            rows_handed: 0,
+        }
+    }
+
+    /// Takes one piece the source sent.
+    pub fn push(&mut self, piece: &[u8]) {
+        self.counter.feed(piece);
+        match self.rewriter.as_mut() {
+            Some(r) => r.push(piece, &mut self.buf),
+            None => self.buf.extend_from_slice(piece),
+        }
+    }
+
+    /// A buffer to hand on, with the rows completed since the last one: once a full
+    /// buffer is gathered, or whatever is left at the `end` of the stream.
+    pub fn ready(&mut self, end: bool) -> Option<(Bytes, u64)> {
+        let full = self.buf.len() >= self.buffer_size;
+        let last = end && !self.buf.is_empty();
+        if !full && !last {
+            return None;
+        }
+        let piece = self.buf.split().freeze();
+        self.buf.reserve(self.buffer_size);
+        let rows = self.counter.rows() - self.rows_handed;
+        self.rows_handed = self.counter.rows();
+        Some((piece, rows))
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.counter.rows()
+    }
+
+    /// Fails unless the stream reached its end marker (`doing` names the work).
+    pub fn check_complete(&self, unit: &CopyUnit, doing: &str) -> Result<()> {
+        if self.counter.complete() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Copy,
+            format!(
+                "{doing} {}: the source's COPY stream ended before its end marker",
+                unit.relation()
+            ),
+        ))
+    }
+}
+
 /// Opens the target side of a table unit in the transaction the caller has open: COPY
 /// FREEZE into the table emptied in this transaction where `options` allow it, a plain
 /// COPY otherwise.
@@ -431,64 +498,45 @@ pub async fn copy_table(
     let sink = target_sink(tgt, unit, options).await?;
     pin_mut!(out);
     pin_mut!(sink);
-    let mut counter = RowCounter::new(unit.binary);
-    let mut rewriter = unit
-        .placeholder_positions()
-        .map(|p| NullPlaceholderRewriter::new(&p, unit.columns.len()));
-    let mut buf = BytesMut::with_capacity(buffer_size);
+    let mut gather = Gather::new(unit, buffer_size);
     let mut bytes = 0u64;
     let mut blocked = Duration::ZERO;
-    let mut rows_reported = 0u64;
     loop {
         let next = out.next().await;
         let end = next.is_none();
         if let Some(chunk) = next {
             let chunk = chunk.map_err(|e| copy_error(unit, "source", &e))?;
-            counter.feed(&chunk);
             bytes += chunk.len() as u64;
-            match rewriter.as_mut() {
-                Some(r) => r.push(&chunk, &mut buf),
-                None => buf.extend_from_slice(&chunk),
-            }
+            gather.push(&chunk);
         }
-        if buf.len() >= buffer_size || (end && !buf.is_empty()) {
-            let len = buf.len() as u64;
+        if let Some((piece, rows)) = gather.ready(end) {
+            let len = piece.len() as u64;
             let wait = Instant::now();
-            sink.send(buf.split().freeze())
+            sink.send(piece)
                 .await
                 .map_err(|e| copy_error(unit, "target", &e))?;
             let waited = wait.elapsed();
             blocked += waited;
             progress.blocked(waited.as_secs_f64());
-            progress.unit_progress(stream, unit.kind, len, counter.rows() - rows_reported);
-            rows_reported = counter.rows();
-            buf.reserve(buffer_size);
+            progress.unit_progress(stream, unit.kind, len, rows);
         }
         if end {
             break;
         }
     }
-    if !counter.complete() {
-        return Err(Error::new(
-            ErrorKind::Copy,
-            format!(
-                "copying {}: the source's COPY stream ended before its end marker",
-                unit.relation()
-            ),
-        ));
-    }
+    gather.check_complete(unit, "copying")?;
     let written = sink
         .as_mut()
         .finish()
         .await
         .map_err(|e| copy_error(unit, "target", &e))?;
-    if written != counter.rows() {
+    if written != gather.rows() {
         return Err(Error::new(
             ErrorKind::Copy,
             format!(
                 "copying {}: {} rows read from the source but the target took {written}",
                 unit.relation(),
-                counter.rows()
+                gather.rows()
             ),
         ));
     }

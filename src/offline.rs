@@ -27,9 +27,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::conninfo::ConnInfo;
-use crate::copy::{
-    CopyOptions, NullPlaceholderRewriter, RowCounter, UnitOutcome, copy_error, target_sink,
-};
+use crate::copy::{CopyOptions, Gather, RowCounter, UnitOutcome, copy_error, target_sink};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extract::Extract;
 use crate::pg::{Source, Target};
@@ -814,37 +812,22 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
     d.pool.spawn(move || {
         let _ = done_tx.send(write_compressed(&file, level, rx));
     });
-    let buffer_size = d.opts.buffer_size;
-    let mut counter = RowCounter::new(unit.binary);
-    let mut rewriter = unit
-        .placeholder_positions()
-        .map(|p| NullPlaceholderRewriter::new(&p, unit.columns.len()));
-    let mut buf = BytesMut::with_capacity(buffer_size);
+    let mut gather = Gather::new(unit, d.opts.buffer_size);
     let mut bytes = 0u64;
-    let mut rows_reported = 0u64;
     loop {
         let next = out.next().await;
         let end = next.is_none();
         if let Some(chunk) = next {
-            let chunk = chunk.map_err(|e| copy_error(unit, "source", &e))?;
-            counter.feed(&chunk);
-            match rewriter.as_mut() {
-                Some(r) => r.push(&chunk, &mut buf),
-                None => buf.extend_from_slice(&chunk),
-            }
+            gather.push(&chunk.map_err(|e| copy_error(unit, "source", &e))?);
         }
-        if buf.len() >= buffer_size || (end && !buf.is_empty()) {
-            let len = buf.len() as u64;
+        if let Some((piece, rows)) = gather.ready(end) {
+            let len = piece.len() as u64;
             bytes += len;
-            let piece = buf.split().freeze();
             if blocking(|| tx.send(piece)).is_err() {
                 // The writer stopped; its error is read below.
                 break;
             }
-            let rows = counter.rows() - rows_reported;
-            rows_reported = counter.rows();
             d.progress.unit_progress(stream, unit.kind, len, rows);
-            buf.reserve(buffer_size);
         }
         if end {
             break;
@@ -855,15 +838,7 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
         .await
         .map_err(|_| Error::new(ErrorKind::Internal, "a compression thread died"))?
         .map_err(|e| io_error("cannot write", &partial, e))?;
-    if !counter.complete() {
-        return Err(Error::new(
-            ErrorKind::Copy,
-            format!(
-                "reading {}: the source's COPY stream ended before its end marker",
-                unit.relation()
-            ),
-        ));
-    }
+    gather.check_complete(unit, "reading")?;
     fs::rename(&partial, &path).map_err(|e| io_error("cannot write", &path, e))?;
     src.end().await?;
     Ok(UnitFile {
@@ -875,7 +850,7 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
             bytes: file_bytes,
             sha256,
         },
-        rows: counter.rows(),
+        rows: gather.rows(),
         stream_bytes: bytes,
         snapshot: d.snapshot.clone(),
     })
