@@ -259,6 +259,26 @@ pub async fn copy_units(
     Ok(units)
 }
 
+/// The heap pages (main fork) of the tables `oids` now, read on `sizer` outside the
+/// snapshot: where a table copied in parts is cut. A table that grew since the snapshot
+/// is covered all the same: its last part has no upper bound.
+pub async fn heap_pages(sizer: &Source, oids: &[u32]) -> Result<HashMap<u32, u32>> {
+    let mut pages = HashMap::new();
+    for r in sizer
+        .query(
+            "SELECT o, LEAST(pg_catalog.pg_relation_size(o, 'main')
+                             / current_setting('block_size')::int8, 4294967294)
+             FROM unnest($1::oid[]) AS o",
+            &[&oids],
+        )
+        .await?
+    {
+        let n: Option<i64> = r.get(1);
+        pages.insert(r.get(0), n.unwrap_or(0) as u32);
+    }
+    Ok(pages)
+}
+
 /// User sequences (not extension members) and their positions, read on `src`. Sequence
 /// positions are not transactional: like pg_dump, this reads them as they are now.
 pub async fn sequence_values(src: &Source) -> Result<Vec<(String, i64, bool)>> {

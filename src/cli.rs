@@ -180,7 +180,7 @@ impl DumpArgs {
                 "--restart starts over; --allow-inconsistent finishes the earlier dump: give one of them",
             ));
         }
-        let (hypertables, filters) = self.select.parse()?;
+        let (hypertables, filters, split_bytes) = self.select.parse()?;
         Ok(crate::offline::DumpOptions {
             source: ConnInfo::parse(&source, "source")?,
             dir: self.dir,
@@ -193,6 +193,7 @@ impl DumpArgs {
             allow_inconsistent: self.allow_inconsistent,
             hypertables,
             filters,
+            split_bytes,
         })
     }
 }
@@ -273,11 +274,34 @@ pub struct SelectArgs {
     /// sources).
     #[arg(long = "hypertable", value_name = "SPEC")]
     pub hypertables: Vec<String>,
+
+    /// Copy a plain table or partition bigger than SIZE, and than its share of the data
+    /// (all units' size over --jobs), in parts of about SIZE each (ranges of its pages),
+    /// so that several streams share it; 0 copies every table whole. Parts are loaded
+    /// without FREEZE. Needs PostgreSQL 14 or later on the source.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub split_tables_larger_than: String,
 }
 
+/// What [`SelectArgs`] asks for, checked: hypertable requests, filters, and the size
+/// above which a table is copied in parts.
+type Selected = (
+    Vec<crate::convert::HypertableSpec>,
+    crate::filter::Filters,
+    i64,
+);
+
 impl SelectArgs {
-    /// The hypertable requests and the filters, checked.
-    pub fn parse(self) -> Result<(Vec<crate::convert::HypertableSpec>, crate::filter::Filters)> {
+    /// The hypertable requests, the filters and the split size, checked.
+    pub fn parse(self) -> Result<Selected> {
+        let split_bytes = parse_size(&self.split_tables_larger_than)
+            .and_then(|b| i64::try_from(b).ok())
+            .ok_or_else(|| {
+            usage(format!(
+                "--split-tables-larger-than {} is not a size (e.g. 1GiB, 512MiB, or 0 for never)",
+                self.split_tables_larger_than
+            ))
+        })?;
         let hypertables = self
             .hypertables
             .iter()
@@ -290,12 +314,12 @@ impl SelectArgs {
             exclude_tables: self.exclude_tables,
             exclude_table_data: self.exclude_table_data,
         };
-        Ok((hypertables, filters))
+        Ok((hypertables, filters, split_bytes))
     }
 
     /// Puts the filters and hypertable requests into `opts`.
     pub fn apply(self, mut opts: MigrateOptions) -> Result<MigrateOptions> {
-        (opts.hypertables, opts.filters) = self.parse()?;
+        (opts.hypertables, opts.filters, opts.split_bytes) = self.parse()?;
         Ok(opts)
     }
 }
@@ -314,6 +338,7 @@ const CONFIG_KEYS: &[&str] = &[
     "exclude-table",
     "exclude-table-data",
     "hypertable",
+    "split-tables-larger-than",
     "retries",
     "keep-state",
     "report",
@@ -616,6 +641,7 @@ impl TransferArgs {
             keep_state: false,
             hypertables: Vec::new(),
             filters: Default::default(),
+            split_bytes: 0,
         })
     }
 }

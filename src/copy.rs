@@ -331,7 +331,7 @@ pub fn copy_error(unit: &CopyUnit, side: &str, err: &tokio_postgres::Error) -> E
         format!(
             "copying {} {}: the {side} says: {}",
             unit.kind.label(),
-            unit.relation(),
+            unit.title(),
             pg_message(err)
         ),
     )
@@ -442,7 +442,7 @@ impl Gather {
             ErrorKind::Copy,
             format!(
                 "{doing} {}: the source's COPY stream ended before its end marker",
-                unit.relation()
+                unit.title()
             ),
         ))
     }
@@ -460,7 +460,7 @@ pub async fn target_sink(
     if freeze {
         tgt.execute(&unit.truncate_sql()).await.map_err(|e| {
             e.with_kind(ErrorKind::Copy)
-                .context(format!("emptying {} on the target", unit.relation()))
+                .context(format!("emptying {} on the target", unit.title()))
         })?;
     }
     let copy_in = if freeze {
@@ -470,7 +470,7 @@ pub async fn target_sink(
     };
     tgt.copy_in(&copy_in).await.map_err(|e| {
         e.with_kind(ErrorKind::Copy)
-            .context(format!("writing {} into the target", unit.relation()))
+            .context(format!("writing {} into the target", unit.title()))
     })
 }
 
@@ -490,10 +490,10 @@ pub async fn copy_table(
     let buffer_size = options.buffer_size;
     src.begin_snapshot(Some(snapshot))
         .await
-        .map_err(|e| e.context(format!("opening the snapshot for {}", unit.relation())))?;
+        .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
     let out = src.copy_out(&unit.copy_out_sql()).await.map_err(|e| {
         e.with_kind(ErrorKind::Copy)
-            .context(format!("reading {} from the source", unit.relation()))
+            .context(format!("reading {} from the source", unit.title()))
     })?;
     let sink = target_sink(tgt, unit, options).await?;
     pin_mut!(out);
@@ -535,7 +535,7 @@ pub async fn copy_table(
             ErrorKind::Copy,
             format!(
                 "copying {}: {} rows read from the source but the target took {written}",
-                unit.relation(),
+                unit.title(),
                 gather.rows()
             ),
         ));

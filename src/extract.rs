@@ -84,7 +84,13 @@ impl Extract {
 pub struct Asked<'a> {
     pub filters: &'a Filters,
     pub conversions: Vec<Conversion>,
+    /// Which tables are copied in parts.
+    pub split: plan::Split,
 }
+
+/// PostgreSQL 14 reads a range of a table's pages with a TID range scan; before, each part
+/// would read the whole table.
+const TID_RANGE_SCANS: i32 = 140_000;
 
 /// Reads everything from the source. `src` holds the exported `snapshot` open; `reader`
 /// is a second connection for what needs no snapshot (sizes); the schema archives are
@@ -133,6 +139,7 @@ pub async fn extract(
         rewrites.extend(selection.summary());
         rewrites.push(note);
     }
+    units = split_big_tables(reader, facts, units, asked.split).await?;
     let catalog = selection.read_catalog(conninfo, snapshot).await?;
     let (roles, memberships, passwords_read) = roles::read_source_roles(src).await?;
     let privileges = privileges::read(src).await?;
@@ -169,6 +176,45 @@ pub async fn extract(
         chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),
         rewrites,
     })
+}
+
+/// Splits the plain tables bigger than `split`'s threshold into parts by their pages, on
+/// a source that can read a range of pages alone.
+pub async fn split_big_tables(
+    reader: &Source,
+    facts: &ServerFacts,
+    units: Vec<CopyUnit>,
+    split: plan::Split,
+) -> Result<Vec<CopyUnit>> {
+    let threshold = split.threshold(&units);
+    let big: Vec<u32> = units
+        .iter()
+        .filter(|u| split.part_bytes > 0 && u.splits(threshold))
+        .map(|u| u.oid)
+        .collect();
+    if big.is_empty() {
+        return Ok(units);
+    }
+    if facts.version_num < TID_RANGE_SCANS {
+        info!(
+            "{} table(s) bigger than {} are copied whole: PostgreSQL {} has no TID range scans to read a part alone",
+            big.len(),
+            plan::human_bytes(threshold),
+            facts.major()
+        );
+        return Ok(units);
+    }
+    let pages = catalog::heap_pages(reader, &big).await?;
+    let units = plan::order_units(plan::split_units(units, split, &pages));
+    let parts = units.iter().filter(|u| u.pages.is_some()).count();
+    if parts > 0 {
+        info!(
+            "{} table(s) bigger than {} are copied in {parts} parts",
+            big.len(),
+            plan::human_bytes(threshold)
+        );
+    }
+    Ok(units)
 }
 
 /// TimescaleDB 2.19 writes a one-byte placeholder for a compressed column whose values

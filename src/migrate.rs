@@ -19,7 +19,6 @@ use crate::catalog;
 use crate::catalog_rows;
 use crate::conninfo::ConnInfo;
 use crate::convert;
-use crate::copy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{self, Asked, Extract};
 use crate::filter::{self, Filters};
@@ -58,6 +57,9 @@ pub struct MigrateOptions {
     pub hypertables: Vec<convert::HypertableSpec>,
     /// pg_dump-style schema and table filters.
     pub filters: Filters,
+    /// Plain tables bigger than this (and than their share of the data) are copied in
+    /// parts of about this size (0: never).
+    pub split_bytes: i64,
 }
 
 /// What `tsxfer restore` needs to know, validated.
@@ -383,6 +385,10 @@ async fn migrate(
         Asked {
             filters: &opts.filters,
             conversions,
+            split: plan::Split {
+                part_bytes: opts.split_bytes,
+                streams: opts.jobs,
+            },
         },
     )
     .await?;
@@ -737,12 +743,9 @@ async fn load(
         .extend(analyze(l.target, l.jobs, tgt, on_timescaledb).await?);
 
     phases.enter("verify");
-    let done = state::done_units(tgt).await?;
-    report.units = done
-        .iter()
-        .map(|(unit, outcome)| UnitReport::new(unit, outcome.clone()))
-        .collect();
-    let mismatches = verify(l.target, l.jobs, &done, &mut report.units).await?;
+    let mut done = UnitReport::by_table(state::done_units(tgt).await?);
+    let mismatches = verify(l.target, l.jobs, &mut done).await?;
+    report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = mismatches;
     if !report.mismatches.is_empty() {
         return Err(Error::new(
@@ -824,10 +827,9 @@ fn worker_name(role: &str) -> String {
 
 /// The report lines of every unit done so far, whoever copied it.
 async fn unit_reports(tgt: &Target) -> Result<Vec<UnitReport>> {
-    Ok(state::done_units(tgt)
-        .await?
+    Ok(UnitReport::by_table(state::done_units(tgt).await?)
         .into_iter()
-        .map(|(unit, outcome)| UnitReport::new(&unit, outcome))
+        .map(|(_, r)| r)
         .collect())
 }
 
@@ -942,29 +944,28 @@ async fn analyze(
     Ok(warnings)
 }
 
-/// Counts every done unit's rows on the target and compares them with what was read from
-/// the source snapshot. Fills each report's target count; returns one line per mismatch.
+/// Counts every done unit's rows on the target (a table copied in parts once, against
+/// its parts' rows added up) and compares them with what was read from the source
+/// snapshot. Fills each report's target count; returns one line per mismatch.
 async fn verify(
     target: &ConnInfo,
     jobs: usize,
-    done: &[(CopyUnit, copy::UnitOutcome)],
-    reports: &mut [UnitReport],
+    done: &mut [(CopyUnit, UnitReport)],
 ) -> Result<Vec<String>> {
-    let work: Vec<(usize, String, u64)> = done
+    let work: Vec<(usize, String)> = done
         .iter()
         .enumerate()
-        .map(|(i, (unit, outcome))| (i, unit.count_sql(), outcome.rows))
+        .map(|(i, (unit, _))| (i, unit.count_sql()))
         .collect();
     let lanes = jobs.min(work.len()).max(1);
     let mut set = JoinSet::new();
     for lane in 0..lanes {
-        let mine: Vec<(usize, String, u64)> =
-            work.iter().skip(lane).step_by(lanes).cloned().collect();
+        let mine: Vec<(usize, String)> = work.iter().skip(lane).step_by(lanes).cloned().collect();
         let target = target.clone();
         set.spawn(async move {
             let tgt = Target::connect(&target, "verify").await?;
             let mut counts = Vec::new();
-            for (i, sql, _) in mine {
+            for (i, sql) in mine {
                 let n: i64 = tgt.query_one(&sql, &[]).await?.get(0);
                 counts.push((i, n));
             }
@@ -976,13 +977,14 @@ async fn verify(
         let counts = joined
             .map_err(|e| Error::new(ErrorKind::Internal, format!("a verify worker died: {e}")))??;
         for (i, n) in counts {
-            reports[i].target_rows = Some(n);
-            let expected = work[i].2;
+            let report = &mut done[i].1;
+            report.target_rows = Some(n);
+            let expected = report.outcome.rows;
             if n < 0 || n as u64 != expected {
                 mismatches.push(format!(
                     "{} {}: {expected} rows in the source snapshot, {n} on the target",
-                    reports[i].kind.label(),
-                    reports[i].relation
+                    report.kind.label(),
+                    report.relation
                 ));
             }
         }
@@ -1221,6 +1223,16 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
     let reader = Source::connect(&opts.source, "plan sizes").await?;
     src.begin_snapshot(None).await?;
     let units = plan::order_units(catalog::copy_units(&src, &reader, &facts).await?);
+    let units = extract::split_big_tables(
+        &reader,
+        &facts,
+        units,
+        plan::Split {
+            part_bytes: opts.split_bytes,
+            streams: opts.jobs,
+        },
+    )
+    .await?;
     src.end().await?;
     let schemas = catalog::user_schemas(&src).await?;
     let _ = writeln!(
@@ -1247,7 +1259,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
             i + 1,
             u.kind.label(),
             human_bytes(u.estimated_bytes),
-            u.relation(),
+            u.title(),
             if u.binary { "" } else { "  (text COPY)" }
         );
     }

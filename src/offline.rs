@@ -117,6 +117,9 @@ pub struct DumpOptions {
     pub allow_inconsistent: bool,
     pub hypertables: Vec<crate::convert::HypertableSpec>,
     pub filters: crate::filter::Filters,
+    /// Plain tables bigger than this (and than their share of the data) are dumped in
+    /// parts of about this size (0: never).
+    pub split_bytes: i64,
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
@@ -427,7 +430,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// Reads unit files of a dump for `restore`.
 pub struct DumpReader {
     dir: PathBuf,
-    files: HashMap<(UnitKind, u32), UnitFile>,
+    files: HashMap<(UnitKind, u32, u32), UnitFile>,
     pool: rayon::ThreadPool,
 }
 
@@ -436,7 +439,7 @@ impl DumpReader {
         let mut files = HashMap::new();
         for f in &manifest.files {
             let unit = &manifest.extract.units[f.unit];
-            files.insert((unit.kind, unit.oid), f.clone());
+            files.insert((unit.kind, unit.oid, unit.part()), f.clone());
         }
         Ok(DumpReader {
             dir: dir.to_path_buf(),
@@ -458,12 +461,15 @@ impl DumpReader {
     ) -> Result<UnitOutcome> {
         let buffer_size = options.buffer_size;
         let started = Instant::now();
-        let file = self.files.get(&(unit.kind, unit.oid)).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Copy,
-                format!("the dump's manifest has no file for {}", unit.relation()),
-            )
-        })?;
+        let file = self
+            .files
+            .get(&(unit.kind, unit.oid, unit.part()))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Copy,
+                    format!("the dump's manifest has no file for {}", unit.title()),
+                )
+            })?;
         let sink = if unit.kind == UnitKind::LargeObjects {
             tgt.execute(
                 "CREATE TEMPORARY TABLE tsxfer_large_objects (loid oid, comment text, data bytea) ON COMMIT DROP",
@@ -511,16 +517,13 @@ impl DumpReader {
                 Ok(Piece::Failed(why)) => {
                     return Err(Error::new(
                         ErrorKind::Copy,
-                        format!("{}: {why}; nothing of it was loaded", unit.relation()),
+                        format!("{}: {why}; nothing of it was loaded", unit.title()),
                     ));
                 }
                 Err(_) => {
                     return Err(Error::new(
                         ErrorKind::Internal,
-                        format!(
-                            "reading the file of {} stopped unexpectedly",
-                            unit.relation()
-                        ),
+                        format!("reading the file of {} stopped unexpectedly", unit.title()),
                     ));
                 }
             }
@@ -530,7 +533,7 @@ impl DumpReader {
                 ErrorKind::Copy,
                 format!(
                     "{}: {} holds {} rows{}, the manifest says {}; nothing of it was loaded",
-                    unit.relation(),
+                    unit.title(),
                     self.dir.join(&file.check.file).display(),
                     counter.rows(),
                     if counter.complete() {
@@ -552,7 +555,7 @@ impl DumpReader {
                 ErrorKind::Copy,
                 format!(
                     "loading {}: {} rows in the file but the target took {written}",
-                    unit.relation(),
+                    unit.title(),
                     file.rows
                 ),
             ));
@@ -799,10 +802,10 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
     let partial = path.with_extension("zst.partial");
     src.begin_snapshot(Some(&d.snapshot))
         .await
-        .map_err(|e| e.context(format!("opening the snapshot for {}", unit.relation())))?;
+        .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
     let out = src.copy_out(&dump_sql(unit)).await.map_err(|e| {
         e.with_kind(ErrorKind::Copy)
-            .context(format!("reading {} from the source", unit.relation()))
+            .context(format!("reading {} from the source", unit.title()))
     })?;
     pin_mut!(out);
     let (tx, rx) = bounded::<Bytes>(2);
@@ -843,7 +846,7 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
     src.end().await?;
     Ok(UnitFile {
         unit: index,
-        relation: unit.relation(),
+        relation: unit.title(),
         kind: unit.kind,
         check: FileCheck {
             file: rel,
@@ -904,7 +907,7 @@ async fn dump_worker(d: Arc<Dumping>, n: usize) {
                     let pause = backoff(attempts);
                     warn!(
                         "{}: {e}; trying again in {:.1}s (attempt {} of {})",
-                        unit.relation(),
+                        unit.title(),
                         pause.as_secs_f64(),
                         attempts + 1,
                         d.opts.retries + 1
@@ -1080,6 +1083,10 @@ pub async fn dump(
                 crate::extract::Asked {
                     filters: &opts.filters,
                     conversions,
+                    split: crate::plan::Split {
+                        part_bytes: opts.split_bytes,
+                        streams: opts.jobs,
+                    },
                 },
             )
             .await?;
@@ -1140,7 +1147,7 @@ pub async fn dump(
         .filter(|f| {
             units
                 .get(f.unit)
-                .is_some_and(|u| u.relation() == f.relation && u.kind == f.kind)
+                .is_some_and(|u| u.title() == f.relation && u.kind == f.kind)
         })
         .collect();
     let verdicts: Vec<Option<String>> = {

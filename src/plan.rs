@@ -1,6 +1,8 @@
 //! Work units and their order: a pure function from what the catalog says to the order the
 //! copy pool takes units in.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::quote;
@@ -34,6 +36,20 @@ impl UnitKind {
     }
 }
 
+/// One part of a table copied in several (a range of its pages), so that several streams
+/// share a big table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pages {
+    /// Which part (from 1), of how many.
+    pub part: u32,
+    pub parts: u32,
+    /// The first page of the part; the first part has no lower bound.
+    pub from: u32,
+    /// The first page of the next part; the last part has no upper bound, so it also
+    /// takes rows in pages the table grew by after the plan was made.
+    pub to: Option<u32>,
+}
+
 /// One piece of data that one COPY stream moves in one target transaction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CopyUnit {
@@ -61,6 +77,9 @@ pub struct CopyUnit {
     pub estimated_bytes: i64,
     /// Known up front only for large objects.
     pub estimated_rows: Option<i64>,
+    /// Set when the table is copied in parts: this unit's range of pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<Pages>,
 }
 
 impl CopyUnit {
@@ -78,6 +97,7 @@ impl CopyUnit {
             into_hypertable: false,
             estimated_bytes: 0,
             estimated_rows: None,
+            pages: None,
         }
     }
 
@@ -95,6 +115,7 @@ impl CopyUnit {
             into_hypertable: false,
             estimated_bytes: bytes,
             estimated_rows: Some(count),
+            pages: None,
         }
     }
 
@@ -105,6 +126,28 @@ impl CopyUnit {
         } else {
             quote::qualified(&self.schema, &self.name)
         }
+    }
+
+    /// What people read: the relation, and which part of it for a table copied in parts.
+    pub fn title(&self) -> String {
+        match self.pages {
+            Some(p) => format!("{} (part {} of {})", self.relation(), p.part, p.parts),
+            None => self.relation(),
+        }
+    }
+
+    /// Whether the unit is a whole plain table or partition bigger than `threshold`, to
+    /// be copied in parts (a configuration table's condition keeps it whole).
+    pub fn splits(&self, threshold: i64) -> bool {
+        matches!(self.kind, UnitKind::Table | UnitKind::Partition)
+            && self.filter.is_none()
+            && self.pages.is_none()
+            && self.estimated_bytes > threshold
+    }
+
+    /// Which part of its table the unit is (0 for a whole table).
+    pub fn part(&self) -> u32 {
+        self.pages.map_or(0, |p| p.part)
     }
 
     fn column_list(&self) -> String {
@@ -172,18 +215,33 @@ impl CopyUnit {
             .join(", ")
     }
 
+    /// The rows the unit takes of its table, when not all: the extension's condition of
+    /// a configuration table, or the part's range of pages (a TID range scan reads only
+    /// those pages).
+    fn condition(&self) -> Option<String> {
+        if let Some(p) = self.pages {
+            let bounds: Vec<String> = [
+                (p.from > 0).then(|| format!("ctid >= '({},0)'::pg_catalog.tid", p.from)),
+                p.to.map(|to| format!("ctid < '({to},0)'::pg_catalog.tid")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            return (!bounds.is_empty()).then(|| format!("WHERE {}", bounds.join(" AND ")));
+        }
+        self.filter.clone()
+    }
+
     /// The source side: the unit's rows, and only its own (COPY of a table never
     /// includes rows of its inheritance children).
     pub fn copy_out_sql(&self) -> String {
-        if self.rewrites_in_sql() || self.filter.is_some() {
+        let condition = self.condition();
+        if self.rewrites_in_sql() || condition.is_some() {
             format!(
                 "COPY (SELECT {} FROM ONLY {}{}) TO STDOUT {}",
                 self.select_list(),
                 self.relation(),
-                self.filter
-                    .as_ref()
-                    .map(|c| format!(" {c}"))
-                    .unwrap_or_default(),
+                condition.map(|c| format!(" {c}")).unwrap_or_default(),
                 self.format_clause()
             )
         } else {
@@ -208,10 +266,14 @@ impl CopyUnit {
     /// Whether the unit fills a leaf table that tsxfer created and fills alone: not a
     /// hypertable's parent (empty; its ANALYZE would read every chunk), not a table that
     /// became a hypertable on the target, not another extension's configuration table
-    /// (the target may have rows of its own there). Only such a table is emptied and
+    /// (the target may have rows of its own there), not a part of a table copied in
+    /// several (the parts share it). Only such a table is emptied and
     /// loaded with COPY FREEZE (chunks also need a target where TRUNCATE is PostgreSQL's
     /// own, see `copy::CopyOptions`) and analyzed as soon as its copy commits.
     pub fn fills_own_table(&self) -> bool {
+        if self.pages.is_some() {
+            return false;
+        }
         match self.kind {
             UnitKind::Table | UnitKind::Partition | UnitKind::Chunk | UnitKind::CompressedChunk => {
                 !self.into_hypertable
@@ -238,7 +300,8 @@ impl CopyUnit {
         )
     }
 
-    /// Counts the unit's rows on the target (for verification).
+    /// Counts the unit's rows on the target (for verification); for a part, its whole
+    /// table's (rows do not keep their pages on the way).
     pub fn count_sql(&self) -> String {
         match (&self.filter, self.kind) {
             (_, UnitKind::LargeObjects) => {
@@ -261,8 +324,71 @@ pub fn order_units(mut units: Vec<CopyUnit>) -> Vec<CopyUnit> {
             .cmp(&a.estimated_bytes)
             .then_with(|| a.schema.cmp(&b.schema))
             .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.part().cmp(&b.part()))
     });
     units
+}
+
+/// Most parts one table is split into.
+const MAX_PARTS: u32 = 1024;
+
+/// When tables are copied in parts.
+#[derive(Debug, Clone, Copy)]
+pub struct Split {
+    /// The size of a part (0: tables are copied whole).
+    pub part_bytes: i64,
+    /// The streams that share the units.
+    pub streams: usize,
+}
+
+impl Split {
+    /// How big a table must be to be split: bigger than a part, and than its share of
+    /// all the units' bytes over the streams. A smaller table ends before the others'
+    /// work does, and is better loaded whole (with FREEZE).
+    pub fn threshold(&self, units: &[CopyUnit]) -> i64 {
+        let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
+        self.part_bytes.max(total / self.streams.max(1) as i64)
+    }
+}
+
+/// Splits every plain table or partition bigger than `split`'s threshold into ranges of
+/// its `heap_pages` (by OID, as the plan was made) of about a part's size each, so that
+/// several streams copy it at once. Other units, and tables of one page, stay whole.
+pub fn split_units(
+    units: Vec<CopyUnit>,
+    split: Split,
+    heap_pages: &HashMap<u32, u32>,
+) -> Vec<CopyUnit> {
+    let threshold = split.threshold(&units);
+    let part_bytes = split.part_bytes;
+    let mut out = Vec::with_capacity(units.len());
+    for u in units {
+        let pages = heap_pages.get(&u.oid).copied().unwrap_or(0);
+        let splittable = part_bytes > 0 && u.splits(threshold);
+        let parts = if splittable {
+            let wanted = (u.estimated_bytes + part_bytes - 1) / part_bytes;
+            wanted.min(i64::from(pages)).min(i64::from(MAX_PARTS)) as u32
+        } else {
+            1
+        };
+        if parts < 2 {
+            out.push(u);
+            continue;
+        }
+        let start = |i: u32| (u64::from(pages) * u64::from(i) / u64::from(parts)) as u32;
+        for i in 0..parts {
+            let mut part = u.clone();
+            part.estimated_bytes = u.estimated_bytes / i64::from(parts);
+            part.pages = Some(Pages {
+                part: i + 1,
+                parts,
+                from: start(i),
+                to: (i + 1 < parts).then(|| start(i + 1)),
+            });
+            out.push(part);
+        }
+    }
+    out
 }
 
 /// Human-readable byte count (binary units).
@@ -377,6 +503,86 @@ mod tests {
             assert!(!u.fills_own_table(), "{kind:?}");
         }
         assert!(!CopyUnit::large_objects(1, 1).fills_own_table());
+    }
+
+    #[test]
+    fn big_plain_tables_are_split_into_page_ranges_that_cover_every_page() {
+        let mut chunk = unit("_timescaledb_internal", "_hyper_1_1_chunk", 900);
+        chunk.kind = UnitKind::Chunk;
+        chunk.oid = 2;
+        let mut small = unit("s", "small", 90);
+        small.oid = 3;
+        let mut big = unit("s", "big", 1000);
+        big.oid = 4;
+        let pages = HashMap::from([(2, 100), (3, 10), (4, 101)]);
+        let split = |part_bytes| Split {
+            part_bytes,
+            streams: 2,
+        };
+        let units = order_units(split_units(vec![chunk, small, big], split(300), &pages));
+        let names: Vec<String> = units.iter().map(CopyUnit::title).collect();
+        assert_eq!(
+            names,
+            [
+                "\"_timescaledb_internal\".\"_hyper_1_1_chunk\"",
+                "\"s\".\"big\" (part 1 of 4)",
+                "\"s\".\"big\" (part 2 of 4)",
+                "\"s\".\"big\" (part 3 of 4)",
+                "\"s\".\"big\" (part 4 of 4)",
+                "\"s\".\"small\"",
+            ]
+        );
+        let parts: Vec<Pages> = units.iter().filter_map(|u| u.pages).collect();
+        assert_eq!(parts[0].from, 0);
+        for w in parts.windows(2) {
+            assert_eq!(w[0].to, Some(w[1].from), "parts meet");
+        }
+        assert_eq!(parts[3].to, None, "the last part is open");
+        assert!(units[1..5].iter().all(|u| u.estimated_bytes == 250));
+        assert!(units[1..5].iter().all(|u| !u.fills_own_table()));
+        assert_eq!(
+            units[1].copy_out_sql(),
+            "COPY (SELECT \"a\", \"We\"\"ird\" FROM ONLY \"s\".\"big\" WHERE ctid < '(25,0)'::pg_catalog.tid) TO STDOUT (FORMAT binary)"
+        );
+        assert!(units[2].copy_out_sql().contains(
+            "WHERE ctid >= '(25,0)'::pg_catalog.tid AND ctid < '(50,0)'::pg_catalog.tid)"
+        ));
+        assert!(
+            units[4]
+                .copy_out_sql()
+                .contains("WHERE ctid >= '(75,0)'::pg_catalog.tid)")
+        );
+        assert_eq!(
+            units[4].count_sql(),
+            "SELECT count(*) FROM ONLY \"s\".\"big\""
+        );
+
+        let mut two_pages = unit("s", "t", 1000);
+        two_pages.oid = 5;
+        let parts = split_units(vec![two_pages.clone()], split(10), &HashMap::from([(5, 2)]));
+        assert_eq!(parts.len(), 2, "no more parts than pages");
+        assert_eq!(
+            split_units(vec![two_pages.clone()], split(0), &pages).len(),
+            1,
+            "0 never splits"
+        );
+        two_pages.filter = Some("WHERE true".into());
+        assert_eq!(
+            split_units(vec![two_pages], split(10), &HashMap::from([(5, 2)])).len(),
+            1,
+            "a configuration table's condition stays whole"
+        );
+        // A table no bigger than its share of the work (here 1000 of 2500 bytes over two
+        // streams) stays whole, however small the parts asked for.
+        let mut other = unit("s", "other", 1500);
+        other.oid = 6;
+        let mut mid = unit("s", "mid", 1000);
+        mid.oid = 7;
+        let pages = HashMap::from([(6, 100), (7, 100)]);
+        let units = split_units(vec![other, mid], split(100), &pages);
+        let titles: Vec<String> = units.iter().map(CopyUnit::title).collect();
+        assert_eq!(titles.len(), 16, "{titles:?}");
+        assert!(titles.contains(&"\"s\".\"mid\"".to_string()), "{titles:?}");
     }
 
     #[test]

@@ -192,7 +192,7 @@ async fn one_unit(
     let held = |error: Error| Failed {
         unit: Some((
             claimed.id,
-            claimed.unit.relation(),
+            claimed.unit.title(),
             claimed.attempts,
             claimed.unit.clone(),
         )),
@@ -228,15 +228,15 @@ async fn one_unit(
         .await
         .map_err(held)?;
     tgt.execute("COMMIT").await.map_err(|e| {
-        held(e.with_kind(ErrorKind::Copy).context(format!(
-            "committing {} on the target",
-            claimed.unit.relation()
-        )))
+        held(
+            e.with_kind(ErrorKind::Copy)
+                .context(format!("committing {} on the target", claimed.unit.title())),
+        )
     })?;
     if let Err(e) = copy::analyze_copied(tgt, &claimed.unit, &options).await {
         warn!(
             "ANALYZE {} after its copy: {e}; the analyze phase does it",
-            claimed.unit.relation()
+            claimed.unit.title()
         );
     }
     shared.progress.unit_finished(n, &claimed.unit, &outcome);

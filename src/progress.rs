@@ -79,7 +79,7 @@ struct State {
 
 impl State {
     fn transition(&mut self, unit: &CopyUnit, to: UnitState) {
-        let from = match self.index.get(&unit.relation()) {
+        let from = match self.index.get(&unit.title()) {
             Some(&i) => std::mem::replace(&mut self.units[i].state, to),
             None => UnitState::Pending,
         };
@@ -160,7 +160,7 @@ impl Progress {
             s.units = units
                 .iter()
                 .map(|u| UnitStatus {
-                    relation: u.relation(),
+                    relation: u.title(),
                     kind: u.kind,
                     state: UnitState::Pending,
                 })
@@ -200,7 +200,7 @@ impl Progress {
             s.transition(unit, UnitState::Running);
             if let Some(slot) = s.streams.get_mut(stream) {
                 *slot = Some(Stream {
-                    relation: unit.relation(),
+                    relation: unit.title(),
                     kind: unit.kind,
                     started: Instant::now(),
                 });
@@ -232,7 +232,7 @@ impl Progress {
         info!(
             "copied {} {}: {} rows, {} in {:.1}s",
             unit.kind.label(),
-            unit.relation(),
+            unit.title(),
             outcome.rows,
             human_bytes(outcome.bytes as i64),
             outcome.seconds
@@ -709,7 +709,7 @@ mod tests {
         assert_eq!(now.streams.iter().flatten().count(), 0);
         let left = p.unfinished_units();
         assert_eq!(left.len(), 1);
-        assert_eq!(left[0].relation, b.relation());
+        assert_eq!(left[0].relation, b.title());
         assert_eq!(left[0].state, UnitState::Pending);
     }
 

@@ -1,6 +1,7 @@
 //! The run report: what was copied, how fast, what was rewritten, what did not match.
 //! Printed as a table for people and written as JSON for machines.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -22,6 +23,10 @@ pub struct UnitReport {
     pub outcome: UnitOutcome,
     /// Rows found on the target by the verify pass.
     pub target_rows: Option<i64>,
+    /// For a table copied in parts: how many of its parts this line adds up (rows, bytes
+    /// and seconds are theirs together).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
 }
 
 impl UnitReport {
@@ -33,7 +38,34 @@ impl UnitReport {
             estimated_bytes: unit.estimated_bytes,
             outcome,
             target_rows: None,
+            parts: unit.pages.map(|_| 1),
         }
+    }
+
+    /// Done units as the report lists them: a table copied in parts once, with its
+    /// parts' rows, bytes and seconds added up. Each comes with a unit of its table (for
+    /// counting its rows on the target).
+    pub fn by_table(done: Vec<(CopyUnit, UnitOutcome)>) -> Vec<(CopyUnit, UnitReport)> {
+        let mut out: Vec<(CopyUnit, UnitReport)> = Vec::with_capacity(done.len());
+        let mut tables: HashMap<(UnitKind, u32), usize> = HashMap::new();
+        for (unit, outcome) in done {
+            if unit.pages.is_some() {
+                if let Some(&i) = tables.get(&(unit.kind, unit.oid)) {
+                    let r = &mut out[i].1;
+                    r.estimated_bytes += unit.estimated_bytes;
+                    r.outcome.rows += outcome.rows;
+                    r.outcome.bytes += outcome.bytes;
+                    r.outcome.seconds += outcome.seconds;
+                    r.outcome.blocked_seconds += outcome.blocked_seconds;
+                    r.parts = r.parts.map(|n| n + 1);
+                    continue;
+                }
+                tables.insert((unit.kind, unit.oid), out.len());
+            }
+            let report = UnitReport::new(&unit, outcome);
+            out.push((unit, report));
+        }
+        out
     }
 }
 

@@ -123,7 +123,7 @@ pub async fn create(
     .await?;
     let ids: Vec<i32> = (1..=units.len() as i32).collect();
     let kinds: Vec<&str> = units.iter().map(|u| u.kind.label()).collect();
-    let relations: Vec<String> = units.iter().map(CopyUnit::relation).collect();
+    let relations: Vec<String> = units.iter().map(CopyUnit::title).collect();
     let specs: Vec<serde_json::Value> = units
         .iter()
         .map(|u| serde_json::to_value(u).expect("a unit serializes"))

@@ -80,12 +80,28 @@ fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
         // Batches whose columns hold no value at all (timescaledb#8893) go through files too.
         src.psql_file("off_src", &fixture("compression_null_batches.sql"));
     }
+    // A table big enough to be dumped in parts (about 17 MB, more than its share of the
+    // data over four streams, in parts of 1 MiB).
+    src.psql(
+        "off_src",
+        "CREATE TABLE public.wide AS SELECT g AS id, repeat(md5(g::text), 4) AS v FROM generate_series(1, 100000) g",
+    );
     tgt.create_cloud_like_database("off_tgt");
     let (source, target) = conninfos(src, "off_src", tgt, "off_tgt");
     let dir = dump_dir("whole");
     let d = dir.to_str().unwrap();
 
-    let run = tsxfer(&["dump", "--source", &source, "--dir", d, "--jobs", "2"]);
+    let run = tsxfer(&[
+        "dump",
+        "--source",
+        &source,
+        "--dir",
+        d,
+        "--jobs",
+        "4",
+        "--split-tables-larger-than",
+        "1MiB",
+    ]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("dumped "), "{run:?}");
     // Nothing was written to any target, and the dump is whole.
@@ -99,6 +115,21 @@ fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
     for (relation, file) in &files {
         assert!(file.exists(), "{relation}: {}", file.display());
     }
+    let wide_parts = files
+        .iter()
+        .filter(|(r, _)| r.starts_with("\"public\".\"wide\" (part "))
+        .count();
+    assert!(
+        wide_parts >= 5,
+        "public.wide in {wide_parts} parts: {files:?}"
+    );
+    // Tables as the restore report lists them: a table dumped in parts once.
+    let tables: std::collections::BTreeSet<String> = m["extract"]["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| format!("{} {}.{}", u["kind"], u["schema"], u["name"]))
+        .collect();
     // Password hashes stay out of the manifest, in a file only its owner may read.
     let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     assert!(
@@ -175,10 +206,18 @@ fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
     // The report verified every unit against the counts the dump recorded.
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(json["units"].as_array().unwrap().len(), units);
+    assert_eq!(json["units"].as_array().unwrap().len(), tables.len());
     for u in json["units"].as_array().unwrap() {
         assert_eq!(u["rows"].as_i64(), u["target_rows"].as_i64(), "{u}");
     }
+    let wide = json["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["relation"] == "\"public\".\"wide\"")
+        .expect("public.wide in the report");
+    assert_eq!(wide["parts"].as_u64(), Some(wide_parts as u64), "{wide}");
+    assert_eq!(wide["target_rows"].as_i64(), Some(100_000), "{wide}");
 
     // The directory is not a second target: restoring it again into the same database
     // is refused (the database is no longer empty), and a second dump into it too.

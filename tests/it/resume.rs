@@ -354,3 +354,95 @@ fn restart_removes_an_earlier_run_and_starts_over() {
     assert!(!run.stdout.contains("resumed a run"), "{run:?}");
     assert_same(src, "rs_restart_src", tgt, "rs_restart_tgt");
 }
+
+#[test]
+fn a_table_copied_in_parts_resumes_after_a_kill_and_every_row_arrives_once() {
+    let (src, tgt) = cluster::clusters();
+    let (source, target) = busy_pair("rs_parts");
+    let split = ["--split-tables-larger-than", "16MiB", "--keep-state"];
+    let parts_done = || {
+        tgt.try_psql(
+            "rs_parts_tgt",
+            "SELECT count(*) FROM tsxfer.unit WHERE status = 'done' AND relation LIKE '%(part %'",
+        )
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or(0)
+    };
+    let mut child = spawn_run(&source, &target, "3", &split);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while parts_done() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no two parts of big were copied in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    let killed = finish(child);
+    assert_ne!(killed.code, 0, "{killed:?}");
+    let parts: i64 = tgt
+        .psql(
+            "rs_parts_tgt",
+            "SELECT count(*) FROM tsxfer.unit WHERE relation LIKE '\"public\".\"big\" (part %'",
+        )
+        .parse()
+        .unwrap();
+    assert!(parts >= 4, "big (about 170 MB) was split in {parts} parts");
+    // The parts copied so far hold exactly their own rows: no part was loaded twice or
+    // half way, whatever the kill interrupted.
+    let held = count_rows(tgt, "rs_parts_tgt", "ONLY public.big");
+    let recorded: i64 = tgt
+        .psql(
+            "rs_parts_tgt",
+            "SELECT COALESCE(sum(rows), 0) FROM tsxfer.unit WHERE relation LIKE '\"public\".\"big\" %' AND status = 'done'",
+        )
+        .parse()
+        .unwrap();
+    assert_eq!(
+        held, recorded,
+        "rows of big on the target against its done parts"
+    );
+
+    let report = crate::scratch_dir().join("rs_parts-report.json");
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--jobs",
+        "3",
+        "--allow-inconsistent",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("resumed a run"), "{run:?}");
+    assert_same(src, "rs_parts_src", tgt, "rs_parts_tgt");
+    assert_eq!(
+        count_rows(src, "rs_parts_src", "big"),
+        count_rows(tgt, "rs_parts_tgt", "big")
+    );
+    // The report lists big once, its parts added up and verified as one table.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let big: Vec<&serde_json::Value> = json["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["relation"] == "\"public\".\"big\"")
+        .collect();
+    assert_eq!(big.len(), 1, "{json}");
+    assert_eq!(big[0]["parts"].as_i64(), Some(parts), "{}", big[0]);
+    assert_eq!(big[0]["rows"].as_i64(), Some(600_000), "{}", big[0]);
+    assert_eq!(big[0]["target_rows"].as_i64(), Some(600_000), "{}", big[0]);
+    // Parts share their table, so none of them froze it; the analyze phase gave it
+    // statistics.
+    assert_eq!(
+        tgt.psql(
+            "rs_parts_tgt",
+            "SELECT pg_stat_get_last_analyze_time('public.big'::regclass) IS NOT NULL"
+        ),
+        "t"
+    );
+}

@@ -57,9 +57,16 @@ fn plain_tables_become_hypertables_on_the_target() {
         "public.readings:time:1 week",
         "--hypertable",
         "counters:id:1000",
+        // readings in parts, loaded by four streams at once into one hypertable whose
+        // chunks they create as they go.
+        "--jobs",
+        "4",
+        "--split-tables-larger-than",
+        "64KiB",
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("became a hypertable"), "{run:?}");
+    assert!(run.stderr.contains("are copied in"), "{run:?}");
     let hypertables = tgt.psql(
         "src_conv_tgt",
         "SELECT string_agg(hypertable_name || ':' || num_chunks, ',' ORDER BY hypertable_name)
