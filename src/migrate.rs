@@ -189,6 +189,7 @@ pub async fn run(
     }
     report.phases = phases.done;
     report.seconds = phases.started.elapsed().as_secs_f64();
+    report.data_analyze_seconds = phases.progress.analyze_seconds();
     report.success = result.is_ok();
     report.error = result.as_ref().err().map(|e| e.to_string());
     (report, result)

@@ -233,12 +233,14 @@ async fn one_unit(
                 .context(format!("committing {} on the target", claimed.unit.title())),
         )
     })?;
+    let analyzing = std::time::Instant::now();
     if let Err(e) = copy::analyze_copied(tgt, &claimed.unit, &options).await {
         warn!(
             "ANALYZE {} after its copy: {e}; the analyze phase does it",
             claimed.unit.title()
         );
     }
+    shared.progress.analyzed(analyzing.elapsed().as_secs_f64());
     shared.progress.unit_finished(n, &claimed.unit, &outcome);
     Ok(Step::Copied)
 }

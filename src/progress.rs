@@ -66,6 +66,8 @@ struct State {
     data_started: Option<Instant>,
     /// How long the data pass took, once it is over.
     data_seconds: Option<f64>,
+    /// Seconds the streams spent analyzing tables after their copy.
+    analyze_seconds: f64,
     total_bytes: i64,
     units: Vec<UnitStatus>,
     /// Position in `units` by relation.
@@ -115,6 +117,7 @@ impl Progress {
                 phase: String::new(),
                 data_started: None,
                 data_seconds: None,
+                analyze_seconds: 0.0,
                 total_bytes: 0,
                 units: Vec::new(),
                 index: HashMap::new(),
@@ -221,6 +224,16 @@ impl Progress {
         let k = self.instruments.kind(kind);
         k.bytes.increment(bytes);
         k.rows.increment(rows);
+    }
+
+    /// A stream analyzed the table it had just copied, in `seconds`.
+    pub fn analyzed(&self, seconds: f64) {
+        self.with(|s| s.analyze_seconds += seconds);
+    }
+
+    /// Seconds the streams of this process spent analyzing tables after their copy.
+    pub fn analyze_seconds(&self) -> f64 {
+        self.with(|s| s.analyze_seconds)
     }
 
     /// Time a stream waited for the target to take its buffer.
@@ -711,6 +724,34 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].relation, b.title());
         assert_eq!(left[0].state, UnitState::Pending);
+    }
+
+    #[test]
+    fn parts_of_one_table_are_units_of_their_own() {
+        let p = Progress::new(2);
+        let mut whole = CopyUnit::table(1, "public".into(), "big".into(), UnitKind::Table);
+        whole.estimated_bytes = 20;
+        let parts = crate::plan::split_units(
+            vec![whole],
+            crate::plan::Split {
+                part_bytes: 10,
+                streams: 2,
+            },
+            &HashMap::from([(1, 10)]),
+        );
+        assert_eq!(parts.len(), 2);
+        p.planned(&parts);
+        p.unit_started(0, &parts[0]);
+        p.unit_started(1, &parts[1]);
+        p.unit_finished(0, &parts[0], &UnitOutcome::default());
+        let now = p.snapshot();
+        assert_eq!((now.done_units, now.total_units), (1, 2));
+        let left = p.unfinished_units();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].relation, "\"public\".\"big\" (part 2 of 2)");
+        p.analyzed(0.25);
+        p.analyzed(0.5);
+        assert_eq!(p.analyze_seconds(), 0.75);
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     pub mismatches: Vec<String>,
     pub seconds: f64,
+    /// Seconds this process's streams spent in the data pass analyzing tables right
+    /// after their copy (added up over the streams).
+    pub data_analyze_seconds: f64,
 }
 
 impl Report {
@@ -153,13 +156,21 @@ impl Report {
             .map(|p| p.seconds)
             .unwrap_or(0.0);
         if data_secs > 0.0 {
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "data pass: {:.1} s at {}/s over {} streams",
                 data_secs,
                 human_bytes((bytes as f64 / data_secs) as i64),
                 self.jobs
             );
+            if self.data_analyze_seconds >= 0.05 {
+                let _ = write!(
+                    s,
+                    " ({:.1} stream-seconds of it analyzing tables as they were copied)",
+                    self.data_analyze_seconds
+                );
+            }
+            let _ = writeln!(s);
         }
         let phases: Vec<String> = self
             .phases
