@@ -3,9 +3,9 @@
 //! - `row_counter`: `tsxfer::copy::RowCounter` following binary COPY streams of several
 //!   row shapes, fed as the driver hands them over (one CopyData message per row, which is
 //!   what PostgreSQL sends) and in larger pieces; and text streams (compressed chunks).
-//! - `relay`: the buffer handling of `copy_table` in src/copy.rs on top of the counter:
-//!   every piece is counted and gathered into a `BytesMut`, which is split off and frozen
-//!   into `Bytes` for the target each time it holds `--buffer-size` bytes.
+//! - `relay`: `tsxfer::copy::Gather`, the source side of every table unit (live and
+//!   dumped): every piece is counted and gathered into a `BytesMut`, which is split off
+//!   and frozen into `Bytes` for the target each time it holds `--buffer-size` bytes.
 //! - `placeholder_rewriter`: `tsxfer::copy::NullPlaceholderRewriter` over compressed-chunk
 //!   rows (one CopyData message per row), against gathering the same bytes unchanged.
 //! - `offline`: what `tsxfer dump` and `tsxfer restore` do to each unit's stream besides
@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tsxfer::copy::{NullPlaceholderRewriter, RowCounter};
+use tsxfer::copy::{Gather, NullPlaceholderRewriter, RowCounter};
+use tsxfer::plan::{CopyUnit, UnitKind};
 
 /// About this much COPY data per benchmarked stream.
 const STREAM_BYTES: usize = 8 << 20;
@@ -153,27 +154,25 @@ fn row_counter(c: &mut Criterion) {
 
 /// `copy_table`'s loop without the network: count, gather, and hand a frozen buffer on
 /// whenever `buffer_size` bytes are gathered (and at the end).
+/// What a table unit's source side does with its stream: `tsxfer::copy::Gather` counts
+/// the rows and hands on buffers of `buffer_size` bytes.
 fn relay(pieces: &[Bytes], buffer_size: usize) -> (u64, usize) {
-    let mut counter = RowCounter::new(true);
-    let mut buf = BytesMut::with_capacity(buffer_size);
+    let unit = CopyUnit::table(1, "public".into(), "t".into(), UnitKind::Table);
+    let mut gather = Gather::new(&unit, buffer_size);
     let mut handed = 0usize;
-    let mut hand_on = |frozen: Bytes| {
-        handed += 1;
-        black_box(frozen);
-    };
     for piece in pieces {
-        counter.feed(piece);
-        buf.extend_from_slice(piece);
-        if buf.len() >= buffer_size {
-            hand_on(buf.split().freeze());
-            buf.reserve(buffer_size);
+        gather.push(piece);
+        while let Some(ready) = gather.ready(false) {
+            handed += 1;
+            black_box(ready);
         }
     }
-    if !buf.is_empty() {
-        hand_on(buf.split().freeze());
+    while let Some(ready) = gather.ready(true) {
+        handed += 1;
+        black_box(ready);
     }
-    assert!(counter.complete());
-    (counter.rows(), handed)
+    assert!(gather.check_complete(&unit, "relaying").is_ok());
+    (gather.rows(), handed)
 }
 
 fn relay_buffers(c: &mut Criterion) {
