@@ -35,8 +35,12 @@ use crate::plan::{CopyUnit, UnitKind, human_bytes};
 use crate::pool::{Stop, backoff, run_workers};
 use crate::progress::Progress;
 
-/// The manifest format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// The manifest format this build writes. Format 2 may cut a table into parts (units with
+/// a range of pages): a reader of format 1 would load every part's file as the whole
+/// table, so it must refuse the dump.
+pub const FORMAT: u32 = 2;
+/// The manifest formats this build reads (format 1 is format 2 without parts).
+const READS: [u64; 2] = [1, 2];
 const MANIFEST: &str = "manifest.json";
 const ROLES: &str = "roles.json";
 const SCHEMA_DIR: &str = "schema";
@@ -606,11 +610,11 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     };
     let value: serde_json::Value = serde_json::from_str(&text).map_err(damaged)?;
     let format = value.get("format").and_then(serde_json::Value::as_u64);
-    if format != Some(u64::from(FORMAT)) {
+    if !format.is_some_and(|f| READS.contains(&f)) {
         return Err(Error::new(
             ErrorKind::Preflight,
             format!(
-                "{} is of format {}, which this tsxfer ({}) cannot read (it reads format {FORMAT}); restore it with the tsxfer that wrote it ({})",
+                "{} is of format {}, which this tsxfer ({}) cannot read (it reads formats 1 and 2); restore it with the tsxfer that wrote it ({})",
                 path.display(),
                 format.map_or_else(|| "unknown".to_string(), |f| f.to_string()),
                 env!("CARGO_PKG_VERSION"),
