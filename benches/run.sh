@@ -39,7 +39,9 @@
 #   BENCH_COPY_RATE 1 (default) measures the servers' own COPY rates; 0 skips it
 #   BENCH_PERF      1 records a system-wide perf profile (cpu-clock) of the first
 #                   tsxfer run: $BENCH_DIR/perf.data, summed up by process, by tsxfer
-#                   phase and by symbol in $BENCH_DIR/perf-summary.txt; default 0
+#                   phase and by symbol in $BENCH_DIR/perf-summary.txt, and drawn as
+#                   flame graphs (flamegraph.svg, flamegraph-tsxfer.svg) when inferno
+#                   is installed (cargo install inferno); default 0
 #   BENCH_TIMEOUT   seconds one tool may run before it is stopped, default 1800
 #   BENCH_DIR       run directory (default: a new /tmp/tsxfer-bench.XXXXXX); the cluster
 #                   data is removed at the end unless BENCH_KEEP=1, logs and results stay
@@ -737,6 +739,18 @@ perf_summary() { # <perf.data> <tsxfer's output.log> <end, epoch seconds>
         report --comms tokio-rt-worker,tsxfer --sort dso,sym | head -n 25
     } >"$out"
     say "profile summary in $out"
+    # Flame graphs (inferno: cargo install inferno): the whole machine, and tsxfer alone.
+    if command -v inferno-collapse-perf >/dev/null && command -v inferno-flamegraph >/dev/null; then
+        local folded=$BENCH_DIR/perf.folded
+        perf script -i "$data" 2>/dev/null | inferno-collapse-perf --all >"$folded"
+        inferno-flamegraph --title "tsxfer run: both servers and tsxfer (cpu-clock)" \
+            <"$folded" >"$BENCH_DIR/flamegraph.svg"
+        grep -E '^(tokio-rt-worker|tsxfer)[;-]' "$folded" |
+            inferno-flamegraph --title "tsxfer's own threads (cpu-clock)" >"$BENCH_DIR/flamegraph-tsxfer.svg"
+        say "flame graphs in $BENCH_DIR/flamegraph.svg and flamegraph-tsxfer.svg"
+    else
+        say "no flame graphs: inferno is not installed (cargo install inferno)"
+    fi
 }
 
 # The servers' own COPY rates on the same data: every table tsxfer copies, in the

@@ -92,6 +92,9 @@ pub struct DumpArgs {
     /// after then come from two different moments of the source.
     #[arg(long)]
     pub allow_inconsistent: bool,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -448,6 +451,9 @@ pub struct WorkerArgs {
     /// Times a unit is tried again after a transient failure.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -509,6 +515,13 @@ pub struct OutputArgs {
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// The Prometheus endpoint of a command that copies.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
     /// Serve Prometheus metrics on http://ADDR/metrics from the start of the run (ADDR is
     /// IP:PORT, e.g. 0.0.0.0:9184 for every interface), or `off`.
     #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9184")]
@@ -520,12 +533,40 @@ pub struct OutputArgs {
     pub keep_serving: bool,
 }
 
+/// [`MetricsArgs`], validated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metrics {
+    pub addr: Option<SocketAddr>,
+    pub keep_serving: bool,
+}
+
+impl MetricsArgs {
+    pub fn validate(self) -> Result<Metrics> {
+        let addr = match self.metrics_addr.trim() {
+            "off" => None,
+            addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+                usage(format!(
+                    "--metrics-addr {addr} is not IP:PORT (e.g. 127.0.0.1:9184) or off"
+                ))
+            })?),
+        };
+        if self.keep_serving && addr.is_none() {
+            return Err(usage(
+                "--keep-serving keeps the metrics endpoint up, but --metrics-addr is off",
+            ));
+        }
+        Ok(Metrics {
+            addr,
+            keep_serving: self.keep_serving,
+        })
+    }
+}
+
 /// [`OutputArgs`], validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     pub report: PathBuf,
-    pub metrics_addr: Option<SocketAddr>,
-    pub keep_serving: bool,
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -596,23 +637,9 @@ pub fn utc_fields(now: SystemTime) -> (i64, i64, i64, i64, i64, i64) {
 impl OutputArgs {
     /// `now` names the default report file.
     pub fn validate(self, now: SystemTime) -> Result<Output> {
-        let metrics_addr = match self.metrics_addr.trim() {
-            "off" => None,
-            addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
-                usage(format!(
-                    "--metrics-addr {addr} is not IP:PORT (e.g. 127.0.0.1:9184) or off"
-                ))
-            })?),
-        };
-        if self.keep_serving && metrics_addr.is_none() {
-            return Err(usage(
-                "--keep-serving keeps the metrics endpoint up, but --metrics-addr is off",
-            ));
-        }
         Ok(Output {
+            metrics: self.metrics.validate()?,
             report: self.report.unwrap_or_else(|| default_report_path(now)),
-            metrics_addr,
-            keep_serving: self.keep_serving,
         })
     }
 }
@@ -767,15 +794,17 @@ mod tests {
             output(&[]).unwrap(),
             Output {
                 report: PathBuf::from("20231114T221320Z.tsxfer-report.json"),
-                metrics_addr: Some("127.0.0.1:9184".parse().unwrap()),
-                keep_serving: false,
+                metrics: Metrics {
+                    addr: Some("127.0.0.1:9184".parse().unwrap()),
+                    keep_serving: false,
+                },
             }
         );
         let o = output(&["--metrics-addr", "[::1]:9000", "--keep-serving"]).unwrap();
-        assert_eq!(o.metrics_addr, Some("[::1]:9000".parse().unwrap()));
-        assert!(o.keep_serving);
+        assert_eq!(o.metrics.addr, Some("[::1]:9000".parse().unwrap()));
+        assert!(o.metrics.keep_serving);
         let o = output(&["--metrics-addr", "off", "--report", "r.json"]).unwrap();
-        assert_eq!((o.metrics_addr, o.report), (None, PathBuf::from("r.json")));
+        assert_eq!((o.metrics.addr, o.report), (None, PathBuf::from("r.json")));
         for bad in [
             &["--metrics-addr", "localhost"][..],
             &["--metrics-addr", "off", "--keep-serving"],

@@ -10,8 +10,8 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use tsxfer::cli::{
-    Cli, Command, DumpArgs, LogFormat, MigrateArgs, Output, PlanArgs, RestoreArgs, TargetArgs,
-    WorkerArgs, expand_config,
+    Cli, Command, DumpArgs, LogFormat, Metrics, MigrateArgs, Output, PlanArgs, RestoreArgs,
+    TargetArgs, WorkerArgs, expand_config,
 };
 use tsxfer::error::{Error, ErrorKind};
 use tsxfer::migrate::{self, Job};
@@ -137,14 +137,10 @@ fn load_target(
     job: Job<'_>,
     jobs: usize,
 ) -> ExitCode {
-    if let Some(addr) = output.metrics_addr {
-        let _in_runtime = runtime.enter();
-        if let Err(e) = tsxfer::metrics::serve(addr, jobs) {
-            return fail(&e);
-        }
-        info!("metrics on http://{addr}/metrics");
-    }
-    let progress = Arc::new(Progress::new(jobs));
+    let progress = match serve_metrics(runtime, output.metrics, jobs) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
     let (mut report, result) = runtime.block_on(async {
         let watch = screen.watch(progress.clone());
         let drain = Arc::new(AtomicBool::new(false));
@@ -164,13 +160,29 @@ fn load_target(
             output.report.display()
         ),
     }
-    if let (true, Some(addr)) = (output.keep_serving, output.metrics_addr) {
-        info!("the run is over; still serving http://{addr}/metrics until Ctrl-C or SIGTERM");
-        runtime.block_on(interrupted());
-    }
+    keep_serving(runtime, output.metrics);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// Serves the metrics endpoint when asked, then makes the run's progress (which registers
+/// the run's metrics, so it comes after the endpoint).
+fn serve_metrics(runtime: &Runtime, metrics: Metrics, jobs: usize) -> Result<Arc<Progress>, Error> {
+    if let Some(addr) = metrics.addr {
+        let _in_runtime = runtime.enter();
+        tsxfer::metrics::serve(addr, jobs)?;
+        info!("metrics on http://{addr}/metrics");
+    }
+    Ok(Arc::new(Progress::new(jobs)))
+}
+
+/// After the run, with `--keep-serving`: serves the last values until Ctrl-C or SIGTERM.
+fn keep_serving(runtime: &Runtime, metrics: Metrics) {
+    if let (true, Some(addr)) = (metrics.keep_serving, metrics.addr) {
+        info!("the run is over; still serving http://{addr}/metrics until Ctrl-C or SIGTERM");
+        runtime.block_on(interrupted());
     }
 }
 
@@ -202,11 +214,19 @@ where
 
 /// `tsxfer dump`: writes the migration into a directory.
 fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
-    let opts = match args.into_options() {
-        Ok(o) => o,
+    let (metrics, opts) = match args
+        .metrics
+        .clone()
+        .validate()
+        .and_then(|m| Ok((m, args.into_options()?)))
+    {
+        Ok(x) => x,
         Err(e) => return fail(&e),
     };
-    let progress = Arc::new(Progress::new(opts.jobs));
+    let progress = match serve_metrics(runtime, metrics, opts.jobs) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
     let result = supervised(
         runtime,
         screen,
@@ -215,23 +235,32 @@ fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
         |drain| offline::dump(&opts, progress.clone(), drain),
     );
     progress.ended(result.is_ok());
-    match result {
+    let code = match result {
         Ok(summary) => {
             print!("{}", summary.text(&opts.dir));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
-    }
+    };
+    keep_serving(runtime, metrics);
+    code
 }
 
 /// `tsxfer worker`: copies units of the run in the target until none is left.
 fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
-    let mut opts = match args.transfer.into_options() {
-        Ok(o) => o,
+    let (metrics, mut opts) = match args
+        .metrics
+        .validate()
+        .and_then(|m| Ok((m, args.transfer.into_options()?)))
+    {
+        Ok(x) => x,
         Err(e) => return fail(&e),
     };
     opts.retries = args.retries;
-    let progress = Arc::new(Progress::new(opts.jobs));
+    let progress = match serve_metrics(runtime, metrics, opts.jobs) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
     let result = supervised(
         runtime,
         screen,
@@ -239,13 +268,16 @@ fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
         "aborted: units in flight were rolled back",
         |drain| migrate::run_worker(&opts, progress.clone(), drain),
     );
-    match result {
+    progress.ended(result.is_ok());
+    let code = match result {
         Ok(summary) => {
             println!("{summary}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
-    }
+    };
+    keep_serving(runtime, metrics);
+    code
 }
 
 /// `tsxfer status` and `tsxfer clean`: one call on the target, its text printed.

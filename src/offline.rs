@@ -1300,11 +1300,11 @@ mod tests {
         assert!(e.message().contains("manifest.json is missing"), "{e}");
         fs::write(
             dir.path().join(MANIFEST),
-            r#"{"format": 2, "tsxfer_version": "9.9.9"}"#,
+            r#"{"format": 3, "tsxfer_version": "9.9.9"}"#,
         )
         .unwrap();
         let e = read_manifest(dir.path()).unwrap_err();
-        assert!(e.message().contains("format 2"), "{e}");
+        assert!(e.message().contains("format 3"), "{e}");
         assert!(e.message().contains("9.9.9"), "{e}");
         fs::write(dir.path().join(MANIFEST), "{\"format\": 1, ").unwrap();
         let e = read_manifest(dir.path()).unwrap_err();

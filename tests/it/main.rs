@@ -46,15 +46,15 @@ impl std::fmt::Debug for Run {
 }
 
 /// Runs `tsxfer` with `args`; no SOURCE/TARGET/PG* from the test's own environment leak in.
-/// Migrations run without a metrics endpoint unless `args` asks for one: tests run in
-/// parallel and would fight over the default port.
+/// Commands that copy run without a metrics endpoint unless `args` asks for one: tests
+/// run in parallel and would fight over the default port.
 pub fn tsxfer(args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsxfer"));
     cmd.args(args).current_dir(scratch_dir());
-    let migrating = args
-        .first()
-        .is_some_and(|a| a.starts_with("--") || *a == "migrate");
-    if migrating && !args.contains(&"--metrics-addr") {
+    let serving = args.first().is_some_and(|a| {
+        a.starts_with("--") || ["migrate", "worker", "dump", "restore"].contains(a)
+    });
+    if serving && !args.contains(&"--metrics-addr") {
         cmd.args(["--metrics-addr", "off"]);
     }
     for var in [

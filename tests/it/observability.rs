@@ -681,3 +681,56 @@ fn a_terminal_gets_progress_bars() {
     );
     assert_no_secret("the terminal", &screen);
 }
+
+/// `tsxfer dump` serves the same metrics as a migration: units by state, bytes and rows
+/// by kind, its phases; with --keep-serving the last values stay until SIGTERM.
+#[test]
+fn a_dump_serves_metrics_from_start_to_end() {
+    let (src, tgt) = cluster::clusters();
+    load_source(src, "obs_dump_src", true);
+    let (source, _) = conninfos(src, "obs_dump_src", tgt, "unused");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dump");
+    let mut run = Background::start(&[
+        "dump",
+        "--source",
+        &source,
+        "--dir",
+        out.to_str().unwrap(),
+        "--jobs",
+        "2",
+        "--buffer-size",
+        "64KiB",
+    ]);
+    let (first, last) = run.scrape_until_over();
+    let code = run.process.terminate();
+    assert_eq!(code, 0, "{}", run.describe());
+    assert_eq!(
+        value(&first, "tsxfer_phase{phase=\"done\"}"),
+        None,
+        "{first}"
+    );
+    assert_eq!(value(&last, "tsxfer_phase{phase=\"done\"}"), Some(1.0));
+    assert_eq!(value(&last, "tsxfer_streams"), Some(2.0), "{last}");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(
+        value(&last, "tsxfer_units{state=\"done\"}"),
+        Some(files.len() as f64),
+        "{last}"
+    );
+    let rows: u64 = files.iter().map(|f| f["rows"].as_u64().unwrap()).sum();
+    let bytes: u64 = files
+        .iter()
+        .map(|f| f["stream_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total(&last, "tsxfer_copied_rows_total"), rows as f64);
+    assert_eq!(total(&last, "tsxfer_copied_bytes_total"), bytes as f64);
+    assert!(value(&last, "tsxfer_copied_bytes_total{kind=\"chunk\"}").unwrap() > 0.0);
+    assert!(
+        run.output("stderr").contains("metrics on http://"),
+        "{}",
+        run.describe()
+    );
+}

@@ -327,6 +327,7 @@ fn an_interrupted_dump_resumes_and_keeps_what_it_wrote() {
     let journal = dir.join("data/done.jsonl");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tsxfer"))
         .args(["dump", "--source", &source, "--dir", d, "--jobs", "2"])
+        .args(["--metrics-addr", "off"])
         .current_dir(crate::scratch_dir())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
