@@ -30,6 +30,7 @@ PACKAGES=(
     dpkg-dev
     pkg-config
     prometheus
+    pgbouncer
 )
 
 say() { printf 'setup: %s\n' "$*"; }

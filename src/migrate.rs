@@ -305,7 +305,7 @@ async fn migrate(
     // Nothing has been changed yet: any failure here is a refusal.
     let (src, tgt) = connect_both(opts, "coordinator").await?;
     let prior = earlier_run(&tgt, opts.restart, report).await?;
-    let pre = preflight::check(&src, &tgt, prior.is_some())
+    let pre = preflight::check(&src, &tgt, &opts.target, prior.is_some())
         .await
         .map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
@@ -433,7 +433,7 @@ async fn restore(
         .await
         .map_err(refusal)?;
     let prior = earlier_run(&tgt, opts.restart, report).await?;
-    let pre = preflight::check_target(ex.facts.clone(), &tgt, prior.is_some())
+    let pre = preflight::check_target(ex.facts.clone(), &tgt, &opts.target, prior.is_some())
         .await
         .map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
@@ -1129,7 +1129,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
     use std::fmt::Write as _;
     let (src, tgt) = connect_both(opts, "plan").await?;
     let mut out = String::new();
-    let verdict = preflight::check(&src, &tgt, false).await;
+    let verdict = preflight::check(&src, &tgt, &opts.target, false).await;
     let facts = match &verdict {
         Ok(pre) => {
             let _ = writeln!(out, "preflight: ok");

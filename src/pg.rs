@@ -14,8 +14,21 @@ use crate::error::{Error, ErrorKind, Result, pg_message};
 /// `side` ("source"/"target") and `role` (what this connection does) go into
 /// `application_name` and error messages.
 async fn connect(info: &ConnInfo, side: &str, role: &str) -> Result<Client> {
+    connect_with(info, side, role, None).await
+}
+
+/// [`connect`], with session settings for the `options` startup parameter.
+async fn connect_with(
+    info: &ConnInfo,
+    side: &str,
+    role: &str,
+    options: Option<&str>,
+) -> Result<Client> {
     let app = format!("tsxfer {side} {role}");
-    let cfg = info.pg_config(&app);
+    let mut cfg = info.pg_config(&app);
+    if let Some(o) = options {
+        cfg.options(o);
+    }
     let connected = if info.tls_mode() == TlsMode::Disable {
         cfg.connect(NoTls).await.map(|(client, conn)| {
             tokio::spawn(async move {
@@ -162,6 +175,24 @@ impl Target {
     pub async fn execute(&self, sql: &str) -> Result<()> {
         self.client.batch_execute(sql).await?;
         Ok(())
+    }
+
+    /// Whether settings given when a session opens (the `options` startup parameter, as
+    /// pg_restore gets them from PGOPTIONS) reach the server's session. A pooler such as
+    /// pgbouncer refuses that parameter, or drops it when told to ignore it; then
+    /// sessions are not the target's own either.
+    pub async fn options_reach_session(info: &ConnInfo) -> Result<bool> {
+        let probe = "tsxfer.session_probe";
+        match connect_with(info, "target", "probe", Some(&format!("-c {probe}=on"))).await {
+            Ok(client) => {
+                let row = client
+                    .query_one("SELECT pg_catalog.current_setting($1, true)", &[&probe])
+                    .await?;
+                Ok(row.get::<_, Option<String>>(0).as_deref() == Some("on"))
+            }
+            Err(e) if e.message().contains("unsupported startup parameter") => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {

@@ -2,6 +2,7 @@
 //! leaves both servers as they were.
 
 use crate::catalog::{self, ServerFacts};
+use crate::conninfo::ConnInfo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Source, Target};
 use crate::quote::{ident, literal};
@@ -99,9 +100,14 @@ pub struct PreflightReport {
     pub warnings: Vec<String>,
 }
 
-pub async fn check(src: &Source, tgt: &Target, allow_non_empty: bool) -> Result<PreflightReport> {
+pub async fn check(
+    src: &Source,
+    tgt: &Target,
+    target: &ConnInfo,
+    allow_non_empty: bool,
+) -> Result<PreflightReport> {
     let source = check_source(src).await?;
-    check_target(source, tgt, allow_non_empty).await
+    check_target(source, tgt, target, allow_non_empty).await
 }
 
 /// What the source is, refusing one tsxfer cannot read whole.
@@ -115,13 +121,19 @@ pub async fn check_source(src: &Source) -> Result<ServerFacts> {
     Ok(source)
 }
 
-/// Whether the target can take what was read from a source described by `source` (live,
-/// or recorded in a dump's manifest).
+/// Whether the target (`tgt`, connected with `info`) can take what was read from a source
+/// described by `source` (live, or recorded in a dump's manifest).
 pub async fn check_target(
     source: ServerFacts,
     tgt: &Target,
+    info: &ConnInfo,
     allow_non_empty: bool,
 ) -> Result<PreflightReport> {
+    if !Target::options_reach_session(info).await? {
+        return Err(refuse(
+            "the target is reached through a connection pooler: settings given when a session opens do not reach it (pgbouncer refuses or drops them). A pooler hands out server sessions opened before TimescaleDB's restoring mode was set, and pg_restore's own settings never arrive; connect to the database's own port instead (on Timescale Cloud, the service's direct URL, not the pooler's)".into(),
+        ));
+    }
     let target = catalog::target_facts(tgt).await?;
     let mut warnings = Vec::new();
     if source.major() != target.major() {

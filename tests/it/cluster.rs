@@ -846,3 +846,92 @@ fn harness_cloud_like_target_lets_tsdbadmin_restore() {
         &format!("DROP DATABASE {} WITH (FORCE)", quote_ident(db)),
     );
 }
+
+/// pgbouncer (session pooling) on a free TCP port of 127.0.0.1, in front of `cluster`,
+/// letting `TSDBADMIN` in without a password and logging in to the server with its own.
+/// With `ignore_options`, it drops the `options` startup parameter instead of refusing
+/// it. Stopped when dropped.
+pub struct Pooler {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Pooler {
+    pub fn in_front_of(cluster: &Cluster, ignore_options: bool) -> Pooler {
+        let dir = unique_subdir(process_root(), "pgbouncer");
+        fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let users = dir.join("users.txt");
+        fs::write(
+            &users,
+            format!(
+                "\"{TSDBADMIN}\" \"{}\"\n",
+                TSDBADMIN_PASSWORD.replace('"', "\"\"")
+            ),
+        )
+        .unwrap();
+        let ini = dir.join("pgbouncer.ini");
+        fs::write(
+            &ini,
+            format!(
+                "[databases]\n* = host={} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {}\npool_mode = session\nlogfile = {}\n{}",
+                cluster.socket_dir.display(),
+                cluster.port,
+                users.display(),
+                dir.join("pgbouncer.log").display(),
+                if ignore_options {
+                    "ignore_startup_parameters = options\n"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .unwrap();
+        for f in [&dir, &users, &ini] {
+            give_to_postgres(f);
+        }
+        // pgbouncer refuses to run as root.
+        let mut cmd = if running_as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "pgbouncer"]);
+            c
+        } else {
+            Command::new("pgbouncer")
+        };
+        let child = cmd
+            .arg(&ini)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting pgbouncer (scripts/setup.sh installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pgbouncer did not listen on {port} within 30 s (log: {})",
+                dir.join("pgbouncer.log").display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Pooler { port, child }
+    }
+
+    /// A connection string to `db` through the pooler, as `TSDBADMIN`.
+    pub fn conninfo(&self, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={TSDBADMIN} dbname={db} password={}",
+            self.port,
+            conninfo_quote(TSDBADMIN_PASSWORD)
+        )
+    }
+}
+
+impl Drop for Pooler {
+    fn drop(&mut self) {
+        // runuser passes SIGTERM on to pgbouncer.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}

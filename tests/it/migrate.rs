@@ -502,3 +502,34 @@ fn passwords_come_from_pgpass_and_the_pg_environment() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Through pgbouncer, sessions are the pooler's (opened before TimescaleDB's restoring
+/// mode was set) and pg_restore's settings never arrive: whether the pooler refuses
+/// settings given at connection or drops them, the run is refused before anything is
+/// written.
+#[test]
+fn a_target_behind_a_connection_pooler_is_refused_before_anything_is_written() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("e2e_pool_src");
+    src.psql(
+        "e2e_pool_src",
+        "CREATE TABLE t (a int); INSERT INTO t VALUES (1)",
+    );
+    tgt.create_cloud_like_database("e2e_pool_tgt");
+    let source = src.superuser_conninfo("e2e_pool_src");
+    for ignore_options in [false, true] {
+        let pooler = cluster::Pooler::in_front_of(tgt, ignore_options);
+        let target = pooler.conninfo("e2e_pool_tgt");
+        let run = tsxfer(&["--source", &source, "--target", &target]);
+        crate::sources::assert_refused(&run, 3, "connection pooler");
+        assert_eq!(
+            tgt.psql(
+                "e2e_pool_tgt",
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname IN ('public', 'tsxfer')"
+            ),
+            "0",
+            "the run wrote to the target (ignore_options: {ignore_options})"
+        );
+    }
+}
