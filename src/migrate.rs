@@ -1153,7 +1153,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
     if !opts.filters.is_empty() {
         let _ = writeln!(
             out,
-            "filters (pg_dump applies them; the units below are before filtering): {}",
+            "filters (pg_dump applies them; the units below, and how big tables are cut into parts, are before filtering): {}",
             opts.filters.pg_dump_args().join(" ")
         );
     }
