@@ -62,6 +62,38 @@ pub struct MigrateOptions {
     pub split_bytes: i64,
 }
 
+impl MigrateOptions {
+    /// What the run is asked to copy, as the flags that ask it: a resumed run must ask
+    /// the same, since the units and the schema of the first run stay.
+    fn selection(&self) -> String {
+        let f = &self.filters;
+        let mut flags: Vec<String> = Vec::new();
+        for (flag, patterns) in [
+            ("-n", &f.schemas),
+            ("-N", &f.exclude_schemas),
+            ("-t", &f.tables),
+            ("-T", &f.exclude_tables),
+            ("--exclude-table-data", &f.exclude_table_data),
+        ] {
+            flags.extend(patterns.iter().map(|p| format!("{flag} {p}")));
+        }
+        flags.extend(self.hypertables.iter().map(|h| {
+            format!(
+                "--hypertable {}.{}:{}{}",
+                h.schema,
+                h.table,
+                h.column,
+                h.interval
+                    .as_ref()
+                    .map(|i| format!(":{i}"))
+                    .unwrap_or_default()
+            )
+        }));
+        flags.push(format!("--split-tables-larger-than {}", self.split_bytes));
+        flags.join(" ")
+    }
+}
+
 /// What `tsxfer restore` needs to know, validated.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -312,6 +344,16 @@ async fn migrate(
     let source_id = catalog::source_identity(&src).await?;
     if let Some(p) = &prior {
         check_resumable(p, &source_id)?;
+        let recorded = p.options.get("selection").and_then(|v| v.as_str());
+        if let Some(recorded) = recorded.filter(|r| *r != opts.selection()) {
+            return Err(Error::new(
+                ErrorKind::Preflight,
+                format!(
+                    "the run in the target was started with other choices of what to copy ({recorded}) than this one ({}); resume it with the same flags, or start over with --restart",
+                    opts.selection()
+                ),
+            ));
+        }
     }
     let conversions = convert::validate(&src, &opts.hypertables)
         .await
@@ -403,6 +445,7 @@ async fn migrate(
         archives: &archives,
         pre: &pre,
         resumed: prior.map(|p| p.milestone),
+        selection: Some(opts.selection()),
         from: DataFrom::Source {
             conninfo: opts.source.clone(),
             snapshot,
@@ -473,6 +516,7 @@ async fn restore(
         archives: &archives,
         pre: &pre,
         resumed: prior.map(|p| p.milestone),
+        selection: None,
         from: DataFrom::Dump(Arc::new(reader)),
     };
     load(load_opts, &tgt, None, report, cleanup, phases, drain).await
@@ -490,6 +534,9 @@ struct Load<'a> {
     pre: &'a PreflightReport,
     /// How far an earlier run got; `None` for a new run.
     resumed: Option<Milestone>,
+    /// A migration's choices of what to copy ([`MigrateOptions::selection`]); a restore
+    /// has the dump's.
+    selection: Option<String>,
     from: DataFrom,
 }
 
@@ -513,6 +560,7 @@ async fn load(
                 "jobs": l.jobs,
                 "buffer_size": l.buffer_size,
                 "retries": l.retries,
+                "selection": l.selection,
             });
             state::create(
                 tgt,

@@ -54,6 +54,8 @@ pub struct RunState {
     pub snapshot: String,
     pub milestone: Milestone,
     pub started_at: String,
+    /// What the run was started with (streams, and for a migration what it selected).
+    pub options: serde_json::Value,
 }
 
 /// Unit counts by status; `in_progress` are pending units locked by a worker right now.
@@ -88,7 +90,7 @@ pub async fn load(tgt: &Target) -> Result<Option<RunState>> {
     }
     let rows = tgt
         .query(
-            "SELECT source, source_id, snapshot, phase, started_at::text FROM tsxfer.run",
+            "SELECT source, source_id, snapshot, phase, started_at::text, options FROM tsxfer.run",
             &[],
         )
         .await?;
@@ -102,6 +104,7 @@ pub async fn load(tgt: &Target) -> Result<Option<RunState>> {
         snapshot: r.get(2),
         milestone: Milestone::parse(&phase).ok_or_else(|| corrupt("unknown phase"))?,
         started_at: r.get(4),
+        options: r.get(5),
     }))
 }
 

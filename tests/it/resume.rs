@@ -232,6 +232,23 @@ fn a_killed_run_resumes_and_copies_every_row_exactly_once() {
     let done = units_done(tgt, "rs_kill_tgt");
     assert!(done < total, "the run finished before it was killed");
 
+    // The run's units and schema stay: resuming it with other filters is refused.
+    let other = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--allow-inconsistent",
+        "-T",
+        "small_1",
+    ]);
+    crate::sources::assert_refused(&other, 3, "-T small_1");
+    assert_eq!(
+        units_done(tgt, "rs_kill_tgt"),
+        done,
+        "the refused run copied"
+    );
+
     let run = tsxfer(&[
         "--source",
         &source,
