@@ -46,6 +46,50 @@ impl Filters {
     }
 }
 
+/// What a run or a dump is asked to copy, as the flags that ask it (`-n`, `-N`, `-t`,
+/// `-T`, `--exclude-table-data`, `--hypertable`, `--split-tables-larger-than` in bytes):
+/// resuming it must ask the same, since what the first command chose stays.
+pub fn selection(
+    filters: &Filters,
+    hypertables: &[crate::convert::HypertableSpec],
+    split_bytes: i64,
+) -> String {
+    let mut flags: Vec<String> = Vec::new();
+    for (flag, patterns) in [
+        ("-n", &filters.schemas),
+        ("-N", &filters.exclude_schemas),
+        ("-t", &filters.tables),
+        ("-T", &filters.exclude_tables),
+        ("--exclude-table-data", &filters.exclude_table_data),
+    ] {
+        flags.extend(patterns.iter().map(|p| format!("{flag} {p}")));
+    }
+    flags.extend(hypertables.iter().map(|h| {
+        format!(
+            "--hypertable {}.{}:{}{}",
+            h.schema,
+            h.table,
+            h.column,
+            h.interval
+                .as_ref()
+                .map(|i| format!(":{i}"))
+                .unwrap_or_default()
+        )
+    }));
+    flags.push(format!("--split-tables-larger-than {split_bytes}"));
+    flags.join(" ")
+}
+
+/// The refusal of a resumed run or dump (`what`) whose selection differs from the first.
+pub fn other_selection(what: &str, recorded: &str, asked: &str) -> Error {
+    Error::new(
+        ErrorKind::Preflight,
+        format!(
+            "{what} was started with other choices of what to copy ({recorded}) than this command ({asked}); resume it with the same flags, or start over with --restart"
+        ),
+    )
+}
+
 /// A pg_dump pattern as anchored regular expressions: (schema part, name part). Outside
 /// double quotes letters fold to lower case, `*` is any run of characters, `?` any one
 /// character, `.` separates schema from name, and other regular-expression characters keep

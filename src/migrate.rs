@@ -63,34 +63,9 @@ pub struct MigrateOptions {
 }
 
 impl MigrateOptions {
-    /// What the run is asked to copy, as the flags that ask it: a resumed run must ask
-    /// the same, since the units and the schema of the first run stay.
+    /// What the run is asked to copy ([`filter::selection`]).
     fn selection(&self) -> String {
-        let f = &self.filters;
-        let mut flags: Vec<String> = Vec::new();
-        for (flag, patterns) in [
-            ("-n", &f.schemas),
-            ("-N", &f.exclude_schemas),
-            ("-t", &f.tables),
-            ("-T", &f.exclude_tables),
-            ("--exclude-table-data", &f.exclude_table_data),
-        ] {
-            flags.extend(patterns.iter().map(|p| format!("{flag} {p}")));
-        }
-        flags.extend(self.hypertables.iter().map(|h| {
-            format!(
-                "--hypertable {}.{}:{}{}",
-                h.schema,
-                h.table,
-                h.column,
-                h.interval
-                    .as_ref()
-                    .map(|i| format!(":{i}"))
-                    .unwrap_or_default()
-            )
-        }));
-        flags.push(format!("--split-tables-larger-than {}", self.split_bytes));
-        flags.join(" ")
+        filter::selection(&self.filters, &self.hypertables, self.split_bytes)
     }
 }
 
@@ -346,12 +321,10 @@ async fn migrate(
         check_resumable(p, &source_id)?;
         let recorded = p.options.get("selection").and_then(|v| v.as_str());
         if let Some(recorded) = recorded.filter(|r| *r != opts.selection()) {
-            return Err(Error::new(
-                ErrorKind::Preflight,
-                format!(
-                    "the run in the target was started with other choices of what to copy ({recorded}) than this one ({}); resume it with the same flags, or start over with --restart",
-                    opts.selection()
-                ),
+            return Err(filter::other_selection(
+                "the run in the target",
+                recorded,
+                &opts.selection(),
             ));
         }
     }

@@ -97,6 +97,10 @@ pub struct Manifest {
     pub extract: Extract,
     /// One per unit, in unit order, once the dump is complete.
     pub files: Vec<UnitFile>,
+    /// What the dump was asked to copy ([`crate::filter::selection`]); a resumed dump
+    /// must ask the same. Absent from dumps of earlier versions.
+    #[serde(default)]
+    pub selection: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +128,13 @@ pub struct DumpOptions {
     /// Plain tables bigger than this (and than their share of the data) are dumped in
     /// parts of about this size (0: never).
     pub split_bytes: i64,
+}
+
+impl DumpOptions {
+    /// What the dump is asked to copy ([`crate::filter::selection`]).
+    fn selection(&self) -> String {
+        crate::filter::selection(&self.filters, &self.hypertables, self.split_bytes)
+    }
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
@@ -1008,6 +1019,14 @@ fn prepare_dir(opts: &DumpOptions, source_id: &str) -> Result<Option<Manifest>> 
             ),
         ));
     }
+    let asked = opts.selection();
+    if let Some(recorded) = m.selection.as_deref().filter(|r| *r != asked) {
+        return Err(crate::filter::other_selection(
+            &format!("the dump in {}", dir.display()),
+            recorded,
+            &asked,
+        ));
+    }
     if !opts.allow_inconsistent {
         let done = read_journal(dir).len();
         return Err(Error::new(
@@ -1138,6 +1157,7 @@ pub async fn dump(
                 schema_files,
                 extract,
                 files: Vec::new(),
+                selection: Some(opts.selection()),
             }
         }
     };

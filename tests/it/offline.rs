@@ -360,6 +360,18 @@ fn an_interrupted_dump_resumes_and_keeps_what_it_wrote() {
     // The snapshot died with the process: going on needs consent.
     let run = tsxfer(&["dump", "--source", &source, "--dir", d, "--jobs", "2"]);
     assert_refused(&run, 3, "--allow-inconsistent");
+    // What the first command chose stays: other filters are refused.
+    let run = tsxfer(&[
+        "dump",
+        "--source",
+        &source,
+        "--dir",
+        d,
+        "--allow-inconsistent",
+        "-N",
+        "tsx_app",
+    ]);
+    assert_refused(&run, 3, "-N tsx_app");
 
     let run = tsxfer(&[
         "dump",
