@@ -260,6 +260,40 @@ pub async fn read(
     Ok(out)
 }
 
+/// Functions that loaded catalog rows name but the target lacks: a job's procedure or
+/// check function, a hypertable's integer "now" function. pg_dump leaves functions out
+/// under `-t`, and under `-n` those of other schemas, while the rows stay with what they
+/// belong to. One line each, for the report.
+pub async fn missing_functions(tgt: &Target) -> Result<Vec<String>> {
+    Ok(tgt
+        .query(
+            "WITH named (what, schema_name, function_name) AS (
+                 SELECT format('job %s calls', id), proc_schema, proc_name
+                 FROM _timescaledb_config.bgw_job
+                 UNION ALL
+                 SELECT format('job %s checks its config with', id), check_schema, check_name
+                 FROM _timescaledb_config.bgw_job WHERE check_name IS NOT NULL
+                 UNION ALL
+                 SELECT format('hypertable %I.%I takes its integer now from', h.schema_name, h.table_name),
+                        d.integer_now_func_schema, d.integer_now_func
+                 FROM _timescaledb_catalog.dimension d
+                 JOIN _timescaledb_catalog.hypertable h ON h.id = d.hypertable_id
+                 WHERE d.integer_now_func IS NOT NULL)
+             SELECT format('%s %I.%I, which the target does not have (the filters left it out of the schema): create it there',
+                           what, schema_name, function_name)
+             FROM named
+             WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                               WHERE n.nspname = named.schema_name AND p.proname = named.function_name)
+             ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 /// Loads `rows` into the target in one transaction, after the pre-data schema (rows of
 /// type `regclass` name its tables). Returns how many rows were loaded.
 pub async fn write(tgt: &Target, rows: &CatalogRows) -> Result<u64> {

@@ -632,6 +632,11 @@ async fn load(
         if timescale.is_some() {
             let rows = catalog_rows::write(tgt, &ex.catalog).await?;
             info!("TimescaleDB catalog loaded ({rows} rows)");
+            if ex.filtered {
+                report
+                    .warnings
+                    .extend(catalog_rows::missing_functions(tgt).await?);
+            }
         }
         state::set_milestone(tgt, Milestone::Schema).await?;
     }
