@@ -421,6 +421,7 @@ fn a_table_copied_in_parts_resumes_after_a_kill_and_every_row_arrives_once() {
         "rows of big on the target against its done parts"
     );
 
+    // The same command again (with the first run's split size: what it chose stays).
     let report = crate::scratch_dir().join("rs_parts-report.json");
     let run = tsxfer(&[
         "--source",
@@ -429,6 +430,8 @@ fn a_table_copied_in_parts_resumes_after_a_kill_and_every_row_arrives_once() {
         &target,
         "--jobs",
         "3",
+        "--split-tables-larger-than",
+        "16MiB",
         "--allow-inconsistent",
         "--report",
         report.to_str().unwrap(),
