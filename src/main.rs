@@ -186,30 +186,48 @@ fn keep_serving(runtime: &Runtime, metrics: Metrics) {
     }
 }
 
-/// Runs `work` with its progress on screen: the first Ctrl-C or SIGTERM sets the drain
-/// flag `work` is given, the second abandons `work` with the error `aborted`.
+/// Runs `work` as a command that copies (`dump`, `worker`): metrics served when asked, its
+/// progress on screen, the first Ctrl-C or SIGTERM setting the drain flag `work` is
+/// given and the second abandoning `work` with the error `aborted`. On success `done`
+/// prints what `work` returned; then the last metrics stay up with `--keep-serving`.
 fn supervised<T, F>(
     runtime: &Runtime,
     screen: &Screen,
-    progress: &Arc<Progress>,
+    metrics: Metrics,
+    jobs: usize,
     aborted: &'static str,
-    work: impl FnOnce(Arc<AtomicBool>) -> F,
-) -> Result<T, Error>
+    work: impl FnOnce(Arc<Progress>, Arc<AtomicBool>) -> F,
+    done: impl FnOnce(T),
+) -> ExitCode
 where
     F: std::future::Future<Output = Result<T, Error>>,
 {
-    runtime.block_on(async {
+    let progress = match serve_metrics(runtime, metrics, jobs) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let result = runtime.block_on(async {
         let watch = screen.watch(progress.clone());
         let drain = Arc::new(AtomicBool::new(false));
         let (signals, abort) = watch_signals(drain.clone());
         let outcome = tokio::select! {
-            r = work(drain) => r,
+            r = work(progress.clone(), drain) => r,
             () = abort => Err(Error::new(ErrorKind::Interrupted, aborted)),
         };
         signals.abort();
         watch.stop();
         outcome
-    })
+    });
+    progress.ended(result.is_ok());
+    let code = match result {
+        Ok(value) => {
+            done(value);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    };
+    keep_serving(runtime, metrics);
+    code
 }
 
 /// `tsxfer dump`: writes the migration into a directory.
@@ -223,27 +241,15 @@ fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
-    let progress = match serve_metrics(runtime, metrics, opts.jobs) {
-        Ok(p) => p,
-        Err(e) => return fail(&e),
-    };
-    let result = supervised(
+    supervised(
         runtime,
         screen,
-        &progress,
+        metrics,
+        opts.jobs,
         "aborted: the units in flight were not written; run the same command again with --allow-inconsistent to finish",
-        |drain| offline::dump(&opts, progress.clone(), drain),
-    );
-    progress.ended(result.is_ok());
-    let code = match result {
-        Ok(summary) => {
-            print!("{}", summary.text(&opts.dir));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&e),
-    };
-    keep_serving(runtime, metrics);
-    code
+        |progress, drain| offline::dump(&opts, progress, drain),
+        |summary| print!("{}", summary.text(&opts.dir)),
+    )
 }
 
 /// `tsxfer worker`: copies units of the run in the target until none is left.
@@ -257,27 +263,15 @@ fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     opts.retries = args.retries;
-    let progress = match serve_metrics(runtime, metrics, opts.jobs) {
-        Ok(p) => p,
-        Err(e) => return fail(&e),
-    };
-    let result = supervised(
+    supervised(
         runtime,
         screen,
-        &progress,
+        metrics,
+        opts.jobs,
         "aborted: units in flight were rolled back",
-        |drain| migrate::run_worker(&opts, progress.clone(), drain),
-    );
-    progress.ended(result.is_ok());
-    let code = match result {
-        Ok(summary) => {
-            println!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(&e),
-    };
-    keep_serving(runtime, metrics);
-    code
+        |progress, drain| migrate::run_worker(&opts, progress, drain),
+        |summary| println!("{summary}"),
+    )
 }
 
 /// `tsxfer status` and `tsxfer clean`: one call on the target, its text printed.
