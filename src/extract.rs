@@ -178,40 +178,34 @@ pub async fn extract(
     })
 }
 
-/// Splits the plain tables bigger than `split`'s threshold into parts by their pages, on
-/// a source that can read a range of pages alone.
+/// Splits the tables `split` chooses into parts by their pages, on a source that can read
+/// a range of pages alone.
 pub async fn split_big_tables(
     reader: &Source,
     facts: &ServerFacts,
     units: Vec<CopyUnit>,
     split: plan::Split,
 ) -> Result<Vec<CopyUnit>> {
-    let threshold = split.threshold(&units);
-    let big: Vec<u32> = units
-        .iter()
-        .filter(|u| split.part_bytes > 0 && u.splits(threshold))
-        .map(|u| u.oid)
-        .collect();
+    let big = split.tables(&units);
     if big.is_empty() {
         return Ok(units);
     }
     if facts.version_num < TID_RANGE_SCANS {
         info!(
-            "{} table(s) bigger than {} are copied whole: PostgreSQL {} has no TID range scans to read a part alone",
+            "{} big table(s) are copied whole: PostgreSQL {} has no TID range scans to read a part alone",
             big.len(),
-            plan::human_bytes(threshold),
             facts.major()
         );
         return Ok(units);
     }
     let pages = catalog::heap_pages(reader, &big).await?;
-    let units = plan::order_units(plan::split_units(units, split, &pages));
+    let units = plan::order_units(plan::split_units(units, split.part_bytes, &pages));
     let parts = units.iter().filter(|u| u.pages.is_some()).count();
     if parts > 0 {
         info!(
-            "{} table(s) bigger than {} are copied in {parts} parts",
+            "{} big table(s) are copied in {parts} parts of about {}",
             big.len(),
-            plan::human_bytes(threshold)
+            plan::human_bytes(split.part_bytes)
         );
     }
     Ok(units)

@@ -342,39 +342,45 @@ pub struct Split {
 }
 
 impl Split {
-    /// How big a table must be to be split: bigger than a part, and than its share of
-    /// all the units' bytes over the streams. A smaller table ends before the others'
-    /// work does, and is better loaded whole (with FREEZE).
-    pub fn threshold(&self, units: &[CopyUnit]) -> i64 {
+    /// The tables to copy in parts (by OID): plain tables and partitions bigger than a
+    /// part, and than their share of all the units' bytes over the streams. A smaller
+    /// table ends before the others' work does, and is better loaded whole (with FREEZE).
+    pub fn tables(&self, units: &[CopyUnit]) -> Vec<u32> {
+        if self.part_bytes <= 0 {
+            return Vec::new();
+        }
         let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
-        self.part_bytes.max(total / self.streams.max(1) as i64)
+        let threshold = self.part_bytes.max(total / self.streams.max(1) as i64);
+        units
+            .iter()
+            .filter(|u| u.splits(threshold))
+            .map(|u| u.oid)
+            .collect()
     }
 }
 
-/// Splits every plain table or partition bigger than `split`'s threshold into ranges of
-/// its `heap_pages` (by OID, as the plan was made) of about a part's size each, so that
-/// several streams copy it at once. Other units, and tables of one page, stay whole.
+/// Splits the tables of `heap_pages` (the tables to split, by OID, with their pages as
+/// the plan was made) into ranges of their pages of about `part_bytes` each, so that
+/// several streams copy each at once. Other units, and tables of one page, stay whole.
 pub fn split_units(
     units: Vec<CopyUnit>,
-    split: Split,
+    part_bytes: i64,
     heap_pages: &HashMap<u32, u32>,
 ) -> Vec<CopyUnit> {
-    let threshold = split.threshold(&units);
-    let part_bytes = split.part_bytes;
     let mut out = Vec::with_capacity(units.len());
     for u in units {
-        let pages = heap_pages.get(&u.oid).copied().unwrap_or(0);
-        let splittable = part_bytes > 0 && u.splits(threshold);
-        let parts = if splittable {
-            let wanted = (u.estimated_bytes + part_bytes - 1) / part_bytes;
-            wanted.min(i64::from(pages)).min(i64::from(MAX_PARTS)) as u32
-        } else {
-            1
+        let parts = match heap_pages.get(&u.oid) {
+            Some(&pages) if part_bytes > 0 => {
+                let wanted = (u.estimated_bytes + part_bytes - 1) / part_bytes;
+                wanted.min(i64::from(pages)).min(i64::from(MAX_PARTS)) as u32
+            }
+            _ => 1,
         };
         if parts < 2 {
             out.push(u);
             continue;
         }
+        let pages = heap_pages[&u.oid];
         let start = |i: u32| (u64::from(pages) * u64::from(i) / u64::from(parts)) as u32;
         for i in 0..parts {
             let mut part = u.clone();
@@ -505,6 +511,20 @@ mod tests {
         assert!(!CopyUnit::large_objects(1, 1).fills_own_table());
     }
 
+    /// What extract does: the tables `split` chooses, cut by their `pages`.
+    fn split_chosen(
+        units: Vec<CopyUnit>,
+        split: Split,
+        pages: &HashMap<u32, u32>,
+    ) -> Vec<CopyUnit> {
+        let chosen: HashMap<u32, u32> = split
+            .tables(&units)
+            .into_iter()
+            .filter_map(|oid| pages.get(&oid).map(|&p| (oid, p)))
+            .collect();
+        split_units(units, split.part_bytes, &chosen)
+    }
+
     #[test]
     fn big_plain_tables_are_split_into_page_ranges_that_cover_every_page() {
         let mut chunk = unit("_timescaledb_internal", "_hyper_1_1_chunk", 900);
@@ -519,7 +539,7 @@ mod tests {
             part_bytes,
             streams: 2,
         };
-        let units = order_units(split_units(vec![chunk, small, big], split(300), &pages));
+        let units = order_units(split_chosen(vec![chunk, small, big], split(300), &pages));
         let names: Vec<String> = units.iter().map(CopyUnit::title).collect();
         assert_eq!(
             names,
@@ -559,16 +579,16 @@ mod tests {
 
         let mut two_pages = unit("s", "t", 1000);
         two_pages.oid = 5;
-        let parts = split_units(vec![two_pages.clone()], split(10), &HashMap::from([(5, 2)]));
+        let parts = split_chosen(vec![two_pages.clone()], split(10), &HashMap::from([(5, 2)]));
         assert_eq!(parts.len(), 2, "no more parts than pages");
         assert_eq!(
-            split_units(vec![two_pages.clone()], split(0), &pages).len(),
+            split_chosen(vec![two_pages.clone()], split(0), &pages).len(),
             1,
             "0 never splits"
         );
         two_pages.filter = Some("WHERE true".into());
         assert_eq!(
-            split_units(vec![two_pages], split(10), &HashMap::from([(5, 2)])).len(),
+            split_chosen(vec![two_pages], split(10), &HashMap::from([(5, 2)])).len(),
             1,
             "a configuration table's condition stays whole"
         );
@@ -579,7 +599,7 @@ mod tests {
         let mut mid = unit("s", "mid", 1000);
         mid.oid = 7;
         let pages = HashMap::from([(6, 100), (7, 100)]);
-        let units = split_units(vec![other, mid], split(100), &pages);
+        let units = split_chosen(vec![other, mid], split(100), &pages);
         let titles: Vec<String> = units.iter().map(CopyUnit::title).collect();
         assert_eq!(titles.len(), 16, "{titles:?}");
         assert!(titles.contains(&"\"s\".\"mid\"".to_string()), "{titles:?}");

@@ -731,14 +731,7 @@ mod tests {
         let p = Progress::new(2);
         let mut whole = CopyUnit::table(1, "public".into(), "big".into(), UnitKind::Table);
         whole.estimated_bytes = 20;
-        let parts = crate::plan::split_units(
-            vec![whole],
-            crate::plan::Split {
-                part_bytes: 10,
-                streams: 2,
-            },
-            &HashMap::from([(1, 10)]),
-        );
+        let parts = crate::plan::split_units(vec![whole], 10, &HashMap::from([(1, 10)]));
         assert_eq!(parts.len(), 2);
         p.planned(&parts);
         p.unit_started(0, &parts[0]);
