@@ -317,14 +317,15 @@ async fn migrate(
         .map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
     let source_id = catalog::source_identity(&src).await?;
+    let selection = opts.selection();
     if let Some(p) = &prior {
         check_resumable(p, &source_id)?;
         let recorded = p.options.get("selection").and_then(|v| v.as_str());
-        if let Some(recorded) = recorded.filter(|r| *r != opts.selection()) {
+        if let Some(recorded) = recorded.filter(|r| *r != selection) {
             return Err(filter::other_selection(
                 "the run in the target",
                 recorded,
-                &opts.selection(),
+                &selection,
             ));
         }
     }
@@ -418,7 +419,7 @@ async fn migrate(
         archives: &archives,
         pre: &pre,
         resumed: prior.map(|p| p.milestone),
-        selection: Some(opts.selection()),
+        selection: Some(selection),
         from: DataFrom::Source {
             conninfo: opts.source.clone(),
             snapshot,
@@ -507,8 +508,8 @@ struct Load<'a> {
     pre: &'a PreflightReport,
     /// How far an earlier run got; `None` for a new run.
     resumed: Option<Milestone>,
-    /// A migration's choices of what to copy ([`MigrateOptions::selection`]); a restore
-    /// has the dump's.
+    /// A migration's choices of what to copy ([`MigrateOptions::selection`]), recorded
+    /// with the run; none for a restore (its dump's manifest holds them).
     selection: Option<String>,
     from: DataFrom,
 }
