@@ -255,9 +255,28 @@ async fn snapshot_alive(source: &ConnInfo, snapshot: &str) -> Result<bool> {
 }
 
 /// The run an earlier attempt left in the target, if any (none after `--restart`, which
-/// removes it with everything it made).
-async fn earlier_run(tgt: &Target, restart: bool, report: &mut Report) -> Result<Option<RunState>> {
+/// removes it with everything it made). `--restart` drops nothing unless the recorded run
+/// came from this command's source (`source_id`): a target that holds another source's
+/// run is not this migration's to empty.
+async fn earlier_run(
+    tgt: &Target,
+    restart: bool,
+    source_id: &str,
+    report: &mut Report,
+) -> Result<Option<RunState>> {
     let prior = state::load(tgt).await.map_err(refusal)?;
+    if let Some(p) = prior
+        .as_ref()
+        .filter(|p| restart && p.source_id != source_id)
+    {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            format!(
+                "--restart refused: the run recorded in the target copies from another source ({}), so nothing was dropped; start over from that source, or empty the target yourself",
+                p.source
+            ),
+        ));
+    }
     if prior.is_some() && restart {
         let warnings = reset::empty_target(tgt).await?;
         report.warnings.extend(warnings);
@@ -311,12 +330,15 @@ async fn migrate(
     phases.enter("preflight");
     // Nothing has been changed yet: any failure here is a refusal.
     let (src, tgt) = connect_both(opts, "coordinator").await?;
-    let prior = earlier_run(&tgt, opts.restart, report).await?;
+    preflight::check_not_source(&src, &tgt)
+        .await
+        .map_err(refusal)?;
+    let source_id = catalog::source_identity(&src).await.map_err(refusal)?;
+    let prior = earlier_run(&tgt, opts.restart, &source_id, report).await?;
     let pre = preflight::check(&src, &tgt, &opts.target, prior.is_some())
         .await
         .map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
-    let source_id = catalog::source_identity(&src).await?;
     let selection = opts.selection();
     if let Some(p) = &prior {
         check_resumable(p, &source_id)?;
@@ -449,7 +471,10 @@ async fn restore(
     let tgt = Target::connect(&opts.target, "coordinator")
         .await
         .map_err(refusal)?;
-    let prior = earlier_run(&tgt, opts.restart, report).await?;
+    preflight::check_not_dump_source(&tgt, &ex.source_id)
+        .await
+        .map_err(refusal)?;
+    let prior = earlier_run(&tgt, opts.restart, &ex.source_id, report).await?;
     let pre = preflight::check_target(ex.facts.clone(), &tgt, &opts.target, prior.is_some())
         .await
         .map_err(refusal)?;
@@ -1029,6 +1054,9 @@ pub async fn run_worker(
     drain: Arc<AtomicBool>,
 ) -> Result<String> {
     let (src, tgt) = connect_both(opts, "worker").await?;
+    preflight::check_not_source(&src, &tgt)
+        .await
+        .map_err(refusal)?;
     let waited = Instant::now();
     let run = loop {
         match state::load(&tgt).await? {
@@ -1155,6 +1183,9 @@ pub async fn clean(target: &ConnInfo) -> Result<String> {
 pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
     use std::fmt::Write as _;
     let (src, tgt) = connect_both(opts, "plan").await?;
+    preflight::check_not_source(&src, &tgt)
+        .await
+        .map_err(refusal)?;
     let mut out = String::new();
     let verdict = preflight::check(&src, &tgt, &opts.target, false).await;
     let facts = match &verdict {

@@ -156,6 +156,28 @@ impl Source {
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
+
+    /// Takes a session-level advisory lock on a random key and returns the key. The lock
+    /// writes nothing; it shows in `pg_locks` for sessions of this very database of this
+    /// very server, however their connection strings reach it
+    /// ([`Target::sees_marker`]).
+    pub async fn hold_marker(&self) -> Result<i64> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let key = h.finish() as i64;
+        self.client
+            .query_one("SELECT pg_catalog.pg_advisory_lock($1)", &[&key])
+            .await?;
+        Ok(key)
+    }
+
+    pub async fn release_marker(&self, key: i64) -> Result<()> {
+        self.client
+            .query_one("SELECT pg_catalog.pg_advisory_unlock($1)", &[&key])
+            .await?;
+        Ok(())
+    }
 }
 
 /// A connection to the target database.
@@ -209,5 +231,32 @@ impl Target {
 
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+
+    /// Whether this session's database holds the advisory lock [`Source::hold_marker`]
+    /// took: then this target is that source database.
+    pub async fn sees_marker(&self, key: i64) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                JOIN pg_catalog.pg_database d ON d.oid = l.database
+                                WHERE l.locktype = 'advisory' AND l.objsubid = 1
+                                  AND d.datname = pg_catalog.current_database()
+                                  AND l.classid::int8 = ($1::int8 >> 32) & 4294967295
+                                  AND l.objid::int8 = $1::int8 & 4294967295)",
+                &[&key],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Who this database is ([`crate::catalog::IDENTITY_SQL`]).
+    pub async fn identity(&self) -> Result<String> {
+        Ok(self
+            .client
+            .query_one(crate::catalog::IDENTITY_SQL, &[])
+            .await?
+            .get(0))
     }
 }

@@ -110,6 +110,33 @@ pub async fn check(
     check_target(source, tgt, target, allow_non_empty).await
 }
 
+/// Refuses a target that is the source database itself, however the two connection
+/// strings spell it (another host name, a socket, a pooler, a service): anything written
+/// there would overwrite, or with `--restart` drop, the data being migrated. Must run
+/// before anything is written to the target.
+pub async fn check_not_source(src: &Source, tgt: &Target) -> Result<()> {
+    let key = src.hold_marker().await?;
+    let seen = tgt.sees_marker(key).await;
+    src.release_marker(key).await?;
+    if seen? {
+        return Err(refuse(
+            "the target is the source database itself (the same database of the same server); give --target the database to fill".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a target that is the database a dump was taken from (`source_id`, as recorded
+/// in its manifest).
+pub async fn check_not_dump_source(tgt: &Target, source_id: &str) -> Result<()> {
+    if tgt.identity().await? == source_id {
+        return Err(refuse(
+            "the target is the database this dump was taken from; give --target the database to fill".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// What the source is, refusing one tsxfer cannot read whole.
 pub async fn check_source(src: &Source) -> Result<ServerFacts> {
     let source = catalog::source_facts(src).await?;

@@ -7,6 +7,7 @@ mod migrate;
 mod observability;
 mod offline;
 mod resume;
+mod safety;
 mod sources;
 mod tls;
 
