@@ -107,16 +107,12 @@ pub async fn extract(
     asked: Asked<'_>,
 ) -> Result<Extract> {
     let mut rewrites = Vec::new();
-    let mut units = plan::order_units(catalog::copy_units(src, reader, facts).await?);
+    let mut units = plan::order_units(catalog_units(src, reader, facts).await?);
     if needs_null_placeholder_rewrite(facts) {
-        let mut rewritten = 0;
-        for u in units
-            .iter_mut()
+        let rewritten = units
+            .iter()
             .filter(|u| u.kind == UnitKind::CompressedChunk)
-        {
-            u.null_placeholders = true;
-            rewritten += 1;
-        }
+            .count();
         if rewritten > 0 {
             rewrites.push(format!(
                 "{rewritten} compressed chunk(s): TimescaleDB's \"all values NULL\" placeholder sent as NULL (TimescaleDB 2.19 cannot load the placeholder it writes, timescaledb#8893; it reads NULL there the same way)"
@@ -176,6 +172,26 @@ pub async fn extract(
         chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),
         rewrites,
     })
+}
+
+/// Every table unit the source's catalog has under `src`'s snapshot, whole (not split,
+/// not filtered), with the placeholder rewrite its TimescaleDB needs. A resumed run's units
+/// are rebuilt from these ([`crate::unit_book::UnitBook::rebuild`]).
+pub async fn catalog_units(
+    src: &Source,
+    reader: &Source,
+    facts: &ServerFacts,
+) -> Result<Vec<CopyUnit>> {
+    let mut units = catalog::copy_units(src, reader, facts).await?;
+    if needs_null_placeholder_rewrite(facts) {
+        for u in units
+            .iter_mut()
+            .filter(|u| u.kind == UnitKind::CompressedChunk)
+        {
+            u.null_placeholders = true;
+        }
+    }
+    Ok(units)
 }
 
 /// Splits the tables `split` chooses into parts by their pages, on a source that can read

@@ -5,7 +5,7 @@
 //! A live migration reads the source ([`crate::extract`]) and loads the target at once;
 //! `tsxfer restore` loads what `tsxfer dump` read earlier. Both load through [`load`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::extract::{self, Asked, Extract};
 use crate::filter::{self, Filters};
 use crate::offline;
 use crate::pg::{Source, Target};
-use crate::plan::{self, CopyUnit, human_bytes};
+use crate::plan::{self, CopyUnit, UnitKind, human_bytes};
 use crate::pool::{self, DataFrom, PoolConfig, PoolEnd};
 use crate::preflight::{self, PreflightReport};
 use crate::privileges;
@@ -35,6 +35,7 @@ use crate::reset;
 use crate::roles;
 use crate::schema::{self, Archives};
 use crate::state::{self, Milestone, RunState};
+use crate::unit_book::UnitBook;
 
 /// Everything a migration needs to know, validated.
 #[derive(Debug, Clone)]
@@ -458,7 +459,13 @@ async fn restore(
     drain: &Arc<AtomicBool>,
 ) -> Result<()> {
     phases.enter("preflight");
-    let (manifest, reader) = offline::open_for_restore(&opts.dir, opts.jobs)?;
+    let (mut manifest, reader) = offline::open_for_restore(&opts.dir, opts.jobs)?;
+    let tgt = Target::connect(&opts.target, "coordinator")
+        .await
+        .map_err(refusal)?;
+    target_conditions(&tgt, &mut manifest.extract.units)
+        .await
+        .map_err(refusal)?;
     let ex = &manifest.extract;
     report.source = format!("{} (the dump in {})", ex.source, opts.dir.display());
     report.snapshot = Some(ex.snapshot.clone());
@@ -468,9 +475,6 @@ async fn restore(
             manifest.snapshots.len()
         ));
     }
-    let tgt = Target::connect(&opts.target, "coordinator")
-        .await
-        .map_err(refusal)?;
     preflight::check_not_dump_source(&tgt, &ex.source_id)
         .await
         .map_err(refusal)?;
@@ -521,6 +525,33 @@ async fn restore(
     load(load_opts, &tgt, None, report, cleanup, phases, drain).await
 }
 
+/// Gives the units of other extensions' configuration tables the condition the target's
+/// own extension sets (which picks the rows users added), rather than the text a dump's
+/// manifest carries: it becomes SQL in verification.
+async fn target_conditions(tgt: &Target, units: &mut [CopyUnit]) -> Result<()> {
+    let conditions: BTreeMap<(String, String), String> = tgt
+        .query(include_str!("sql/source_extension_config.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                (r.get("schema_name"), r.get("table_name")),
+                r.get("condition"),
+            )
+        })
+        .collect();
+    for u in units
+        .iter_mut()
+        .filter(|u| u.kind == UnitKind::ExtensionConfig)
+    {
+        u.filter = conditions
+            .get(&(u.schema.clone(), u.name.clone()))
+            .filter(|c| !c.trim().is_empty())
+            .cloned();
+    }
+    Ok(())
+}
+
 /// The target half of a run, whatever the data comes from.
 struct Load<'a> {
     target: &'a ConnInfo,
@@ -553,7 +584,7 @@ async fn load(
 ) -> Result<()> {
     let (ex, pre) = (l.ex, l.pre);
     report.rewrites.extend(ex.rewrites.iter().cloned());
-    match l.resumed {
+    let book = Arc::new(match l.resumed {
         None => {
             let options = serde_json::json!({
                 "jobs": l.jobs,
@@ -570,14 +601,20 @@ async fn load(
                 &ex.units,
             )
             .await?;
+            UnitBook::numbered(&ex.units)
         }
         Some(_) => {
+            // The recorded units, rebuilt from what was read from the source (or the
+            // dump) now: the state names them, it does not define them.
+            let book = UnitBook::rebuild(&state::recorded_units(tgt).await?, &ex.units)
+                .map_err(|e| state::corrupt(&e))?;
             let requeued = state::requeue_failed(tgt).await?;
             if requeued > 0 {
                 info!("{requeued} failed unit(s) queued again");
             }
+            book
         }
-    }
+    });
     let milestone = l.resumed.unwrap_or(Milestone::Started);
     let timescale = pre.timescaledb_schema.clone();
 
@@ -670,7 +707,7 @@ async fn load(
 
     if milestone < Milestone::Data {
         phases.enter("data");
-        plan_progress(&phases.progress, tgt).await?;
+        plan_progress(&phases.progress, tgt, &book).await?;
         let config = PoolConfig {
             from: l.from.clone(),
             target: l.target.clone(),
@@ -678,9 +715,10 @@ async fn load(
             buffer_size: l.buffer_size,
             retries: l.retries,
             worker: worker_name("coordinator"),
+            units: book.clone(),
         };
         let end = pool::run(config, phases.progress.clone(), drain.clone()).await;
-        report.units = unit_reports(tgt).await?;
+        report.units = unit_reports(tgt, &book).await?;
         let resume_hint = match l.from {
             DataFrom::Source { .. } => "run the same command again with --allow-inconsistent",
             DataFrom::Dump(_) => "run the same command again",
@@ -760,6 +798,20 @@ async fn load(
     check_drain(drain)?;
 
     phases.enter("owners and grants");
+    let privilege_plan = match l.from {
+        DataFrom::Source { .. } => privilege_plan,
+        DataFrom::Dump(_) => {
+            // A dump's object names are text someone could have edited: the statements
+            // name objects as the target names them.
+            let (named, left_out) = privileges::resolved_on_target(&ex.privileges, tgt).await?;
+            if left_out > 0 {
+                report.warnings.push(format!(
+                    "{left_out} owner or grant entries of the dump name objects the target does not have; left out"
+                ));
+            }
+            privileges::plan(&named, &managed, &pre.target.login)
+        }
+    };
     let undo = privileges::lend_schema_create(tgt, &privilege_plan.schema_owners).await?;
     let refused = privileges::run_batches(tgt, &privilege_plan.owners).await;
     let mut refusals: Vec<String> = privileges::summarize("owner", &privilege_plan.owners, &refused)
@@ -796,7 +848,7 @@ async fn load(
         .extend(analyze(l.target, l.jobs, tgt, on_timescaledb).await?);
 
     phases.enter("verify");
-    let mut done = UnitReport::by_table(state::done_units(tgt).await?);
+    let mut done = UnitReport::by_table(state::done_units(tgt, &book).await?);
     let mismatches = verify(l.target, l.jobs, &mut done).await?;
     report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = mismatches;
@@ -859,9 +911,10 @@ async fn set_sequences(tgt: &Target, sequences: &[(String, i64, bool)]) -> Resul
 
 /// Tells `progress` every unit of the run, and those an earlier run or another worker
 /// already copied.
-async fn plan_progress(progress: &Progress, tgt: &Target) -> Result<()> {
-    progress.planned(&state::all_units(tgt).await?);
-    let earlier: Vec<CopyUnit> = state::done_units(tgt)
+async fn plan_progress(progress: &Progress, tgt: &Target, book: &UnitBook) -> Result<()> {
+    let all: Vec<CopyUnit> = book.units().cloned().collect();
+    progress.planned(&all);
+    let earlier: Vec<CopyUnit> = state::done_units(tgt, book)
         .await?
         .into_iter()
         .map(|(u, _)| u)
@@ -879,8 +932,8 @@ fn worker_name(role: &str) -> String {
 }
 
 /// The report lines of every unit done so far, whoever copied it.
-async fn unit_reports(tgt: &Target) -> Result<Vec<UnitReport>> {
-    Ok(UnitReport::by_table(state::done_units(tgt).await?)
+async fn unit_reports(tgt: &Target, book: &UnitBook) -> Result<Vec<UnitReport>> {
+    Ok(UnitReport::by_table(state::done_units(tgt, book).await?)
         .into_iter()
         .map(|(_, r)| r)
         .collect())
@@ -1094,8 +1147,18 @@ pub async fn run_worker(
             "the run's snapshot is gone: its coordinator has stopped; run the coordinator's command again to resume",
         ));
     }
+    // The run's units, rebuilt from the source's catalog as of the run's snapshot.
+    let facts = catalog::source_facts(&src).await?;
+    src.begin_snapshot(Some(&run.snapshot)).await?;
+    let reader = Source::connect(&opts.source, "catalog").await?;
+    let known = extract::catalog_units(&src, &reader, &facts).await?;
+    src.end().await?;
+    let book = Arc::new(
+        UnitBook::rebuild(&state::recorded_units(&tgt).await?, &known)
+            .map_err(|e| state::corrupt(&e))?,
+    );
     progress.phase("data");
-    plan_progress(&progress, &tgt).await?;
+    plan_progress(&progress, &tgt, &book).await?;
     let me = worker_name("worker");
     let config = PoolConfig {
         from: DataFrom::Source {
@@ -1107,6 +1170,7 @@ pub async fn run_worker(
         buffer_size: opts.buffer_size,
         retries: opts.retries,
         worker: me.clone(),
+        units: book,
     };
     let end = pool::run(config, progress, drain).await?;
     let (units, rows, bytes) = state::done_by(&tgt, &me).await?;

@@ -34,6 +34,7 @@ use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind, human_bytes};
 use crate::pool::{Stop, backoff, run_workers};
 use crate::progress::Progress;
+use crate::unit_book::{RecordedUnit, UnitBook};
 
 /// The manifest format this build writes. Format 2 may cut a table into parts (units with
 /// a range of pages): a reader of format 1 would load every part's file as the whole
@@ -685,6 +686,9 @@ pub fn open_for_restore(dir: &Path, jobs: usize) -> Result<(Manifest, DumpReader
             Err(_) => problems.push(format!("{} is missing", path.display())),
         }
     }
+    if let Err(why) = manifest.extract.privileges.check_words() {
+        problems.push(format!("the manifest is damaged: {why}"));
+    }
     if manifest.files.len() != manifest.extract.units.len() {
         problems.push(format!(
             "the manifest lists {} unit files for {} units",
@@ -1079,6 +1083,24 @@ pub async fn dump(
     let mut manifest = match earlier {
         Some(mut m) => {
             m.snapshots.push(snapshot.clone());
+            // The units left to dump are rebuilt from the source's catalog: the manifest
+            // (a file anyone with access to the directory can edit) only names them.
+            let reader = Source::connect(&opts.source, "catalog").await?;
+            let known = crate::extract::catalog_units(&src, &reader, &facts).await?;
+            let recorded: Vec<RecordedUnit> = (1..)
+                .zip(&m.extract.units)
+                .map(|(id, u)| RecordedUnit::of(id, u))
+                .collect();
+            let book = UnitBook::rebuild(&recorded, &known).map_err(|e| {
+                Error::new(
+                    ErrorKind::Preflight,
+                    format!(
+                        "the unfinished dump in {} does not match its source: {e}; start over with --restart",
+                        dir.display()
+                    ),
+                )
+            })?;
+            m.extract.units = book.units().cloned().collect();
             m
         }
         None => {

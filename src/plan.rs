@@ -23,6 +23,21 @@ pub enum UnitKind {
 }
 
 impl UnitKind {
+    const ALL: [UnitKind; 7] = [
+        UnitKind::Table,
+        UnitKind::Partition,
+        UnitKind::Hypertable,
+        UnitKind::Chunk,
+        UnitKind::CompressedChunk,
+        UnitKind::ExtensionConfig,
+        UnitKind::LargeObjects,
+    ];
+
+    /// The kind [`UnitKind::label`] names.
+    pub fn from_label(label: &str) -> Option<UnitKind> {
+        UnitKind::ALL.into_iter().find(|k| k.label() == label)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             UnitKind::Table => "table",
@@ -139,10 +154,12 @@ impl CopyUnit {
     /// Whether the unit is a whole plain table or partition bigger than `threshold`, to
     /// be copied in parts (a configuration table's condition keeps it whole).
     pub fn splits(&self, threshold: i64) -> bool {
-        matches!(self.kind, UnitKind::Table | UnitKind::Partition)
-            && self.filter.is_none()
-            && self.pages.is_none()
-            && self.estimated_bytes > threshold
+        self.can_be_split() && self.pages.is_none() && self.estimated_bytes > threshold
+    }
+
+    /// Whether the unit may be copied in parts: a whole plain table or partition.
+    pub fn can_be_split(&self) -> bool {
+        matches!(self.kind, UnitKind::Table | UnitKind::Partition) && self.filter.is_none()
     }
 
     /// Which part of its table the unit is (0 for a whole table).
@@ -330,7 +347,7 @@ pub fn order_units(mut units: Vec<CopyUnit>) -> Vec<CopyUnit> {
 }
 
 /// Most parts one table is split into.
-const MAX_PARTS: u32 = 1024;
+pub const MAX_PARTS: u32 = 1024;
 
 /// When tables are copied in parts.
 #[derive(Debug, Clone, Copy)]

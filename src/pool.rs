@@ -21,6 +21,7 @@ use crate::offline::DumpReader;
 use crate::pg::{Source, Target};
 use crate::progress::Progress;
 use crate::state;
+use crate::unit_book::UnitBook;
 
 /// Where the units' rows come from.
 #[derive(Clone)]
@@ -44,6 +45,8 @@ pub struct PoolConfig {
     pub retries: u32,
     /// Who this process is, recorded with every unit it copies.
     pub worker: String,
+    /// The run's units by their id in the run state.
+    pub units: Arc<UnitBook>,
 }
 
 /// How a pool ended when nothing failed.
@@ -189,33 +192,26 @@ async fn one_unit(
         tgt.execute("ROLLBACK").await.map_err(bare)?;
         return Ok(Step::NothingFree);
     };
+    let config = &shared.config;
+    let Some(unit) = config.units.get(claimed.id) else {
+        let _ = tgt.execute("ROLLBACK").await;
+        return Err(bare(state::corrupt(&format!(
+            "unit {} is not one of the run's units",
+            claimed.id
+        ))));
+    };
     let held = |error: Error| Failed {
-        unit: Some((
-            claimed.id,
-            claimed.unit.title(),
-            claimed.attempts,
-            claimed.unit.clone(),
-        )),
+        unit: Some((claimed.id, unit.title(), claimed.attempts, unit.clone())),
         error,
     };
-    let config = &shared.config;
-    shared.progress.unit_started(n, &claimed.unit);
+    shared.progress.unit_started(n, unit);
     let outcome = match (&config.from, src) {
         (DataFrom::Source { snapshot, .. }, Some(src)) => {
-            copy::copy_unit(
-                src,
-                tgt,
-                &claimed.unit,
-                snapshot,
-                options,
-                &shared.progress,
-                n,
-            )
-            .await
+            copy::copy_unit(src, tgt, unit, snapshot, options, &shared.progress, n).await
         }
         (DataFrom::Dump(reader), _) => {
             reader
-                .load_unit(tgt, &claimed.unit, options, &shared.progress, n)
+                .load_unit(tgt, unit, options, &shared.progress, n)
                 .await
         }
         (DataFrom::Source { .. }, None) => Err(Error::new(
@@ -230,18 +226,18 @@ async fn one_unit(
     tgt.execute("COMMIT").await.map_err(|e| {
         held(
             e.with_kind(ErrorKind::Copy)
-                .context(format!("committing {} on the target", claimed.unit.title())),
+                .context(format!("committing {} on the target", unit.title())),
         )
     })?;
     let analyzing = std::time::Instant::now();
-    if let Err(e) = copy::analyze_copied(tgt, &claimed.unit, &options).await {
+    if let Err(e) = copy::analyze_copied(tgt, unit, &options).await {
         warn!(
             "ANALYZE {} after its copy: {e}; the analyze phase does it",
-            claimed.unit.title()
+            unit.title()
         );
     }
     shared.progress.analyzed(analyzing.elapsed().as_secs_f64());
-    shared.progress.unit_finished(n, &claimed.unit, &outcome);
+    shared.progress.unit_finished(n, unit, &outcome);
     Ok(Step::Copied)
 }
 

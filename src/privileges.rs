@@ -101,6 +101,144 @@ pub async fn read(src: &Source) -> Result<SourcePrivileges> {
     })
 }
 
+/// Object kinds, privileges and default-privilege object types as tsxfer reads them from
+/// a source: nothing else may come from a dump's manifest, where they become SQL words.
+const KINDS: &[&str] = &[
+    "SCHEMA",
+    "TABLE",
+    "VIEW",
+    "MATERIALIZED VIEW",
+    "FOREIGN TABLE",
+    "SEQUENCE",
+    "TYPE",
+    "DOMAIN",
+    "FUNCTION",
+    "PROCEDURE",
+    "AGGREGATE",
+    "LARGE OBJECT",
+];
+const PRIVILEGES: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+    "USAGE",
+    "CREATE",
+    "EXECUTE",
+    "CONNECT",
+    "TEMPORARY",
+];
+const DEFAULT_OBJECT_TYPES: &[&str] = &["r", "S", "f", "T", "n"];
+
+impl SourcePrivileges {
+    /// Refuses kinds, privileges and object types tsxfer would not have read (a dump's
+    /// manifest may have been edited): names one.
+    pub fn check_words(&self) -> std::result::Result<(), String> {
+        let bad =
+            |what: &str, v: &str| Err(format!("unknown {what} {v:?} among owners and grants"));
+        for o in &self.owners {
+            if !KINDS.contains(&o.kind.as_str()) {
+                return bad("object kind", &o.kind);
+            }
+        }
+        for g in &self.grants {
+            if !KINDS.contains(&g.kind.as_str()) {
+                return bad("object kind", &g.kind);
+            }
+            if !PRIVILEGES.contains(&g.privilege.as_str()) {
+                return bad("privilege", &g.privilege);
+            }
+        }
+        for d in &self.defaults {
+            if !DEFAULT_OBJECT_TYPES.contains(&d.objtype.as_str()) {
+                return bad("object type", &d.objtype);
+            }
+            if !PRIVILEGES.contains(&d.privilege.as_str()) {
+                return bad("privilege", &d.privilege);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Owners and grants of a dump with each object named as the target itself names it: the
+/// manifest's object names are looked up on the target as bound parameters, and the
+/// target's own rendering of the object it finds (quoted by the server) goes into the
+/// statements. Entries naming nothing on the target are left out; returns how many.
+pub async fn resolved_on_target(
+    src: &SourcePrivileges,
+    tgt: &Target,
+) -> Result<(SourcePrivileges, usize)> {
+    let pairs: BTreeSet<(&str, &str)> = src
+        .owners
+        .iter()
+        .map(|o| (o.kind.as_str(), o.object.as_str()))
+        .chain(
+            src.grants
+                .iter()
+                .map(|g| (g.kind.as_str(), g.object.as_str())),
+        )
+        .collect();
+    let (kinds, objects): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
+    tgt.execute("BEGIN; SET LOCAL search_path = pg_catalog")
+        .await?;
+    let rows = tgt
+        .query(
+            include_str!("sql/target_resolve_objects.sql"),
+            &[&kinds, &objects],
+        )
+        .await;
+    tgt.execute("COMMIT").await?;
+    let names: BTreeMap<(String, String), String> = rows?
+        .iter()
+        .filter_map(|r| {
+            let name: Option<String> = r.get(2);
+            name.map(|n| ((r.get(0), r.get(1)), n))
+        })
+        .collect();
+    let name_of = |kind: &str, object: &str| names.get(&(kind.to_string(), object.to_string()));
+    let mut left_out = 0;
+    let owners = src
+        .owners
+        .iter()
+        .filter_map(|o| match name_of(&o.kind, &o.object) {
+            Some(n) => Some(OwnedObject {
+                object: n.clone(),
+                ..o.clone()
+            }),
+            None => {
+                left_out += 1;
+                None
+            }
+        })
+        .collect();
+    let grants = src
+        .grants
+        .iter()
+        .filter_map(|g| match name_of(&g.kind, &g.object) {
+            Some(n) => Some(Grant {
+                object: n.clone(),
+                ..g.clone()
+            }),
+            None => {
+                left_out += 1;
+                None
+            }
+        })
+        .collect();
+    Ok((
+        SourcePrivileges {
+            owners,
+            grants,
+            defaults: src.defaults.clone(),
+        },
+        left_out,
+    ))
+}
+
 /// The statements for the target, split in the order they must run.
 #[derive(Debug, Default)]
 pub struct PrivilegePlan {

@@ -9,7 +9,8 @@ use tokio_postgres::Row;
 use crate::copy::UnitOutcome;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::Target;
-use crate::plan::CopyUnit;
+use crate::plan::{CopyUnit, Pages, UnitKind};
+use crate::unit_book::{RecordedUnit, UnitBook};
 
 /// Milestones of a run, in order; the state keeps the last one reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -70,7 +71,8 @@ pub struct Counts {
     pub done_rows: i64,
 }
 
-fn corrupt(what: &str) -> Error {
+/// The run state does not hold together: `what` says how.
+pub fn corrupt(what: &str) -> Error {
     Error::new(
         ErrorKind::Preflight,
         format!(
@@ -124,18 +126,34 @@ pub async fn create(
         &[&source, &source_id, &snapshot, &options, &Milestone::Started.name()],
     )
     .await?;
-    let ids: Vec<i32> = (1..=units.len() as i32).collect();
-    let kinds: Vec<&str> = units.iter().map(|u| u.kind.label()).collect();
-    let relations: Vec<String> = units.iter().map(CopyUnit::title).collect();
-    let specs: Vec<serde_json::Value> = units
-        .iter()
-        .map(|u| serde_json::to_value(u).expect("a unit serializes"))
+    let recorded: Vec<RecordedUnit> = (1..)
+        .zip(units)
+        .map(|(id, u)| RecordedUnit::of(id, u))
         .collect();
-    let sizes: Vec<i64> = units.iter().map(|u| u.estimated_bytes).collect();
+    let ids: Vec<i32> = recorded.iter().map(|r| r.id).collect();
+    let kinds: Vec<&str> = recorded.iter().map(|r| r.kind.label()).collect();
+    let relations: Vec<String> = units.iter().map(CopyUnit::title).collect();
+    let oids: Vec<i64> = recorded.iter().map(|r| i64::from(r.oid)).collect();
+    let page = |f: fn(&Pages) -> Option<i64>| -> Vec<Option<i64>> {
+        recorded
+            .iter()
+            .map(|r| r.pages.as_ref().and_then(f))
+            .collect()
+    };
+    let part = page(|p| Some(i64::from(p.part)));
+    let parts = page(|p| Some(i64::from(p.parts)));
+    let from = page(|p| Some(i64::from(p.from)));
+    let to = page(|p| p.to.map(i64::from));
+    let into: Vec<bool> = recorded.iter().map(|r| r.into_hypertable).collect();
+    let sizes: Vec<i64> = recorded.iter().map(|r| r.estimated_bytes).collect();
     tgt.query(
-        "INSERT INTO tsxfer.unit (id, kind, relation, spec, estimated_bytes)
-         SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::jsonb[], $5::int8[])",
-        &[&ids, &kinds, &relations, &specs, &sizes],
+        "INSERT INTO tsxfer.unit (id, kind, relation, source_oid, part, parts, page_from, page_to,
+                                  into_hypertable, estimated_bytes)
+         SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::int8[], $5::int8[]::int[],
+                              $6::int8[]::int[], $7::int8[], $8::int8[], $9::bool[], $10::int8[])",
+        &[
+            &ids, &kinds, &relations, &oids, &part, &parts, &from, &to, &into, &sizes,
+        ],
     )
     .await?;
     tgt.execute("COMMIT").await?;
@@ -172,10 +190,9 @@ pub async fn requeue_failed(tgt: &Target) -> Result<u64> {
     Ok(n as u64)
 }
 
-/// A unit claimed by the calling transaction.
+/// A unit claimed by the calling transaction, by its id in the run state.
 pub struct Claimed {
     pub id: i32,
-    pub unit: CopyUnit,
     pub attempts: i32,
 }
 
@@ -184,20 +201,82 @@ pub struct Claimed {
 pub async fn claim(tgt: &Target) -> Result<Option<Claimed>> {
     let rows = tgt
         .query(
-            "SELECT id, spec, attempts FROM tsxfer.unit WHERE status = 'pending'
+            "SELECT id, attempts FROM tsxfer.unit WHERE status = 'pending'
              ORDER BY estimated_bytes DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
             &[],
         )
         .await?;
-    let Some(r) = rows.first() else {
-        return Ok(None);
-    };
-    let spec: serde_json::Value = r.get(1);
-    Ok(Some(Claimed {
+    Ok(rows.first().map(|r| Claimed {
         id: r.get(0),
-        unit: serde_json::from_value(spec).map_err(|e| corrupt(&e.to_string()))?,
-        attempts: r.get(2),
+        attempts: r.get(1),
     }))
+}
+
+/// Every unit of the run as the state records it, checked to be values tsxfer could
+/// have written (the state may have been edited by anyone who can write to the target).
+pub async fn recorded_units(tgt: &Target) -> Result<Vec<RecordedUnit>> {
+    let typed: bool = tgt
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                            WHERE attrelid = 'tsxfer.unit'::regclass AND attname = 'source_oid')",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !typed {
+        return Err(corrupt("it was written by an earlier version of tsxfer"));
+    }
+    tgt.query(
+        "SELECT id, kind, source_oid, part, parts, page_from, page_to, into_hypertable,
+                estimated_bytes
+         FROM tsxfer.unit ORDER BY id",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(recorded_unit)
+    .collect()
+}
+
+fn recorded_unit(r: &Row) -> Result<RecordedUnit> {
+    let id: i32 = r.get(0);
+    let bad = |what: &str| corrupt(&format!("unit {id} has {what}"));
+    let kind: String = r.get(1);
+    let kind = UnitKind::from_label(&kind).ok_or_else(|| bad("an unknown kind"))?;
+    let u32_of = |v: i64| u32::try_from(v).map_err(|_| bad("a value out of range"));
+    let oid = u32_of(r.get(2))?;
+    let field =
+        |i: usize| -> Result<Option<u32>> { r.get::<_, Option<i64>>(i).map(u32_of).transpose() };
+    let (part, parts, from, to) = (
+        r.get::<_, Option<i32>>(3)
+            .map(i64::from)
+            .map(u32_of)
+            .transpose()?,
+        r.get::<_, Option<i32>>(4)
+            .map(i64::from)
+            .map(u32_of)
+            .transpose()?,
+        field(5)?,
+        field(6)?,
+    );
+    let pages = match (part, parts, from) {
+        (Some(part), Some(parts), Some(from)) => Some(Pages {
+            part,
+            parts,
+            from,
+            to,
+        }),
+        (None, None, None) if to.is_none() => None,
+        _ => return Err(bad("an incomplete range of pages")),
+    };
+    Ok(RecordedUnit {
+        id,
+        oid,
+        kind,
+        pages,
+        into_hypertable: r.get(7),
+        estimated_bytes: r.get(8),
+    })
 }
 
 /// Inside the claiming transaction: the unit is done (commits with its data).
@@ -269,31 +348,43 @@ pub async fn counts(tgt: &Target) -> Result<Counts> {
     })
 }
 
-/// Every unit that is done, with what copying it did (for verification and the report).
-pub async fn done_units(tgt: &Target) -> Result<Vec<(CopyUnit, UnitOutcome)>> {
-    let rows = tgt
+/// Every unit that is done (by id), with what copying it did (for verification and the
+/// report).
+pub async fn done_outcomes(tgt: &Target) -> Result<Vec<(i32, UnitOutcome)>> {
+    Ok(tgt
         .query(
-            "SELECT spec, rows, bytes, seconds FROM tsxfer.unit WHERE status = 'done' ORDER BY id",
+            "SELECT id, rows, bytes, seconds FROM tsxfer.unit WHERE status = 'done' ORDER BY id",
             &[],
         )
-        .await?;
-    rows.iter().map(done_unit).collect()
+        .await?
+        .iter()
+        .map(|r| {
+            let rows: i64 = r.get(1);
+            let bytes: i64 = r.get(2);
+            (
+                r.get(0),
+                UnitOutcome {
+                    rows: rows.max(0) as u64,
+                    bytes: bytes.max(0) as u64,
+                    seconds: r.get(3),
+                    blocked_seconds: 0.0,
+                },
+            )
+        })
+        .collect())
 }
 
-fn done_unit(r: &Row) -> Result<(CopyUnit, UnitOutcome)> {
-    let spec: serde_json::Value = r.get(0);
-    let unit: CopyUnit = serde_json::from_value(spec).map_err(|e| corrupt(&e.to_string()))?;
-    let rows: i64 = r.get(1);
-    let bytes: i64 = r.get(2);
-    Ok((
-        unit,
-        UnitOutcome {
-            rows: rows as u64,
-            bytes: bytes as u64,
-            seconds: r.get(3),
-            blocked_seconds: 0.0,
-        },
-    ))
+/// [`done_outcomes`], each with its unit as `book` has it.
+pub async fn done_units(tgt: &Target, book: &UnitBook) -> Result<Vec<(CopyUnit, UnitOutcome)>> {
+    done_outcomes(tgt)
+        .await?
+        .into_iter()
+        .map(|(id, outcome)| {
+            book.get(id)
+                .map(|u| (u.clone(), outcome))
+                .ok_or_else(|| corrupt(&format!("unit {id} is not one of the run's units")))
+        })
+        .collect()
 }
 
 /// TimescaleDB's `timescaledb_pre_restore()` or `timescaledb_post_restore()` (`which`),
@@ -302,15 +393,6 @@ pub async fn restoring_mode(tgt: &Target, schema: &str, which: &str) -> Result<(
     tgt.execute(&format!("SELECT {}.{which}()", crate::quote::ident(schema)))
         .await
         .map_err(|e| e.context(format!("calling {which}() on the target")))
-}
-
-/// Every unit of the run, whatever its status.
-pub async fn all_units(tgt: &Target) -> Result<Vec<CopyUnit>> {
-    tgt.query("SELECT spec FROM tsxfer.unit ORDER BY id", &[])
-        .await?
-        .iter()
-        .map(|r| serde_json::from_value(r.get(0)).map_err(|e| corrupt(&e.to_string())))
-        .collect()
 }
 
 /// What one worker copied: (units, rows, bytes).

@@ -18,8 +18,16 @@ CREATE TABLE IF NOT EXISTS tsxfer.run (
 CREATE TABLE IF NOT EXISTS tsxfer.unit (
     id               int PRIMARY KEY,
     kind             text NOT NULL,
+    -- What people read; never read back as SQL.
     relation         text NOT NULL,
-    spec             jsonb NOT NULL,
+    -- The unit's identity and typed values only: tsxfer rebuilds its names, columns and
+    -- conditions from the source's catalog, so nothing here becomes SQL text.
+    source_oid       bigint NOT NULL,
+    part             int,
+    parts            int,
+    page_from        bigint,
+    page_to          bigint,
+    into_hypertable  boolean NOT NULL DEFAULT false,
     estimated_bytes  bigint NOT NULL,
     status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
     attempts         int NOT NULL DEFAULT 0,

@@ -111,3 +111,203 @@ fn restart_refuses_to_empty_a_target_whose_run_came_from_another_source() {
     assert_eq!(tables(tgt, "sf_other_tgt"), before);
     assert_eq!(count_rows(tgt, "sf_other_tgt", "public.accounts"), 500);
 }
+
+#[test]
+fn the_run_state_names_units_but_nothing_read_from_it_runs_as_sql_on_the_source() {
+    let (src, tgt) = cluster::clusters();
+    // A SQL_ASCII source holds bytes a UTF-8 target refuses: the first run stops with
+    // one unit failed and its state left behind.
+    src.psql(
+        "postgres",
+        "CREATE DATABASE sf_state_src ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    );
+    src.psql(
+        "sf_state_src",
+        "CREATE TABLE good (id int PRIMARY KEY, t text);
+         INSERT INTO good SELECT i, 'fine ' || i FROM generate_series(1, 1000) i;
+         CREATE TABLE bad (id int PRIMARY KEY, t text);
+         INSERT INTO bad SELECT i, 'fine ' || i FROM generate_series(1, 100) i;
+         UPDATE bad SET t = E'caf\\xe9' WHERE id = 50;",
+    );
+    tgt.create_cloud_like_database("sf_state_tgt");
+    tgt.psql("sf_state_tgt", "DROP EXTENSION timescaledb");
+    let (source, target) = conninfos(src, "sf_state_src", tgt, "sf_state_tgt");
+    let run = tsxfer(&["--source", &source, "--target", &target, "-j", "2"]);
+    assert_eq!(run.code, 4, "{run:?}");
+    src.psql("sf_state_src", "UPDATE bad SET t = 'fixed' WHERE id = 50");
+    let resume = || {
+        tsxfer(&[
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "-j",
+            "2",
+            "--allow-inconsistent",
+        ])
+    };
+
+    // A unit pointed at another relation of the source (pg_authid, the password hashes)
+    // is refused before anything is copied.
+    let failed_id = tgt.psql(
+        "sf_state_tgt",
+        "SELECT id FROM tsxfer.unit WHERE status = 'failed'",
+    );
+    let failed_oid = tgt.psql(
+        "sf_state_tgt",
+        &format!("SELECT source_oid FROM tsxfer.unit WHERE id = {failed_id}"),
+    );
+    tgt.psql(
+        "sf_state_tgt",
+        &format!("UPDATE tsxfer.unit SET source_oid = 1260 WHERE id = {failed_id}"),
+    );
+    let refused = resume();
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(refused.all().contains("run state"), "{refused:?}");
+    assert!(refused.all().contains("OID 1260"), "{refused:?}");
+    assert_eq!(tgt.psql("sf_state_tgt", "SELECT count(*) FROM bad"), "0");
+    tgt.psql(
+        "sf_state_tgt",
+        &format!("UPDATE tsxfer.unit SET source_oid = {failed_oid} WHERE id = {failed_id}"),
+    );
+
+    // SQL planted where an earlier tsxfer kept a unit's definition, and in the unit's
+    // display name, is never sent to the source: the source logs every statement of the
+    // resumed run, and the marker is in none of them.
+    let marker = "tsxfer_planted_marker";
+    let planted = format!("public.bad WHERE pg_catalog.pg_sleep(0) IS NOT NULL OR '{marker}' = ''");
+    tgt.psql(
+        "sf_state_tgt",
+        &format!(
+            "ALTER TABLE tsxfer.unit ADD COLUMN spec jsonb;
+             UPDATE tsxfer.unit SET relation = {planted_literal},
+                    spec = jsonb_build_object('schema', 'public', 'name', 'bad',
+                                              'filter', {filter_literal});",
+            planted_literal = cluster::quote_literal(&planted),
+            filter_literal = cluster::quote_literal(&format!("WHERE '{marker}' <> ''")),
+        ),
+    );
+    src.psql(
+        "postgres",
+        "ALTER DATABASE sf_state_src SET log_statement = 'all'",
+    );
+    let logged_before = std::fs::read_to_string(&src.log_file)
+        .unwrap_or_default()
+        .len();
+    let done = resume();
+    assert_eq!(done.code, 0, "{done:?}");
+    let log = std::fs::read_to_string(&src.log_file).expect("reading the source's log");
+    let during = &log[logged_before.min(log.len())..];
+    assert!(
+        during.contains("COPY"),
+        "the source logged no COPY: is log_statement in effect?"
+    );
+    assert!(
+        !during.contains(marker),
+        "planted SQL reached the source:\n{during}"
+    );
+    assert_eq!(tgt.psql("sf_state_tgt", "SELECT count(*) FROM bad"), "100");
+    assert_eq!(
+        tgt.psql("sf_state_tgt", "SELECT count(*) FROM good"),
+        "1000"
+    );
+}
+
+/// Rewrites the dump's manifest with `edit`.
+fn edit_manifest(dir: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("reading the manifest"))
+            .expect("the manifest is JSON");
+    edit(&mut m);
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).expect("serializes"))
+        .expect("writing the manifest");
+}
+
+#[test]
+fn names_and_words_in_a_dump_manifest_do_not_become_sql_on_the_target() {
+    let (src, tgt) = cluster::clusters();
+    small_source(src, "sf_dump_src");
+    src.psql(
+        "sf_dump_src",
+        "DO $$ BEGIN CREATE ROLE sf_dump_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT SELECT ON public.accounts TO sf_dump_reader;
+         GRANT SELECT ON public.events TO sf_dump_reader;",
+    );
+    let dir = std::env::temp_dir().join(format!("tsxfer-sf-dump-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().expect("a UTF-8 path");
+    let dump = tsxfer(&[
+        "dump",
+        "--source",
+        &src.superuser_conninfo("sf_dump_src"),
+        "--dir",
+        d,
+    ]);
+    assert_eq!(dump.code, 0, "{dump:?}");
+    let target = |db: &str| {
+        tgt.create_cloud_like_database(db);
+        tgt.conninfo(TSDBADMIN, TSDBADMIN_PASSWORD, db)
+    };
+    let grant_to_reader = |m: &mut serde_json::Value, relation: &str| -> usize {
+        m["extract"]["privileges"]["grants"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .position(|g| g["grantee"] == "sf_dump_reader" && g["object"] == relation)
+            .expect("the fixture's grant is in the manifest")
+    };
+
+    // A word that is no privilege is refused before anything is written.
+    edit_manifest(&dir, |m| {
+        let i = grant_to_reader(m, "public.accounts");
+        m["extract"]["privileges"]["grants"][i]["privilege"] =
+            "SELECT ON public.accounts TO PUBLIC; CREATE TABLE public.sf_pwned (); --".into();
+    });
+    let refused = tsxfer(&["restore", "--dir", d, "--target", &target("sf_dump_tgt1")]);
+    assert_eq!(refused.code, 3, "{refused:?}");
+    assert!(refused.all().contains("unknown privilege"), "{refused:?}");
+    assert_eq!(
+        tgt.psql(
+            "sf_dump_tgt1",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0"
+    );
+    edit_manifest(&dir, |m| {
+        let i = grant_to_reader(m, "public.accounts");
+        m["extract"]["privileges"]["grants"][i]["privilege"] = "SELECT".into();
+    });
+
+    // An object name with SQL in it names nothing on the target: its entry is left out
+    // and said so, the planted statement never runs, and the rest arrives.
+    edit_manifest(&dir, |m| {
+        let i = grant_to_reader(m, "public.events");
+        m["extract"]["privileges"]["grants"][i]["object"] =
+            "public.events TO PUBLIC; CREATE TABLE public.sf_pwned (); --".into();
+    });
+    let restored = tsxfer(&["restore", "--dir", d, "--target", &target("sf_dump_tgt2")]);
+    assert_eq!(restored.code, 0, "{restored:?}");
+    assert!(
+        restored
+            .all()
+            .contains("name objects the target does not have"),
+        "{restored:?}"
+    );
+    assert_eq!(
+        tgt.psql(
+            "sf_dump_tgt2",
+            "SELECT to_regclass('public.sf_pwned') IS NULL"
+        ),
+        "t"
+    );
+    assert_eq!(count_rows(tgt, "sf_dump_tgt2", "public.accounts"), 500);
+    assert_eq!(
+        tgt.psql(
+            "sf_dump_tgt2",
+            "SELECT has_table_privilege('sf_dump_reader', 'public.accounts', 'SELECT')"
+        ),
+        "t"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
