@@ -27,6 +27,16 @@
 # are the fair comparison.
 #
 # Environment:
+#   BENCH_DATASET   "mixed" (default: the dataset described above) or "chunks": one
+#                   hypertable of BENCH_CHUNKS one-hour chunks of six rows each, the
+#                   older half compressed, and a small plain table, to measure what each
+#                   object costs (variant "chunks"; BENCH_GB and BENCH_VARIANTS unused)
+#   BENCH_CHUNKS    chunks of the "chunks" dataset, default 6000; the source's
+#                   max_locks_per_transaction is raised so pg_dump can lock them all
+#   BENCH_RTT_MS    round-trip time added between every tool and both servers, default
+#                   0: each cluster gets a delay proxy in front of it
+#                   (benches/delay_proxy.py, half the time each way), and the tools
+#                   connect through it; the harness's own checks do not
 #   BENCH_GB        dataset size in GB (source database size, roughly), default 2
 #   BENCH_JOBS      N for every tool (tsxfer --jobs, pg_dump/pg_restore -j, pgcopydb), default 2
 #   BENCH_VARIANTS  variants to run, default "sparse dense"
@@ -62,7 +72,11 @@ BENCHES=$REPO/benches
 PG_BIN=${TSXFER_PG_BIN:-/usr/lib/postgresql/15/bin}
 BENCH_GB=${BENCH_GB:-2}
 JOBS=${BENCH_JOBS:-2}
+DATASET=${BENCH_DATASET:-mixed}
+CHUNKS=${BENCH_CHUNKS:-6000}
+RTT_MS=${BENCH_RTT_MS:-0}
 VARIANTS=${BENCH_VARIANTS:-sparse dense}
+[[ $DATASET == chunks ]] && VARIANTS=chunks
 TOOLS=${BENCH_TOOLS:-seed pgdump pgdump-z0 pgcopydb tsxfer tsxfer-offline}
 BUFFER=${BENCH_BUFFER:-1MiB}
 COPY_RATE=${BENCH_COPY_RATE:-1}
@@ -80,9 +94,12 @@ die() {
 
 [[ $(id -u) -eq 0 ]] || die "run as root (initdb runs as the postgres OS user through runuser)"
 [[ $BENCH_GB =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BENCH_GB must be a number of GB, not '$BENCH_GB'"
+[[ $DATASET == mixed || $DATASET == chunks ]] || die "BENCH_DATASET must be mixed or chunks, not '$DATASET'"
+[[ $CHUNKS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CHUNKS must be a positive integer, not '$CHUNKS'"
+[[ $RTT_MS =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BENCH_RTT_MS must be a number of milliseconds, not '$RTT_MS'"
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "BENCH_JOBS must be a positive integer, not '$JOBS'"
 for v in $VARIANTS; do
-    [[ $v == sparse || $v == dense ]] || die "unknown variant '$v' in BENCH_VARIANTS (sparse, dense)"
+    [[ $v == sparse || $v == dense || $v == chunks ]] || die "unknown variant '$v' in BENCH_VARIANTS (sparse, dense)"
 done
 for t in $TOOLS; do
     case $t in seed | pgdump | pgdump-z0 | pgcopydb | tsxfer | tsxfer-offline) ;; *) die "unknown tool '$t' in BENCH_TOOLS" ;; esac
@@ -139,10 +156,11 @@ as_pg() { runuser -u postgres -- "$@"; }
 STARTED=()
 PORT_source='' SOCK_source='' PORT_target='' SOCK_target=''
 BG_PIDS=()
+PROXY_PIDS=()
 # shellcheck disable=SC2317 # runs from the EXIT trap
 cleanup() {
     local status=$?
-    for p in "${BG_PIDS[@]}"; do
+    for p in "${BG_PIDS[@]}" "${PROXY_PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
     done
     for c in "${STARTED[@]}"; do
@@ -194,6 +212,7 @@ max_connections = 100
 password_encryption = 'scram-sha-256'
 log_autovacuum_min_duration = 0
 log_lock_waits = on
+max_locks_per_transaction = $LOCKS
 EOF
     cat >"$dir/data/pg_hba.conf" <<EOF
 local all postgres trust
@@ -221,6 +240,41 @@ EOF
     die "cannot start the $name cluster"
 }
 
+# Room in the lock table for pg_dump to lock every chunk and compressed chunk at once.
+LOCKS=64
+if [[ $DATASET == chunks ]]; then
+    LOCKS=$((CHUNKS * 3 / 100 + 64))
+fi
+
+# A delay proxy in front of <side> (BENCH_RTT_MS): sets PROXY_<side>.
+start_proxy() { # <side>
+    local side=$1 port=PORT_$1 p attempt
+    for attempt in 1 2 3 4 5; do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        port_in_use "$p" && continue
+        python3 "$BENCHES/delay_proxy.py" "$p" "${!port}" "$(awk -v r="$RTT_MS" 'BEGIN { print r / 2 }')" \
+            >"$BENCH_DIR/proxy-$side.log" 2>&1 &
+        PROXY_PIDS+=("$!")
+        local i
+        for i in $(seq 50); do
+            port_in_use "$p" && break
+            sleep 0.1
+        done
+        if port_in_use "$p"; then
+            printf -v "PROXY_$side" '%s' "$p"
+            say "$side reached through a proxy on 127.0.0.1:$p adding ${RTT_MS} ms of round trip"
+            return 0
+        fi
+    done
+    die "cannot start the delay proxy for the $side"
+}
+
+# The port the tools connect to: the proxy's when there is one.
+tool_port() { # <side>
+    local proxy=PROXY_$1 port=PORT_$1
+    printf '%s' "${!proxy:-${!port}}"
+}
+
 # psql as the superuser over the unix socket: <side> <db> [psql args...]
 q() {
     local side=$1 db=$2 sock port
@@ -233,14 +287,12 @@ qv() { q "$@" -At; } # one value per line, unaligned
 
 # TCP connection strings the tools use.
 tcp_conninfo() { # <side> <db> [user] [password]
-    local port=PORT_$1
-    local s="host=127.0.0.1 port=${!port} dbname=$2 user=${3:-postgres}"
+    local s="host=127.0.0.1 port=$(tool_port "$1") dbname=$2 user=${3:-postgres}"
     [[ -n ${4:-} ]] && s+=" password=$4"
     printf '%s' "$s"
 }
 tcp_uri() { # <side> <db>
-    local port=PORT_$1
-    printf 'postgresql://postgres@127.0.0.1:%s/%s' "${!port}" "$2"
+    printf 'postgresql://postgres@127.0.0.1:%s/%s' "$(tool_port "$1")" "$2"
 }
 
 now() { printf '%s' "$EPOCHREALTIME"; }
@@ -298,7 +350,26 @@ SELECT pg_temp.null_batches();
 SQL
 )
 
+# The "chunks" dataset (BENCH_DATASET=chunks).
+generate_chunks_dataset() {
+    say "generating the many-chunk dataset (BENCH_CHUNKS=$CHUNKS) in source database $DB"
+    local t0 gen_log=$BENCH_DIR/generate.log
+    t0=$(now)
+    q source postgres -c "CREATE DATABASE $DB TEMPLATE template0"
+    LICENSE=$(qv source "$DB" -c "CREATE EXTENSION IF NOT EXISTS timescaledb" -c "SHOW timescaledb.license" | tail -n 1)
+    [[ $LICENSE == timescale ]] ||
+        die "timescaledb.license is '$LICENSE': the dataset needs TimescaleDB's compression (a full build, license timescale)"
+    q source "$DB" -v chunks="$CHUNKS" -f "$BENCHES/dataset-chunks.sql" >"$gen_log" 2>&1 ||
+        die "dataset-chunks.sql failed (see $gen_log)"
+    q source "$DB" -c "VACUUM (FREEZE, ANALYZE)" >>"$gen_log" 2>&1
+    say "dataset generated in $(elapsed "$t0" "$(now)") s"
+}
+
 generate_dataset() {
+    if [[ $DATASET == chunks ]]; then
+        generate_chunks_dataset
+        return
+    fi
     say "generating the dataset (BENCH_GB=$BENCH_GB) in source database $DB"
     local t0 gen_log=$BENCH_DIR/generate.log
     t0=$(now)
@@ -944,6 +1015,10 @@ print_variant() { # <variant> <source db>
 HARNESS_START=$SECONDS
 start_cluster source
 start_cluster target
+if awk -v r="$RTT_MS" 'BEGIN { exit !(r > 0) }'; then
+    start_proxy source
+    start_proxy target
+fi
 generate_dataset
 [[ " $VARIANTS " == *" dense "* ]] && make_dense_variant
 
@@ -965,7 +1040,12 @@ for variant in $VARIANTS; do RATE_VARIANT=$variant; done
     echo "- machine: $(uname -srm); $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)); $(free -g | awk '/^Mem:/ { print $2 }') GiB memory"
     echo "- PostgreSQL $(qv source postgres -c 'SHOW server_version'), TimescaleDB $(qv source "$DB" -c "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'") (license $LICENSE); source and target clusters on this machine, fsync off, shared_buffers 512MB, max_wal_size 8GB; every tool over TCP to 127.0.0.1"
     echo "- tsxfer: $TSXFER ($TSXFER_BUILT), --jobs $JOBS --buffer-size $BUFFER, to a non-superuser database owner (tsdbadmin); the other tools as the target's superuser"
-    echo "- BENCH_GB=$BENCH_GB"
+    if [[ $DATASET == chunks ]]; then
+        echo "- BENCH_DATASET=chunks, BENCH_CHUNKS=$CHUNKS"
+    else
+        echo "- BENCH_GB=$BENCH_GB"
+    fi
+    echo "- round trip added between the tools and each server: ${RTT_MS} ms"
     for variant in $VARIANTS; do
         describe_dataset "${SRCDB[$variant]}" "$RUNS/$variant-source-fingerprint.txt"
     done
