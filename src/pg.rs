@@ -238,6 +238,15 @@ async fn encrypted(
             let rustls_error = tls_error(&e);
             let tls_used = found.is_some() || rustls_error.is_some();
             let mut failure = driver_failure(&e);
+            if tls.client.is_none()
+                && e.code()
+                    == Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+            {
+                failure.sentence.push_str(
+                    " (no client certificate was sent: give one as sslcert=FILE with its \
+                     sslkey=FILE, or put them in ~/.postgresql/postgresql.crt and .key)",
+                );
+            }
             if let Some(Found::Refused(sentence)) = found {
                 failure = Failure {
                     kind: ErrorKind::Preflight,
