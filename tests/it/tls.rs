@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::cluster::{self, Cluster, TSDBADMIN, TSDBADMIN_PASSWORD, percent_encode};
 use crate::{Run, scratch_dir};
@@ -627,4 +628,108 @@ fn service_files_and_several_hosts() {
     assert!(run.stderr.contains("GSSAPI"), "{run:?}");
     let run = plan(&format!("{two_hosts}&gssencmode=prefer"), &[]);
     assert_eq!(run.code, 0, "{run:?}");
+}
+
+/// Polls `sql` on `c` (as superuser in `db`) until it returns a non-empty value; gives up
+/// after `limit` (a hang guard, not a timing requirement).
+fn wait_for(c: &Cluster, db: &str, sql: &str, limit: Duration) -> Option<String> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let v = c.psql(db, sql);
+        if !v.is_empty() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+fn signal(pid: &str, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[test]
+fn a_target_that_goes_silent_mid_copy_is_noticed() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("silent_src");
+    src.psql(
+        "silent_src",
+        "CREATE TABLE big (id int PRIMARY KEY, v text); \
+         INSERT INTO big SELECT g, repeat(md5(g::text), 30) FROM generate_series(1, 200000) g",
+    );
+    tgt.create_cloud_like_database("silent_tgt");
+    let source = src.superuser_conninfo("silent_src");
+    // The stream to the target is a TCP connection whose peer stops reading (its backend
+    // is stopped, the kernel still answers): only tcp_user_timeout ends the wait.
+    let target = format!(
+        "{}?tcp_user_timeout=3000&keepalives_idle=2&keepalives_interval=1&keepalives_count=3",
+        tgt.tcp_uri(TSDBADMIN, TSDBADMIN_PASSWORD, "silent_tgt")
+    );
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsxfer"))
+        .args([
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--jobs",
+            "1",
+            "--quiet",
+            "--metrics-addr",
+            "off",
+        ])
+        .current_dir(scratch_dir())
+        .env_remove("PGPASSWORD")
+        .stdout(std::fs::File::create(out.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(out.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let copying = "SELECT pid FROM pg_catalog.pg_stat_activity WHERE datname = 'silent_tgt' \
+                   AND query LIKE 'COPY%big%FROM STDIN%' AND state = 'active' LIMIT 1";
+    let pid = wait_for(tgt, "postgres", copying, Duration::from_secs(300))
+        .expect("the COPY into the target never started");
+    signal(&pid, "-STOP");
+    // Noticed: tsxfer gives the stream up and, on a new connection, records the failure,
+    // which waits for the stopped backend's lock on the unit.
+    let noticed = wait_for(
+        tgt,
+        "postgres",
+        &format!(
+            "SELECT pid FROM pg_catalog.pg_stat_activity WHERE datname = 'silent_tgt' \
+             AND pid <> {pid} AND wait_event_type = 'Lock' AND query LIKE 'UPDATE tsxfer.unit%' \
+             LIMIT 1"
+        ),
+        Duration::from_secs(300),
+    );
+    tgt.psql(
+        "postgres",
+        &format!("SELECT pg_catalog.pg_terminate_backend({pid})"),
+    );
+    signal(&pid, "-CONT");
+    let status = {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() > Duration::from_secs(600) {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let stderr = std::fs::read_to_string(out.path().join("stderr")).unwrap();
+    assert!(
+        noticed.is_some(),
+        "the stopped target was not noticed; tsxfer said: {stderr}"
+    );
+    let status = status.expect("tsxfer did not finish after the backend was ended");
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert_eq!(tgt.psql("silent_tgt", "SELECT count(*) FROM big"), "200000");
 }
