@@ -1191,4 +1191,79 @@ mod tests {
             vec!["h", "5432", "db", "u", "pa:ss:word"]
         );
     }
+
+    #[test]
+    fn service_sections_as_libpq_reads_them() {
+        let text = "# comment\n[a]\nport=1\n\n[b]\n  host = h.example\nport=2\n[c]\nport=3\n";
+        let file = Path::new("/x/pg_service.conf");
+        let b = parse_service_file(text, "b", file).unwrap().unwrap();
+        assert_eq!(b.get("host").map(String::as_str), Some("h.example"));
+        assert_eq!(b.get("port").map(String::as_str), Some("2"));
+        assert!(parse_service_file(text, "zz", file).unwrap().is_none());
+        let nested = parse_service_file("[b]\nservice=a\n", "b", file).unwrap_err();
+        assert!(nested.contains("nests"), "{nested}");
+        let unknown = parse_service_file("[b]\nfrobnicate=1\n", "b", file).unwrap_err();
+        assert!(unknown.contains("frobnicate"), "{unknown}");
+    }
+
+    #[test]
+    fn several_hosts_pair_with_ports_as_in_libpq() {
+        let c =
+            ConnInfo::parse_with_env("postgresql://u@a:1,[::1]:2,c/db", "source", &no_env).unwrap();
+        let eps = c.endpoints();
+        assert_eq!(eps.len(), 3);
+        assert_eq!((eps[0].host.as_deref(), eps[0].port), (Some("a"), 1));
+        assert_eq!((eps[1].host.as_deref(), eps[1].port), (Some("::1"), 2));
+        assert_eq!((eps[2].host.as_deref(), eps[2].port), (Some("c"), 5432));
+        let one_port = ConnInfo::parse_with_env("host=a,b port=7 user=u", "source", &no_env)
+            .unwrap()
+            .endpoints();
+        assert!(one_port.iter().all(|e| e.port == 7));
+        for bad in [
+            "host=a,b port=1,2,3 user=u",
+            "host=a,b hostaddr=1.2.3.4 user=u",
+        ] {
+            let e = ConnInfo::parse_with_env(bad, "source", &no_env).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Usage, "{bad}");
+        }
+        let t = ConnInfo::parse_with_env("host=a user=u", "target", &no_env).unwrap();
+        assert_eq!(t.session_attrs(), SessionAttrs::ReadWrite);
+        let e = ConnInfo::parse_with_env(
+            "host=a user=u target_session_attrs=standby",
+            "target",
+            &no_env,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage);
+    }
+
+    #[test]
+    fn child_strings_hold_no_secrets_and_the_settings_made_explicit() {
+        let c = ConnInfo::parse_with_env(
+            "host=a user=u password=pw sslpassword=kp passfile=/p",
+            "target",
+            &no_env,
+        )
+        .unwrap();
+        let s = c.libpq_string("tsxfer pg_restore");
+        for secret in ["=pw", "=kp", "passfile", "sslpassword"] {
+            assert!(!s.contains(secret), "{secret}: {s}");
+        }
+        for wanted in [
+            "sslmode=prefer",
+            "gssencmode=disable",
+            "target_session_attrs=read-write",
+            "keepalives_idle=60",
+        ] {
+            assert!(s.contains(wanted), "{wanted}: {s}");
+        }
+        let env = c.child_env().unwrap();
+        let (var, file) = &env.vars[0];
+        assert_eq!(*var, "PGPASSFILE");
+        let text = std::fs::read_to_string(file).unwrap();
+        assert_eq!(text, "*:*:*:*:pw\n");
+        let file = PathBuf::from(file);
+        drop(env);
+        assert!(!file.exists());
+    }
 }
