@@ -1,12 +1,17 @@
 //! Connection strings as libpq reads them: `postgresql://` URIs and `key=value` strings,
-//! completed from `PG*` environment variables and `.pgpass`. The password is kept apart
+//! completed, in libpq's order, from a connection service file (`service=`/`PGSERVICE`),
+//! `PG*` environment variables, libpq's defaults and `.pgpass`. The password is kept apart
 //! and never printed: [`ConnInfo`]'s `Display` and `redacted()` leave it out.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::tls::{Roots, SslMode, TlsInput, TlsSettings};
 
 /// Connection keywords tsxfer understands (libpq's names).
 const KNOWN_KEYS: &[&str] = &[
@@ -17,14 +22,66 @@ const KNOWN_KEYS: &[&str] = &[
     "user",
     "password",
     "passfile",
+    "service",
     "options",
     "application_name",
+    "fallback_application_name",
+    "client_encoding",
     "connect_timeout",
     "sslmode",
     "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslsni",
+    "sslcompression",
+    "gssencmode",
+    "channel_binding",
     "keepalives",
     "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
     "target_session_attrs",
+];
+
+/// libpq keywords tsxfer does not support, with the reason given to the user.
+const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
+    ("sslcrl", "certificate revocation lists are not checked"),
+    ("sslcrldir", "certificate revocation lists are not checked"),
+    (
+        "sslcertmode",
+        "the client certificate is sent when sslcert names one",
+    ),
+    (
+        "sslnegotiation",
+        "TLS is always negotiated the PostgreSQL way",
+    ),
+    (
+        "ssl_min_protocol_version",
+        "TLS 1.2 and 1.3 are always allowed",
+    ),
+    (
+        "ssl_max_protocol_version",
+        "TLS 1.2 and 1.3 are always allowed",
+    ),
+    (
+        "requiressl",
+        "it is deprecated in libpq: use sslmode=require",
+    ),
+    (
+        "requirepeer",
+        "peer credentials of a socket are not checked",
+    ),
+    (
+        "require_auth",
+        "the authentication method is not restricted",
+    ),
+    ("krbsrvname", "GSSAPI (Kerberos) is not supported"),
+    ("gsslib", "GSSAPI (Kerberos) is not supported"),
+    ("gssdelegation", "GSSAPI (Kerberos) is not supported"),
+    ("load_balance_hosts", "hosts are tried in the order given"),
+    ("replication", "tsxfer opens no replication connections"),
 ];
 
 /// Environment variables libpq reads, and the keyword each one sets.
@@ -37,24 +94,143 @@ const ENV_DEFAULTS: &[(&str, &str)] = &[
     ("PGPASSWORD", "password"),
     ("PGPASSFILE", "passfile"),
     ("PGOPTIONS", "options"),
+    ("PGAPPNAME", "application_name"),
+    ("PGCLIENTENCODING", "client_encoding"),
     ("PGCONNECT_TIMEOUT", "connect_timeout"),
     ("PGSSLMODE", "sslmode"),
     ("PGSSLROOTCERT", "sslrootcert"),
+    ("PGSSLCERT", "sslcert"),
+    ("PGSSLKEY", "sslkey"),
+    ("PGSSLSNI", "sslsni"),
+    ("PGSSLCOMPRESSION", "sslcompression"),
+    ("PGGSSENCMODE", "gssencmode"),
+    ("PGCHANNELBINDING", "channel_binding"),
     ("PGTARGETSESSIONATTRS", "target_session_attrs"),
 ];
 
-/// What kind of TLS the connection asks for.
+/// Environment variables of libpq that set an unsupported keyword.
+const UNSUPPORTED_ENV: &[(&str, &str)] = &[
+    ("PGSSLCRL", "sslcrl"),
+    ("PGSSLCRLDIR", "sslcrldir"),
+    ("PGSSLCERTMODE", "sslcertmode"),
+    ("PGSSLNEGOTIATION", "sslnegotiation"),
+    ("PGSSLMINPROTOCOLVERSION", "ssl_min_protocol_version"),
+    ("PGSSLMAXPROTOCOLVERSION", "ssl_max_protocol_version"),
+    ("PGREQUIRESSL", "requiressl"),
+    ("PGREQUIREPEER", "requirepeer"),
+    ("PGREQUIREAUTH", "require_auth"),
+    ("PGKRBSRVNAME", "krbsrvname"),
+    ("PGGSSLIB", "gsslib"),
+    ("PGGSSDELEGATION", "gssdelegation"),
+    ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
+];
+
+/// Where Debian's libpq looks for the system-wide service file when `PGSYSCONFDIR` is
+/// not set.
+const DEFAULT_SYSCONFDIR: &str = "/etc/postgresql-common";
+
+/// Where Debian's libpq looks for the server's socket when no host is given.
+const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
+
+/// TCP keepalive timing used when the connection string does not set it (libpq leaves
+/// it to the system: two hours before the first probe). A peer that vanishes while a
+/// COPY waits on it is then noticed in about two minutes.
+const DEFAULT_KEEPALIVES_IDLE: u64 = 60;
+const DEFAULT_KEEPALIVES_INTERVAL: u64 = 10;
+const DEFAULT_KEEPALIVES_COUNT: u32 = 6;
+
+/// libpq's `target_session_attrs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    Disable,
-    Prefer,
-    Require,
+pub enum SessionAttrs {
+    Any,
+    ReadWrite,
+    ReadOnly,
+    Primary,
+    Standby,
+    PreferStandby,
+}
+
+impl SessionAttrs {
+    fn parse(s: &str) -> Option<SessionAttrs> {
+        Some(match s {
+            "any" => SessionAttrs::Any,
+            "read-write" => SessionAttrs::ReadWrite,
+            "read-only" => SessionAttrs::ReadOnly,
+            "primary" => SessionAttrs::Primary,
+            "standby" => SessionAttrs::Standby,
+            "prefer-standby" => SessionAttrs::PreferStandby,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionAttrs::Any => "any",
+            SessionAttrs::ReadWrite => "read-write",
+            SessionAttrs::ReadOnly => "read-only",
+            SessionAttrs::Primary => "primary",
+            SessionAttrs::Standby => "standby",
+            SessionAttrs::PreferStandby => "prefer-standby",
+        }
+    }
+}
+
+/// Where the password comes from, which decides how pg_dump and pg_restore get it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PasswordFrom {
+    /// The connection string or a service file: handed over in a private password file.
+    Given,
+    /// `PGPASSWORD`: the user put it in the environment, so it goes on in the environment.
+    Environment,
+}
+
+/// One server to try: a host name or socket directory, or an address, and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: Option<String>,
+    pub hostaddr: Option<String>,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Whether this is a unix-domain socket (libpq uses no TLS there, whatever `sslmode`).
+    pub fn is_unix(&self) -> bool {
+        self.hostaddr.is_none() && self.host.as_deref().is_some_and(|h| h.starts_with('/'))
+    }
+
+    /// The name the server's certificate must carry under `verify-full`.
+    pub fn tls_name(&self) -> &str {
+        self.host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .or(self.hostaddr.as_deref())
+            .unwrap_or("")
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.host, &self.hostaddr) {
+            (Some(h), Some(a)) => write!(f, "host {h} ({a}) port {}", self.port),
+            (Some(h), None) => write!(f, "host {h} port {}", self.port),
+            (None, Some(a)) => write!(f, "hostaddr {a} port {}", self.port),
+            (None, None) => write!(f, "port {}", self.port),
+        }
+    }
 }
 
 /// A parsed, completed connection string.
 #[derive(Clone)]
 pub struct ConnInfo {
     params: BTreeMap<String, String>,
+    /// "source" or "target".
+    side: String,
+    tls: Arc<TlsSettings>,
+    password_from: Option<PasswordFrom>,
+    /// The password file to look each host up in, when no password was given.
+    passfile: Option<PathBuf>,
+    /// Whether this side's TLS warning has been given (it is said once per side).
+    tls_warned: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ConnInfo {
@@ -76,10 +252,20 @@ fn bad(what: &str, detail: impl fmt::Display) -> Error {
     )
 }
 
+fn refuse(what: &str, detail: impl fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Usage,
+        format!("the {what} connection cannot be set up: {detail}"),
+    )
+}
+
+/// Secrets a service file or connection string may hold; never printed.
+const SECRET_KEYS: &[&str] = &["password", "sslpassword"];
+
 impl ConnInfo {
     /// Parses `text` (a URI or `key=value` pairs), then fills what it leaves out from
-    /// the environment, libpq's defaults and the password file. `what` names the side
-    /// ("source", "target") in error messages.
+    /// the service file, the environment, libpq's defaults and the password file. `what`
+    /// names the side ("source", "target") in error messages.
     pub fn parse(text: &str, what: &str) -> Result<ConnInfo> {
         Self::parse_with_env(text, what, &|k| std::env::var(k).ok())
     }
@@ -97,20 +283,47 @@ impl ConnInfo {
             } else {
                 parse_key_values(trimmed).map_err(|e| bad(what, e))?
             };
-        for key in params.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                return Err(bad(what, format!("unknown option \"{key}\"")));
+        check_keys(&params).map_err(|e| bad(what, e))?;
+        for (var, key) in UNSUPPORTED_ENV {
+            if env(var).is_some_and(|v| !v.is_empty()) {
+                let why = UNSUPPORTED_KEYS
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or("", |(_, w)| *w);
+                return Err(refuse(
+                    what,
+                    format!("{var} is set, but tsxfer does not support libpq's {key}: {why}"),
+                ));
             }
         }
+        let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let service = params
+            .get("service")
+            .cloned()
+            .or_else(|| env("PGSERVICE").filter(|s| !s.is_empty()));
+        if let Some(service) = service {
+            let found =
+                service_params(&service, env, home.as_deref()).map_err(|e| refuse(what, e))?;
+            for (k, v) in found {
+                params.entry(k).or_insert(v);
+            }
+        }
+        params.remove("service");
+        let mut password_from = params
+            .contains_key("password")
+            .then_some(PasswordFrom::Given);
         for (var, key) in ENV_DEFAULTS {
             if !params.contains_key(*key)
                 && let Some(v) = env(var).filter(|v| !v.is_empty())
             {
+                if *key == "password" {
+                    password_from = Some(PasswordFrom::Environment);
+                }
                 params.insert((*key).to_string(), v);
             }
         }
         if !params.contains_key("host") && !params.contains_key("hostaddr") {
-            params.insert("host".into(), "/var/run/postgresql".into());
+            params.insert("host".into(), DEFAULT_SOCKET_DIR.into());
         }
         params.entry("port".into()).or_insert_with(|| "5432".into());
         if !params.contains_key("user") {
@@ -123,57 +336,54 @@ impl ConnInfo {
             let user = params["user"].clone();
             params.insert("dbname".into(), user);
         }
-        let mut info = ConnInfo { params };
-        info.validate(what)?;
-        if !info.params.contains_key("password") {
-            let file = info
-                .params
+        validate(&params, what)?;
+        let tls = TlsSettings::load(&TlsInput {
+            sslmode: params.get("sslmode").map(String::as_str),
+            sslrootcert: params.get("sslrootcert").map(String::as_str),
+            sslcert: params.get("sslcert").map(String::as_str),
+            sslkey: params.get("sslkey").map(String::as_str),
+            sslpassword: params.get("sslpassword").map(String::as_str),
+            sslsni: params.get("sslsni").is_none_or(|v| v != "0"),
+            home: home.as_deref(),
+        })
+        .map_err(|e| refuse(what, e))?;
+        let passfile = if password_from.is_none() {
+            params
                 .get("passfile")
                 .map(PathBuf::from)
-                .or_else(|| env("HOME").map(|h| Path::new(&h).join(".pgpass")));
-            if let Some(file) = file
-                && let Some(pw) = password_from_file(&file, &info)
-            {
-                info.params.insert("password".into(), pw);
-            }
-        }
+                .or_else(|| home.as_ref().map(|h| h.join(".pgpass")))
+        } else {
+            None
+        };
+        let info = ConnInfo {
+            params,
+            side: what.to_string(),
+            tls: Arc::new(tls),
+            password_from,
+            passfile,
+            tls_warned: Arc::new(AtomicBool::new(false)),
+        };
+        info.endpoints_checked().map_err(|e| bad(what, e))?;
         Ok(info)
-    }
-
-    fn validate(&self, what: &str) -> Result<()> {
-        for port in self.get("port").unwrap_or("").split(',') {
-            if port.parse::<u16>().is_err() {
-                return Err(bad(what, format!("port \"{port}\" is not a number")));
-            }
-        }
-        if let Some(mode) = self.get("sslmode")
-            && !matches!(
-                mode,
-                "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
-            )
-        {
-            return Err(bad(
-                what,
-                format!("sslmode \"{mode}\" is not one libpq knows"),
-            ));
-        }
-        if let Some(t) = self.get("connect_timeout")
-            && t.parse::<u64>().is_err()
-        {
-            return Err(bad(
-                what,
-                format!("connect_timeout \"{t}\" is not a number"),
-            ));
-        }
-        Ok(())
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.params.get(key).map(String::as_str)
     }
 
+    /// The password given in the connection string, a service file or `PGPASSWORD`
+    /// (a `.pgpass` password is looked up per host, see [`ConnInfo::password_for`]).
     pub fn password(&self) -> Option<&str> {
         self.get("password")
+    }
+
+    /// The password for one server: the one given, else the password file's line for it.
+    pub fn password_for(&self, endpoint: &Endpoint) -> Option<String> {
+        if let Some(pw) = self.password() {
+            return Some(pw.to_string());
+        }
+        let file = self.passfile.as_ref()?;
+        password_from_file(file, endpoint, self.dbname(), self.user())
     }
 
     pub fn dbname(&self) -> &str {
@@ -184,12 +394,93 @@ impl ConnInfo {
         self.get("user").unwrap_or("")
     }
 
-    pub fn tls_mode(&self) -> TlsMode {
-        match self.get("sslmode").unwrap_or("prefer") {
-            "disable" => TlsMode::Disable,
-            "allow" | "prefer" => TlsMode::Prefer,
-            _ => TlsMode::Require,
+    /// "source" or "target".
+    pub fn side(&self) -> &str {
+        &self.side
+    }
+
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    pub fn ssl_mode(&self) -> SslMode {
+        self.tls.mode
+    }
+
+    /// Whether this side's TLS warning is still to be said; true only the first time.
+    pub fn first_tls_warning(&self) -> bool {
+        !self.tls_warned.swap(true, Ordering::Relaxed)
+    }
+
+    /// What the session must be: the user's `target_session_attrs`, or `read-write` for
+    /// the target (it is written to) and `any` for the source.
+    pub fn session_attrs(&self) -> SessionAttrs {
+        self.get("target_session_attrs")
+            .and_then(SessionAttrs::parse)
+            .unwrap_or(if self.side == "target" {
+                SessionAttrs::ReadWrite
+            } else {
+                SessionAttrs::Any
+            })
+    }
+
+    /// The servers to try, in order (libpq's rules for pairing hosts, addresses, ports).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.endpoints_checked().unwrap_or_default()
+    }
+
+    fn endpoints_checked(&self) -> std::result::Result<Vec<Endpoint>, String> {
+        let split = |k: &str| -> Vec<String> {
+            self.get(k)
+                .map(|v| v.split(',').map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let hosts = split("host");
+        let addrs = split("hostaddr");
+        let ports = split("port");
+        if !hosts.is_empty() && !addrs.is_empty() && hosts.len() != addrs.len() {
+            return Err(format!(
+                "{} host names cannot be matched to {} hostaddr values",
+                hosts.len(),
+                addrs.len()
+            ));
         }
+        let n = hosts.len().max(addrs.len()).max(1);
+        if ports.len() > 1 && ports.len() != n {
+            return Err(format!(
+                "{} port numbers cannot be matched to {n} hosts",
+                ports.len()
+            ));
+        }
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let host = hosts.get(i).filter(|h| !h.is_empty()).cloned();
+            let hostaddr = addrs.get(i).filter(|a| !a.is_empty()).cloned();
+            if let Some(a) = &hostaddr
+                && a.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(format!("hostaddr \"{a}\" is not an IP address"));
+            }
+            let port = ports
+                .get(i)
+                .or(ports.first())
+                .filter(|p| !p.is_empty())
+                .map_or(Ok(5432), |p| {
+                    p.parse::<u16>()
+                        .map_err(|_| format!("port \"{p}\" is not a number"))
+                })?;
+            let host = if host.is_none() && hostaddr.is_none() {
+                Some(DEFAULT_SOCKET_DIR.to_string())
+            } else {
+                host
+            };
+            out.push(Endpoint {
+                host,
+                hostaddr,
+                port,
+            });
+        }
+        Ok(out)
     }
 
     /// Host, port, database and user: enough for a person to know which server is meant.
@@ -204,76 +495,392 @@ impl ConnInfo {
         )
     }
 
-    /// Every parameter but the password, as a libpq `key=value` string.
+    /// Every parameter but the secrets, as a libpq `key=value` string.
     pub fn redacted(&self) -> String {
         self.params
             .iter()
-            .filter(|(k, _)| k.as_str() != "password")
+            .filter(|(k, _)| !SECRET_KEYS.contains(&k.as_str()))
             .map(|(k, v)| format!("{k}={}", quote_value(v)))
             .collect::<Vec<_>>()
             .join(" ")
     }
 
-    /// The string handed to pg_dump/pg_restore: no password (that goes in `PGPASSWORD`),
-    /// and the given application name so the DBA can tell the sessions apart.
+    /// The string handed to pg_dump/pg_restore: the same servers and TLS settings as
+    /// tsxfer's own connections (defaults made explicit), no secrets (those go through
+    /// [`ConnInfo::child_env`]), and `application_name` so the DBA can tell sessions apart.
     pub fn libpq_string(&self, application_name: &str) -> String {
-        let mut s = self.redacted();
-        if !self.params.contains_key("application_name") {
-            s.push_str(&format!(
-                " application_name={}",
-                quote_value(application_name)
-            ));
+        let mut p = self.params.clone();
+        for k in SECRET_KEYS {
+            p.remove(*k);
         }
-        s
-    }
-
-    /// A tokio-postgres configuration for this connection.
-    pub fn pg_config(&self, application_name: &str) -> tokio_postgres::Config {
-        let mut cfg = tokio_postgres::Config::new();
-        for host in self
-            .get("host")
-            .unwrap_or("")
-            .split(',')
-            .filter(|h| !h.is_empty())
-        {
-            if host.starts_with('/') {
-                cfg.host_path(host);
+        if self.password_from == Some(PasswordFrom::Given) {
+            p.remove("passfile");
+        }
+        p.insert("sslmode".into(), self.tls.mode.name().into());
+        match &self.tls.roots {
+            Roots::File(f) => {
+                p.insert("sslrootcert".into(), f.display().to_string());
+            }
+            Roots::System => {
+                if let Some(f) = crate::tls::system_roots_file() {
+                    p.insert("sslrootcert".into(), f.display().to_string());
+                }
+            }
+            Roots::None { .. } => {}
+        }
+        if let Some(id) = &self.tls.client {
+            p.insert("sslcert".into(), id.cert_file.display().to_string());
+            if id.decrypted_pem.is_some() {
+                p.remove("sslkey");
             } else {
-                cfg.host(host);
+                p.insert("sslkey".into(), id.key_file.display().to_string());
             }
         }
-        if let Some(addrs) = self.get("hostaddr") {
-            for a in addrs.split(',') {
+        p.insert("gssencmode".into(), "disable".into());
+        p.entry("keepalives_idle".into())
+            .or_insert_with(|| DEFAULT_KEEPALIVES_IDLE.to_string());
+        p.entry("keepalives_interval".into())
+            .or_insert_with(|| DEFAULT_KEEPALIVES_INTERVAL.to_string());
+        p.entry("keepalives_count".into())
+            .or_insert_with(|| DEFAULT_KEEPALIVES_COUNT.to_string());
+        p.insert(
+            "target_session_attrs".into(),
+            self.session_attrs().name().into(),
+        );
+        p.entry("application_name".into())
+            .or_insert_with(|| application_name.to_string());
+        p.iter()
+            .map(|(k, v)| format!("{k}={}", quote_value(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The environment pg_dump/pg_restore need for this connection: a password given in
+    /// the connection string goes in a private password file (mode 0600, removed when
+    /// the returned value is dropped), one from `PGPASSWORD` stays in `PGPASSWORD`; a key
+    /// decrypted with `sslpassword` goes in a private file too.
+    pub fn child_env(&self) -> Result<ChildEnv> {
+        let mut env = ChildEnv {
+            vars: Vec::new(),
+            dir: None,
+        };
+        let private = |env: &mut ChildEnv| -> Result<PathBuf> {
+            if env.dir.is_none() {
+                env.dir = Some(tempfile::Builder::new().prefix("tsxfer-libpq-").tempdir()?);
+            }
+            Ok(env.dir.as_ref().expect("just made").path().to_path_buf())
+        };
+        match (self.password_from, self.password()) {
+            (Some(PasswordFrom::Environment), Some(pw)) => {
+                env.vars.push(("PGPASSWORD", pw.to_string()));
+            }
+            (Some(PasswordFrom::Given), Some(pw)) => {
+                let file = private(&mut env)?.join("pgpass");
+                let escaped = pw.replace('\\', "\\\\").replace(':', "\\:");
+                write_private(&file, format!("*:*:*:*:{escaped}\n").as_bytes())?;
+                env.vars.push(("PGPASSFILE", file.display().to_string()));
+            }
+            _ => {}
+        }
+        if let Some(id) = &self.tls.client
+            && let Some(pem) = &id.decrypted_pem
+        {
+            let file = private(&mut env)?.join("client.key");
+            write_private(&file, pem.as_bytes())?;
+            env.vars.push(("PGSSLKEY", file.display().to_string()));
+        }
+        Ok(env)
+    }
+
+    /// A tokio-postgres configuration for one server of this connection.
+    pub fn pg_config(&self, endpoint: &Endpoint, application_name: &str) -> tokio_postgres::Config {
+        let mut cfg = tokio_postgres::Config::new();
+        match (&endpoint.host, &endpoint.hostaddr) {
+            (Some(h), _) if h.starts_with('/') && endpoint.hostaddr.is_none() => {
+                cfg.host_path(h);
+            }
+            (Some(h), Some(a)) => {
+                cfg.host(h);
                 if let Ok(ip) = a.parse() {
                     cfg.hostaddr(ip);
                 }
             }
+            (Some(h), None) => {
+                cfg.host(h);
+            }
+            (None, Some(a)) => {
+                // tokio-postgres wants a host name for TLS; the address stands for it.
+                cfg.host(a);
+                if let Ok(ip) = a.parse() {
+                    cfg.hostaddr(ip);
+                }
+            }
+            (None, None) => {
+                cfg.host_path(DEFAULT_SOCKET_DIR);
+            }
         }
-        for port in self.get("port").unwrap_or("5432").split(',') {
-            cfg.port(port.parse().unwrap_or(5432));
-        }
+        cfg.port(endpoint.port);
         cfg.user(self.user()).dbname(self.dbname());
-        if let Some(pw) = self.password() {
+        if let Some(pw) = self.password_for(endpoint) {
             cfg.password(pw);
         }
         if let Some(o) = self.get("options") {
             cfg.options(o);
         }
-        cfg.application_name(self.get("application_name").unwrap_or(application_name));
-        if let Some(t) = self
-            .get("connect_timeout")
-            .and_then(|t| t.parse::<u64>().ok())
+        cfg.application_name(
+            self.get("application_name")
+                .or(self.get("fallback_application_name"))
+                .unwrap_or(application_name),
+        );
+        let secs = |k: &str| self.get(k).and_then(|t| t.parse::<u64>().ok());
+        if let Some(t) = secs("connect_timeout")
             && t > 0
         {
-            cfg.connect_timeout(std::time::Duration::from_secs(t));
+            // libpq treats 1 as 2 seconds.
+            cfg.connect_timeout(Duration::from_secs(t.max(2)));
         }
-        cfg.ssl_mode(match self.tls_mode() {
-            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
-            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            TlsMode::Require => tokio_postgres::config::SslMode::Require,
+        let keepalives = self.get("keepalives").is_none_or(|v| v != "0");
+        cfg.keepalives(keepalives);
+        if keepalives {
+            cfg.keepalives_idle(Duration::from_secs(
+                secs("keepalives_idle")
+                    .filter(|s| *s > 0)
+                    .unwrap_or(DEFAULT_KEEPALIVES_IDLE),
+            ));
+            cfg.keepalives_interval(Duration::from_secs(
+                secs("keepalives_interval")
+                    .filter(|s| *s > 0)
+                    .unwrap_or(DEFAULT_KEEPALIVES_INTERVAL),
+            ));
+            cfg.keepalives_retries(
+                secs("keepalives_count")
+                    .filter(|s| *s > 0)
+                    .map_or(DEFAULT_KEEPALIVES_COUNT, |c| c as u32),
+            );
+        }
+        if let Some(ms) = secs("tcp_user_timeout")
+            && ms > 0
+        {
+            cfg.tcp_user_timeout(Duration::from_millis(ms));
+        }
+        cfg.channel_binding(match self.get("channel_binding") {
+            Some("disable") => tokio_postgres::config::ChannelBinding::Disable,
+            Some("require") => tokio_postgres::config::ChannelBinding::Require,
+            _ => tokio_postgres::config::ChannelBinding::Prefer,
         });
         cfg
     }
+}
+
+/// What pg_dump/pg_restore get in their environment for one connection; the private
+/// files it names are removed when it is dropped.
+pub struct ChildEnv {
+    pub vars: Vec<(&'static str, String)>,
+    dir: Option<tempfile::TempDir>,
+}
+
+fn write_private(file: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+/// Refuses keywords libpq does not know and those tsxfer does not support.
+fn check_keys(params: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+    for key in params.keys() {
+        if let Some((_, why)) = UNSUPPORTED_KEYS.iter().find(|(k, _)| k == key) {
+            return Err(format!(
+                "libpq's option \"{key}\" is not supported by tsxfer: {why}"
+            ));
+        }
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            return Err(format!("unknown option \"{key}\""));
+        }
+    }
+    Ok(())
+}
+
+fn validate(params: &BTreeMap<String, String>, what: &str) -> Result<()> {
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let one_of = |key: &str, allowed: &[&str]| -> Result<()> {
+        match get(key) {
+            Some(v) if !allowed.contains(&v) => Err(bad(
+                what,
+                format!("{key} \"{v}\" is not one of {}", allowed.join(", ")),
+            )),
+            _ => Ok(()),
+        }
+    };
+    if let Some(mode) = get("sslmode")
+        && SslMode::parse(mode).is_none()
+    {
+        return Err(bad(
+            what,
+            format!("sslmode \"{mode}\" is not one libpq knows"),
+        ));
+    }
+    for key in [
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+    ] {
+        if let Some(t) = get(key)
+            && t.parse::<u64>().is_err()
+        {
+            return Err(bad(what, format!("{key} \"{t}\" is not a number")));
+        }
+    }
+    one_of("sslsni", &["0", "1"])?;
+    one_of("sslcompression", &["0", "1"])?;
+    one_of("channel_binding", &["disable", "prefer", "require"])?;
+    one_of("gssencmode", &["disable", "allow", "prefer", "require"])?;
+    if get("gssencmode") == Some("require") {
+        return Err(refuse(
+            what,
+            "gssencmode=require asks for GSSAPI encryption, which tsxfer does not do; use \
+             sslmode for encryption (and gssencmode=disable or prefer)",
+        ));
+    }
+    if let Some(enc) = get("client_encoding")
+        && !["utf8", "utf-8", "unicode", "auto"].contains(&enc.to_ascii_lowercase().as_str())
+    {
+        return Err(refuse(
+            what,
+            format!(
+                "client_encoding \"{enc}\": tsxfer always talks UTF8 (the data is copied as the server stores it)"
+            ),
+        ));
+    }
+    if let Some(t) = get("target_session_attrs") {
+        let Some(attrs) = SessionAttrs::parse(t) else {
+            return Err(bad(
+                what,
+                format!(
+                    "target_session_attrs \"{t}\" is not one of any, read-write, read-only, \
+                     primary, standby, prefer-standby"
+                ),
+            ));
+        };
+        if what == "target"
+            && matches!(
+                attrs,
+                SessionAttrs::ReadOnly | SessionAttrs::Standby | SessionAttrs::PreferStandby
+            )
+        {
+            return Err(refuse(
+                what,
+                format!(
+                    "target_session_attrs={t} would pick a server that cannot be written; \
+                     the target needs read-write (or primary)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The keywords of `service` in libpq's service files: `PGSERVICEFILE` (or
+/// `~/.pg_service.conf`) first, then `PGSYSCONFDIR/pg_service.conf` when the first does
+/// not define it.
+fn service_params(
+    service: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    let user_file = env("PGSERVICEFILE")
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".pg_service.conf")));
+    let sysconf = env("PGSYSCONFDIR")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| DEFAULT_SYSCONFDIR.to_string());
+    let system_file = Path::new(&sysconf).join("pg_service.conf");
+    for file in user_file.iter().chain(std::iter::once(&system_file)) {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        if let Some(found) = parse_service_file(&text, service, file)? {
+            return Ok(found);
+        }
+    }
+    let looked: Vec<String> = user_file
+        .iter()
+        .chain(std::iter::once(&system_file))
+        .map(|f| f.display().to_string())
+        .collect();
+    Err(format!(
+        "the service \"{service}\" is defined in no service file (looked in {})",
+        looked.join(" and ")
+    ))
+}
+
+/// One service file's section for `service`, if it has one.
+fn parse_service_file(
+    text: &str,
+    service: &str,
+    file: &Path,
+) -> std::result::Result<Option<BTreeMap<String, String>>, String> {
+    let mut in_group = false;
+    let mut found: Option<BTreeMap<String, String>> = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            if in_group {
+                break;
+            }
+            let name = rest.strip_suffix(']').unwrap_or(rest);
+            in_group = name == service;
+            if in_group {
+                found = Some(BTreeMap::new());
+            }
+            continue;
+        }
+        if !in_group {
+            continue;
+        }
+        let syntax = || {
+            format!(
+                "line {} of the service file {} is not key=value",
+                n + 1,
+                file.display()
+            )
+        };
+        let (key, value) = line.split_once('=').ok_or_else(syntax)?;
+        let (key, value) = (key.trim(), value.trim());
+        if key == "service" {
+            return Err(format!(
+                "the service file {} nests a service in \"{service}\" (line {}), which libpq does not allow",
+                file.display(),
+                n + 1
+            ));
+        }
+        let mut one = BTreeMap::new();
+        one.insert(key.to_string(), value.to_string());
+        check_keys(&one).map_err(|e| {
+            format!(
+                "service \"{service}\" in {} (line {}): {e}",
+                file.display(),
+                n + 1
+            )
+        })?;
+        if let Some(f) = found.as_mut() {
+            f.entry(key.to_string())
+                .or_insert_with(|| value.to_string());
+        }
+    }
+    Ok(found)
 }
 
 fn quote_value(v: &str) -> String {
@@ -445,9 +1052,15 @@ fn parse_uri(text: &str) -> std::result::Result<BTreeMap<String, String>, String
     Ok(params)
 }
 
-/// Looks the connection up in a libpq password file. Like libpq, a file that others
-/// can read is ignored.
-fn password_from_file(file: &Path, info: &ConnInfo) -> Option<String> {
+/// Looks one server up in a libpq password file. Like libpq, a file that others can
+/// read is ignored, a socket in the default directory matches `localhost`, and a server
+/// given only by address matches that address.
+fn password_from_file(
+    file: &Path,
+    endpoint: &Endpoint,
+    dbname: &str,
+    user: &str,
+) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(file).ok()?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -458,18 +1071,19 @@ fn password_from_file(file: &Path, info: &ConnInfo) -> Option<String> {
         return None;
     }
     let text = std::fs::read_to_string(file).ok()?;
-    let host = info.get("host").unwrap_or("localhost");
-    let host = if host.starts_with('/') || host.is_empty() {
+    let host = endpoint
+        .host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .or(endpoint.hostaddr.as_deref())
+        .unwrap_or("localhost");
+    let host = if host == DEFAULT_SOCKET_DIR {
         "localhost"
     } else {
         host
     };
-    let wanted = [
-        host,
-        info.get("port").unwrap_or("5432"),
-        info.dbname(),
-        info.user(),
-    ];
+    let port = endpoint.port.to_string();
+    let wanted = [host, port.as_str(), dbname, user];
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -527,7 +1141,7 @@ mod tests {
         assert_eq!(c.get("host"), Some("db.example.com"));
         assert_eq!(c.get("port"), Some("6543"));
         assert_eq!(c.dbname(), "my db");
-        assert_eq!(c.tls_mode(), TlsMode::Require);
+        assert_eq!(c.ssl_mode(), SslMode::Require);
         assert!(!c.redacted().contains("p:ss"));
         assert!(!format!("{c} {c:?}").contains("p:ss"));
     }
@@ -576,5 +1190,80 @@ mod tests {
             split_pgpass_line("h:5432:db:u:pa\\:ss:word"),
             vec!["h", "5432", "db", "u", "pa:ss:word"]
         );
+    }
+
+    #[test]
+    fn service_sections_as_libpq_reads_them() {
+        let text = "# comment\n[a]\nport=1\n\n[b]\n  host = h.example\nport=2\n[c]\nport=3\n";
+        let file = Path::new("/x/pg_service.conf");
+        let b = parse_service_file(text, "b", file).unwrap().unwrap();
+        assert_eq!(b.get("host").map(String::as_str), Some("h.example"));
+        assert_eq!(b.get("port").map(String::as_str), Some("2"));
+        assert!(parse_service_file(text, "zz", file).unwrap().is_none());
+        let nested = parse_service_file("[b]\nservice=a\n", "b", file).unwrap_err();
+        assert!(nested.contains("nests"), "{nested}");
+        let unknown = parse_service_file("[b]\nfrobnicate=1\n", "b", file).unwrap_err();
+        assert!(unknown.contains("frobnicate"), "{unknown}");
+    }
+
+    #[test]
+    fn several_hosts_pair_with_ports_as_in_libpq() {
+        let c =
+            ConnInfo::parse_with_env("postgresql://u@a:1,[::1]:2,c/db", "source", &no_env).unwrap();
+        let eps = c.endpoints();
+        assert_eq!(eps.len(), 3);
+        assert_eq!((eps[0].host.as_deref(), eps[0].port), (Some("a"), 1));
+        assert_eq!((eps[1].host.as_deref(), eps[1].port), (Some("::1"), 2));
+        assert_eq!((eps[2].host.as_deref(), eps[2].port), (Some("c"), 5432));
+        let one_port = ConnInfo::parse_with_env("host=a,b port=7 user=u", "source", &no_env)
+            .unwrap()
+            .endpoints();
+        assert!(one_port.iter().all(|e| e.port == 7));
+        for bad in [
+            "host=a,b port=1,2,3 user=u",
+            "host=a,b hostaddr=1.2.3.4 user=u",
+        ] {
+            let e = ConnInfo::parse_with_env(bad, "source", &no_env).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Usage, "{bad}");
+        }
+        let t = ConnInfo::parse_with_env("host=a user=u", "target", &no_env).unwrap();
+        assert_eq!(t.session_attrs(), SessionAttrs::ReadWrite);
+        let e = ConnInfo::parse_with_env(
+            "host=a user=u target_session_attrs=standby",
+            "target",
+            &no_env,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Usage);
+    }
+
+    #[test]
+    fn child_strings_hold_no_secrets_and_the_settings_made_explicit() {
+        let c = ConnInfo::parse_with_env(
+            "host=a user=u password=pw sslpassword=kp passfile=/p",
+            "target",
+            &no_env,
+        )
+        .unwrap();
+        let s = c.libpq_string("tsxfer pg_restore");
+        for secret in ["=pw", "=kp", "passfile", "sslpassword"] {
+            assert!(!s.contains(secret), "{secret}: {s}");
+        }
+        for wanted in [
+            "sslmode=prefer",
+            "gssencmode=disable",
+            "target_session_attrs=read-write",
+            "keepalives_idle=60",
+        ] {
+            assert!(s.contains(wanted), "{wanted}: {s}");
+        }
+        let env = c.child_env().unwrap();
+        let (var, file) = &env.vars[0];
+        assert_eq!(*var, "PGPASSFILE");
+        let text = std::fs::read_to_string(file).unwrap();
+        assert_eq!(text, "*:*:*:*:pw\n");
+        let file = PathBuf::from(file);
+        drop(env);
+        assert!(!file.exists());
     }
 }

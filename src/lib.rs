@@ -28,4 +28,5 @@ pub mod reset;
 pub mod roles;
 pub mod schema;
 pub mod state;
+pub mod tls;
 pub mod unit_book;

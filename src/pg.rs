@@ -1,20 +1,26 @@
 //! Connections. `Source` and `Target` are distinct types so a write cannot be sent to the
 //! source by mistake: the source only reads, inside read-only transactions.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, CopyInSink, CopyOutStream, NoTls, Row};
 
-use crate::conninfo::{ConnInfo, TlsMode};
+use crate::conninfo::{ConnInfo, Endpoint, SessionAttrs};
 use crate::error::{Error, ErrorKind, Result, pg_message};
+use crate::tls::{Found, Roots, SslMode};
 
-/// Opens a connection, with certificate-verifying TLS unless `sslmode=disable`.
-/// `side` ("source"/"target") and `role` (what this connection does) go into
+/// Opens a connection as libpq would: each server of the connection string in turn, with
+/// TLS as `sslmode` says, until one accepts and is the kind `target_session_attrs` asks
+/// for. `side` ("source"/"target") and `role` (what this connection does) go into
 /// `application_name` and error messages.
 async fn connect(info: &ConnInfo, side: &str, role: &str) -> Result<Client> {
     connect_with(info, side, role, None).await
+}
+
+/// Why one server was not used.
+struct Failure {
+    kind: ErrorKind,
+    sentence: String,
 }
 
 /// [`connect`], with session settings for the `options` startup parameter.
@@ -25,81 +31,288 @@ async fn connect_with(
     options: Option<&str>,
 ) -> Result<Client> {
     let app = format!("tsxfer {side} {role}");
-    let mut cfg = info.pg_config(&app);
-    if let Some(o) = options {
-        cfg.options(o);
+    let endpoints = info.endpoints();
+    let wanted = info.session_attrs();
+    let passes: &[SessionAttrs] = if wanted == SessionAttrs::PreferStandby {
+        &[SessionAttrs::Standby, SessionAttrs::Any]
+    } else {
+        std::slice::from_ref(&wanted)
+    };
+    let mut failures: Vec<(String, Failure)> = Vec::new();
+    for want in passes {
+        for ep in &endpoints {
+            let mut cfg = info.pg_config(ep, &app);
+            if let Some(o) = options {
+                cfg.options(o);
+            }
+            let failure = match connect_endpoint(info, ep, &cfg).await {
+                Ok(client) => match session_is(&client, *want).await {
+                    Ok(None) => return Ok(client),
+                    Ok(Some(what)) => Failure {
+                        kind: ErrorKind::Preflight,
+                        sentence: format!(
+                            "the server is {what}, and target_session_attrs={} was asked",
+                            want.name()
+                        ),
+                    },
+                    Err(e) => Failure {
+                        kind: e.kind(),
+                        sentence: e.message().to_string(),
+                    },
+                },
+                Err(f) => f,
+            };
+            failures.push((ep.to_string(), failure));
+        }
     }
-    let connected = if info.tls_mode() == TlsMode::Disable {
-        cfg.connect(NoTls).await.map(|(client, conn)| {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            client
-        })
+    let kind = failures
+        .last()
+        .map_or(ErrorKind::Connection, |(_, f)| f.kind);
+    let said = if failures.len() == 1 {
+        failures.pop().map(|(_, f)| f.sentence).unwrap_or_default()
     } else {
-        let tls = tls_connector(info, side)?;
-        cfg.connect(tls).await.map(|(client, conn)| {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            client
-        })
+        failures
+            .iter()
+            .map(|(ep, f)| format!("{ep}: {}", f.sentence))
+            .collect::<Vec<_>>()
+            .join("; ")
     };
-    connected.map_err(|e| connect_error(&e, info, side))
-}
-
-/// One sentence for a failed connection: which server, and what the server or network said.
-fn connect_error(err: &tokio_postgres::Error, info: &ConnInfo, side: &str) -> Error {
-    let kind = if err.as_db_error().is_some() {
-        ErrorKind::Preflight
-    } else {
-        ErrorKind::Connection
-    };
-    Error::new(
+    Err(Error::new(
         kind,
-        format!(
-            "cannot connect to the {side} ({}): {}",
-            info.describe(),
-            pg_message(err)
-        ),
-    )
+        format!("cannot connect to the {side} ({}): {said}", info.describe()),
+    ))
 }
 
-fn tls_connector(info: &ConnInfo, side: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(path) = info.get("sslrootcert") {
-        let pem = std::fs::read(path).map_err(|e| {
-            Error::new(
-                ErrorKind::Usage,
-                format!("cannot read the {side}'s sslrootcert {path}: {e}"),
+/// Whether the session is what `want` asks; `Some(what it is)` when not.
+async fn session_is(client: &Client, want: SessionAttrs) -> Result<Option<&'static str>> {
+    let recovery = || async {
+        let row = client
+            .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])
+            .await?;
+        Ok::<bool, Error>(row.get(0))
+    };
+    let read_only = || async {
+        let row = client
+            .query_one(
+                "SELECT pg_catalog.current_setting('transaction_read_only') = 'on'",
+                &[],
             )
-        })?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| {
-                Error::new(
-                    ErrorKind::Usage,
-                    format!("the {side}'s sslrootcert {path} is not PEM: {e}"),
-                )
-            })?;
-            roots.add(cert).map_err(|e| {
-                Error::new(
-                    ErrorKind::Usage,
-                    format!("the {side}'s sslrootcert {path} holds a bad certificate: {e}"),
-                )
-            })?;
+            .await?;
+        Ok::<bool, Error>(row.get(0))
+    };
+    Ok(match want {
+        SessionAttrs::Any => None,
+        SessionAttrs::ReadWrite => read_only().await?.then_some("read-only"),
+        SessionAttrs::ReadOnly => (!read_only().await?).then_some("read-write"),
+        SessionAttrs::Primary => recovery().await?.then_some("a standby"),
+        SessionAttrs::Standby | SessionAttrs::PreferStandby => {
+            (!recovery().await?).then_some("a primary")
         }
+    })
+}
+
+/// One server, with `sslmode`'s attempts: `allow` tries without TLS first, `prefer` with
+/// TLS first; either tries the other way when the first is refused. No TLS on a unix
+/// socket (libpq's rule).
+async fn connect_endpoint(
+    info: &ConnInfo,
+    ep: &Endpoint,
+    cfg: &tokio_postgres::Config,
+) -> std::result::Result<Client, Failure> {
+    let mode = info.ssl_mode();
+    if ep.is_unix() || mode == SslMode::Disable {
+        return plain(cfg).await;
+    }
+    match mode {
+        SslMode::Allow => match plain(cfg).await {
+            Ok(c) => Ok(c),
+            Err(first) if first.kind != ErrorKind::Connection => {
+                encrypted(info, ep, cfg, SslMode::Require)
+                    .await
+                    .map_err(|f| Failure {
+                        kind: f.failure.kind,
+                        sentence: format!(
+                            "{}; then with TLS: {}",
+                            first.sentence, f.failure.sentence
+                        ),
+                    })
+            }
+            Err(first) => Err(first),
+        },
+        SslMode::Prefer => match encrypted(info, ep, cfg, SslMode::Prefer).await {
+            Ok(c) => Ok(c),
+            Err(Tried {
+                tls_used: true,
+                failure,
+            }) => match plain(cfg).await {
+                Ok(c) => {
+                    if info.first_tls_warning() {
+                        tracing::warn!(
+                            "the {} connection is not encrypted: with TLS it failed ({}), so \
+                             it went on without, as sslmode=prefer allows; sslmode=require \
+                             refuses that",
+                            info.side(),
+                            failure.sentence
+                        );
+                    }
+                    Ok(c)
+                }
+                Err(f) => Err(Failure {
+                    kind: f.kind,
+                    sentence: format!("with TLS: {}; without: {}", failure.sentence, f.sentence),
+                }),
+            },
+            Err(t) => Err(t.failure),
+        },
+        _ => encrypted(info, ep, cfg, SslMode::Require)
+            .await
+            .map_err(|t| t.failure),
+    }
+}
+
+/// A failed TLS attempt, and whether TLS got as far as a handshake (so that `prefer`
+/// may try again without).
+struct Tried {
+    tls_used: bool,
+    failure: Failure,
+}
+
+async fn plain(cfg: &tokio_postgres::Config) -> std::result::Result<Client, Failure> {
+    let mut cfg = cfg.clone();
+    cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    match cfg.connect(NoTls).await {
+        Ok((client, conn)) => {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(client)
+        }
+        Err(e) => Err(driver_failure(&e)),
+    }
+}
+
+async fn encrypted(
+    info: &ConnInfo,
+    ep: &Endpoint,
+    cfg: &tokio_postgres::Config,
+    mode: SslMode,
+) -> std::result::Result<Client, Tried> {
+    let tls = info.tls();
+    let check = tls.check();
+    let (connector, outcome) = tls.connector(check, ep.tls_name()).map_err(|e| Tried {
+        tls_used: false,
+        failure: Failure {
+            kind: ErrorKind::Usage,
+            sentence: e,
+        },
+    })?;
+    let mut cfg = cfg.clone();
+    cfg.ssl_mode(if mode == SslMode::Prefer {
+        tokio_postgres::config::SslMode::Prefer
     } else {
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
+        tokio_postgres::config::SslMode::Require
+    });
+    match cfg.connect(connector).await {
+        Ok((client, conn)) => {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            if outcome.get() == Some(Found::Unverified) && info.first_tls_warning() {
+                tracing::warn!(
+                    "the {} connection is encrypted, but the server's certificate is not \
+                     verified (sslmode={}{}): to verify it, give the certificate of the \
+                     authority that signed it (or the server's own self-signed certificate) \
+                     as sslrootcert=FILE and use sslmode=verify-full",
+                    info.side(),
+                    info.ssl_mode().name(),
+                    match &tls.roots {
+                        Roots::None { missing: Some(f) } => format!(", no {}", f.display()),
+                        _ => String::new(),
+                    }
+                );
+            }
+            Ok(client)
+        }
+        Err(e) => {
+            let found = outcome.get();
+            let rustls_error = tls_error(&e);
+            let tls_used = found.is_some() || rustls_error.is_some();
+            let mut failure = driver_failure(&e);
+            if tls.client.is_none()
+                && e.code()
+                    == Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+            {
+                failure.sentence.push_str(
+                    " (no client certificate was sent: give one as sslcert=FILE with its \
+                     sslkey=FILE, or put them in ~/.postgresql/postgresql.crt and .key)",
+                );
+            }
+            if let Some(Found::Refused(sentence)) = found {
+                failure = Failure {
+                    kind: ErrorKind::Preflight,
+                    sentence: format!("TLS refused: {sentence}"),
+                };
+            } else if let Some(err) = rustls_error {
+                failure = Failure {
+                    kind: ErrorKind::Preflight,
+                    sentence: tls_sentence(err, info),
+                };
+            }
+            Err(Tried { tls_used, failure })
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("TLS set-up failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// The rustls error inside a driver error, if the failure was TLS's.
+fn tls_error(err: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(r);
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// A TLS failure that is not about the server's certificate, in words.
+fn tls_sentence(err: &rustls::Error, info: &ConnInfo) -> String {
+    match err {
+        rustls::Error::AlertReceived(alert) => {
+            let client = match &info.tls().client {
+                Some(id) => format!("the client certificate sent was {}", id.cert_file.display()),
+                None => "no client certificate was sent (give one as sslcert=FILE and \
+                         sslkey=FILE)"
+                    .to_string(),
+            };
+            format!("the server ended the TLS handshake ({alert:?}); {client}")
+        }
+        other => format!("TLS failed: {other}"),
+    }
+}
+
+/// A driver error in one sentence, with the kind its cause calls for.
+fn driver_failure(err: &tokio_postgres::Error) -> Failure {
+    let kind = match err.as_db_error() {
+        Some(db)
+            if db.code().code().starts_with("08")
+                || db.code().code().starts_with("57")
+                || db.code().code().starts_with("53") =>
+        {
+            ErrorKind::Connection
+        }
+        Some(_) => ErrorKind::Preflight,
+        None => ErrorKind::Connection,
+    };
+    Failure {
+        kind,
+        sentence: pg_message(err),
+    }
 }
 
 /// A connection to the source database. Only reads are offered.

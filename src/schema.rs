@@ -308,7 +308,8 @@ pub async fn target_restore_pgoptions(tgt: &Target, jobs: usize) -> Result<Strin
     Ok(restore_pgoptions(row.get(0), row.get(1), jobs))
 }
 
-/// Runs pg_dump/pg_restore with the password in the environment, not on the command line.
+/// Runs pg_dump/pg_restore with the connection's secrets in private files or the
+/// environment ([`ConnInfo::child_env`]), never on the command line.
 async fn run_tool(
     program: &Path,
     args: &[String],
@@ -332,11 +333,14 @@ async fn run_tool_tolerating(
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(pw) = info.and_then(ConnInfo::password) {
-        cmd.env("PGPASSWORD", pw);
+    // Held until the tool has exited: it owns the private password and key files.
+    let child_env = info.map(ConnInfo::child_env).transpose()?;
+    for (var, value) in child_env.iter().flat_map(|c| c.vars.iter()) {
+        cmd.env(var, value);
     }
     if let Some(ours) = pgoptions {
         let theirs = std::env::var("PGOPTIONS").unwrap_or_default();
