@@ -32,8 +32,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::extract::Extract;
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind, human_bytes};
-use crate::pool::{Stop, backoff, run_workers};
+use crate::pool::{Stop, run_workers};
 use crate::progress::Progress;
+use crate::retry::Retry;
 
 /// The manifest format this build writes. Format 2 may cut a table into parts (units with
 /// a range of pages): a reader of format 1 would load every part's file as the whole
@@ -518,7 +519,7 @@ impl DumpReader {
                     let wait = Instant::now();
                     sink.send(piece)
                         .await
-                        .map_err(|e| copy_error(unit, "target", &e))?;
+                        .map_err(|e| copy_error(unit, "target", e))?;
                     blocked += wait.elapsed();
                     let rows = if unit.kind == UnitKind::LargeObjects {
                         0
@@ -564,7 +565,7 @@ impl DumpReader {
             .as_mut()
             .finish()
             .await
-            .map_err(|e| copy_error(unit, "target", &e))?;
+            .map_err(|e| copy_error(unit, "target", e))?;
         if written != file.rows {
             return Err(Error::new(
                 ErrorKind::Copy,
@@ -836,7 +837,7 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
         let next = out.next().await;
         let end = next.is_none();
         if let Some(chunk) = next {
-            gather.push(&chunk.map_err(|e| copy_error(unit, "source", &e))?);
+            gather.push(&chunk.map_err(|e| copy_error(unit, "source", e))?);
         }
         if let Some((piece, rows)) = gather.ready(end) {
             let len = piece.len() as u64;
@@ -919,15 +920,10 @@ async fn dump_worker(d: Arc<Dumping>, n: usize) {
                     if !retry {
                         return d.stop.fail(e);
                     }
-                    let pause = backoff(attempts);
-                    warn!(
-                        "{}: {e}; trying again in {:.1}s (attempt {} of {})",
-                        unit.title(),
-                        pause.as_secs_f64(),
-                        attempts + 1,
-                        d.opts.retries + 1
-                    );
-                    tokio::time::sleep(pause).await;
+                    let policy = Retry::new(d.opts.retries, d.stop.drain_flag());
+                    if policy.wait(&unit.title(), &e, attempts).await.is_err() {
+                        return;
+                    }
                 }
             }
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, CopyInSink, CopyOutStream, NoTls, Row};
 
@@ -45,24 +46,24 @@ async fn connect_with(
             client
         })
     };
-    connected.map_err(|e| connect_error(&e, info, side))
+    connected.map_err(|e| connect_error(e, info, side))
 }
 
 /// One sentence for a failed connection: which server, and what the server or network said.
-fn connect_error(err: &tokio_postgres::Error, info: &ConnInfo, side: &str) -> Error {
-    let kind = if err.as_db_error().is_some() {
-        ErrorKind::Preflight
+/// A refusal the server will repeat (a bad password, a missing database) is a preflight
+/// failure; the cause is kept, so [`crate::error::decide`] retries the rest.
+fn connect_error(err: tokio_postgres::Error, info: &ConnInfo, side: &str) -> Error {
+    let text = format!(
+        "cannot connect to the {side} ({}): {}",
+        info.describe(),
+        pg_message(&err)
+    );
+    let e = Error::from_pg(err).reworded(text);
+    if e.sqlstate().is_some() && !e.is_retryable() {
+        e.with_kind(ErrorKind::Preflight)
     } else {
-        ErrorKind::Connection
-    };
-    Error::new(
-        kind,
-        format!(
-            "cannot connect to the {side} ({}): {}",
-            info.describe(),
-            pg_message(err)
-        ),
-    )
+        e.with_kind(ErrorKind::Connection)
+    }
 }
 
 fn tls_connector(info: &ConnInfo, side: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
@@ -190,7 +191,8 @@ impl Target {
                     .await?;
                 Ok(row.get::<_, Option<String>>(0).as_deref() == Some("on"))
             }
-            Err(e) if e.message().contains("unsupported startup parameter") => Ok(false),
+            // A pooler that refuses the parameter says so as a protocol violation.
+            Err(e) if e.has_sqlstate(&[SqlState::PROTOCOL_VIOLATION]) => Ok(false),
             Err(e) => Err(e),
         }
     }
