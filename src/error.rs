@@ -133,6 +133,15 @@ impl Error {
         }
     }
 
+    /// The same failure, put down to a broken link: for a failure only reported as text
+    /// (by a child process) when a check of its own found the server gone meanwhile.
+    pub fn link_broken(self) -> Error {
+        Error {
+            cause: Cause::Link,
+            ..self
+        }
+    }
+
     /// Same message, another kind (e.g. a database error met while copying is a copy
     /// failure, whatever its SQLSTATE class).
     pub fn with_kind(self, kind: ErrorKind) -> Error {

@@ -441,6 +441,15 @@ async fn run_tool_with(
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// When the target's server started (it changes when the server restarts).
+async fn server_started(target: &ConnInfo) -> Result<String> {
+    let tgt = Target::connect(target, "probe").await?;
+    Ok(tgt
+        .query_one("SELECT pg_catalog.pg_postmaster_start_time()::text", &[])
+        .await?
+        .get(0))
+}
+
 /// The archive files of one run, in a private working directory.
 pub struct Archives {
     pub tools: PgTools,
@@ -533,15 +542,25 @@ impl Archives {
             args.push(format!("--jobs={jobs}"));
         }
         args.push(archive.display().to_string());
-        run_tool_with(
+        let before = server_started(target).await.ok();
+        let restored = run_tool_with(
             &self.tools.pg_restore,
             &args,
             Some(target),
             Some(&self.restore_pgoptions),
             what,
         )
-        .await?;
-        Ok(())
+        .await;
+        match restored {
+            Ok(_) => Ok(()),
+            // pg_restore says why in text; whether the target went away meanwhile (it
+            // cannot be reached, or it was restarted) is asked of the target itself.
+            Err(e) => Err(match server_started(target).await {
+                Err(probe) if probe.is_retryable() => e.link_broken(),
+                Ok(now) if before.is_some_and(|b| b != now) => e.link_broken(),
+                _ => e,
+            }),
+        }
     }
 }
 
