@@ -1038,7 +1038,15 @@ async fn restore_section(
         };
         entries.retain(|e| !skip.contains(&e.oid));
         if resumed && section == Section::PostData {
+            let all = entries.len();
             entries = schema::post_data_left(tgt, entries, &owners).await?;
+            if entries.len() < all {
+                info!(
+                    "{} of {all} post-data entries of {} were made by an earlier attempt",
+                    all - entries.len(),
+                    archive.display()
+                );
+            }
         }
         dropped.extend(left_out);
         l.archives
