@@ -403,7 +403,7 @@ async fn migrate(
         opts.source.describe(),
         pre.source.version
     );
-    let reader = Source::connect(&opts.source, "catalog").await?;
+    let reader = retry.source(&opts.source, "catalog").await?;
     if let Some(p) = &prior {
         if snapshot_alive(&opts.source, &p.snapshot).await? {
             return Err(Error::new(

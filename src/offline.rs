@@ -893,7 +893,11 @@ async fn dump_worker(d: Arc<Dumping>, n: usize) {
             let started = Instant::now();
             let result = async {
                 if src.is_none() {
-                    src = Some(Source::connect(&d.opts.source, &format!("dump {n}")).await?);
+                    src = Some(
+                        Retry::new(d.opts.retries, d.stop.drain_flag())
+                            .source(&d.opts.source, &format!("dump {n}"))
+                            .await?,
+                    );
                 }
                 dump_unit(src.as_ref().expect("connected above"), &d, index, n).await
             }
@@ -1045,7 +1049,8 @@ pub async fn dump(
 ) -> Result<DumpSummary> {
     let started = Instant::now();
     progress.phase("preflight");
-    let src = Source::connect(&opts.source, "dump coordinator")
+    let src = Retry::new(opts.retries, drain.clone())
+        .source(&opts.source, "dump coordinator")
         .await
         .map_err(refusal)?;
     let facts = crate::preflight::check_source(&src)
