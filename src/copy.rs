@@ -324,18 +324,18 @@ impl NullPlaceholderRewriter {
     }
 }
 
-/// A COPY error of `unit` on one side (`source` or `target`), retryable when transient.
-pub fn copy_error(unit: &CopyUnit, side: &str, err: &tokio_postgres::Error) -> Error {
-    Error::new(
-        ErrorKind::Copy,
-        format!(
-            "copying {} {}: the {side} says: {}",
-            unit.kind.label(),
-            unit.title(),
-            pg_message(err)
-        ),
-    )
-    .retryable(crate::error::is_transient(err))
+/// A COPY error of `unit` on one side (`source` or `target`), with the driver's cause (so
+/// that [`crate::error::decide`] retries a transient one).
+pub fn copy_error(unit: &CopyUnit, side: &str, err: tokio_postgres::Error) -> Error {
+    let text = format!(
+        "copying {} {}: the {side} says: {}",
+        unit.kind.label(),
+        unit.title(),
+        pg_message(&err)
+    );
+    Error::from_pg(err)
+        .with_kind(ErrorKind::Copy)
+        .reworded(text)
 }
 
 /// How units are copied over one pair of connections.
@@ -505,7 +505,7 @@ pub async fn copy_table(
         let next = out.next().await;
         let end = next.is_none();
         if let Some(chunk) = next {
-            let chunk = chunk.map_err(|e| copy_error(unit, "source", &e))?;
+            let chunk = chunk.map_err(|e| copy_error(unit, "source", e))?;
             bytes += chunk.len() as u64;
             gather.push(&chunk);
         }
@@ -514,7 +514,7 @@ pub async fn copy_table(
             let wait = Instant::now();
             sink.send(piece)
                 .await
-                .map_err(|e| copy_error(unit, "target", &e))?;
+                .map_err(|e| copy_error(unit, "target", e))?;
             let waited = wait.elapsed();
             blocked += waited;
             progress.blocked(waited.as_secs_f64());
@@ -529,7 +529,7 @@ pub async fn copy_table(
         .as_mut()
         .finish()
         .await
-        .map_err(|e| copy_error(unit, "target", &e))?;
+        .map_err(|e| copy_error(unit, "target", e))?;
     if written != gather.rows() {
         return Err(Error::new(
             ErrorKind::Copy,
@@ -600,12 +600,8 @@ pub async fn copy_large_objects(
         )
         .await?;
     let lo_error = |side: &str, oid: u32, e: Error| {
-        let retryable = e.is_retryable();
-        Error::new(
-            ErrorKind::Copy,
-            format!("copying large object {oid}: the {side} says: {e}"),
-        )
-        .retryable(retryable)
+        e.with_kind(ErrorKind::Copy)
+            .context(format!("copying large object {oid}: the {side} says"))
     };
     let mut bytes = 0u64;
     for row in &oids {

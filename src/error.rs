@@ -1,5 +1,8 @@
 //! One error type for the whole tool. The kind decides the exit code; the message is one
-//! sentence a person can act on, and never holds a password.
+//! sentence a person can act on, and never holds a password. What caused it (a server's
+//! SQLSTATE, a broken link, the driver's own refusal, tsxfer itself) is kept with it, and
+//! [`decide`] alone turns that into "try again" or "give up": no decision reads a
+//! message's text, which the server writes in its own language.
 
 use std::fmt;
 
@@ -40,13 +43,36 @@ impl ErrorKind {
     }
 }
 
+/// Where an error came from, which is what decides whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// tsxfer's own finding, a local file, a child process.
+    Local,
+    /// A server answered with an error: its SQLSTATE.
+    Server(SqlState),
+    /// A connection could not be made, broke, or was closed.
+    Link,
+    /// The driver refused something on this side: decoding or encoding a value, TLS
+    /// verification, a bad setting.
+    Client,
+}
+
+/// What to do about a failed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// It may work on a new connection after a pause.
+    Retry,
+    /// It will fail again.
+    GiveUp,
+}
+
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    /// Whether trying again may succeed (a dropped connection, a server restart, a
-    /// serialization failure), as opposed to a refusal that will recur.
-    retryable: bool,
+    cause: Cause,
+    /// The driver's error this one was made from, when there is one.
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -56,17 +82,14 @@ impl Error {
         Error {
             kind,
             message: message.into(),
-            retryable: false,
+            cause: Cause::Local,
+            source: None,
         }
     }
 
+    /// Whether [`decide`] says to try again.
     pub fn is_retryable(&self) -> bool {
-        self.retryable
-    }
-
-    /// Marks the error as worth retrying (or not).
-    pub fn retryable(self, retryable: bool) -> Error {
-        Error { retryable, ..self }
+        decide(self) == Decision::Retry
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -77,10 +100,44 @@ impl Error {
         &self.message
     }
 
+    pub fn cause(&self) -> &Cause {
+        &self.cause
+    }
+
+    /// The SQLSTATE of a server's error.
+    pub fn sqlstate(&self) -> Option<&SqlState> {
+        match &self.cause {
+            Cause::Server(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Whether the server's error has one of `codes` as its SQLSTATE.
+    pub fn has_sqlstate(&self, codes: &[SqlState]) -> bool {
+        self.sqlstate().is_some_and(|c| codes.contains(c))
+    }
+
     /// Prefixes the message with where it happened ("copying public.t: ...").
     pub fn context(self, what: impl fmt::Display) -> Error {
         Error {
             message: format!("{what}: {}", self.message),
+            ..self
+        }
+    }
+
+    /// Another message for the same failure (its kind and cause stay).
+    pub fn reworded(self, message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+            ..self
+        }
+    }
+
+    /// The same failure, put down to a broken link: for a failure only reported as text
+    /// (by a child process) when a check of its own found the server gone meanwhile.
+    pub fn link_broken(self) -> Error {
+        Error {
+            cause: Cause::Link,
             ..self
         }
     }
@@ -91,32 +148,83 @@ impl Error {
         Error { kind, ..self }
     }
 
-    /// The SQLSTATE-derived kind of a database error, and its text without the
+    /// The SQLSTATE-derived kind of a database error, its cause, and its text without the
     /// driver's "db error:" noise.
-    pub fn from_pg(err: &tokio_postgres::Error) -> Error {
-        let kind = match err.code() {
-            Some(code) => kind_of_sqlstate(code),
-            None => ErrorKind::Connection,
+    pub fn from_pg(err: tokio_postgres::Error) -> Error {
+        let cause = cause_of(&err);
+        let kind = match &cause {
+            Cause::Server(code) => kind_of_sqlstate(code),
+            _ => ErrorKind::Connection,
         };
-        Error::new(kind, pg_message(err)).retryable(is_transient(err))
-    }
-}
-
-/// Errors that a new attempt may not meet again: the connection broke (no SQLSTATE), the
-/// server is shutting down or restarting, a serialization failure or deadlock, or the
-/// server is out of connections.
-pub fn is_transient(err: &tokio_postgres::Error) -> bool {
-    transient_sqlstate(err.code().map(SqlState::code))
-}
-
-fn transient_sqlstate(code: Option<&str>) -> bool {
-    match code {
-        None => true,
-        Some(c) => {
-            c.starts_with("08")
-                || matches!(c, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300")
+        Error {
+            kind,
+            message: pg_message(&err),
+            cause,
+            source: Some(Box::new(err)),
         }
     }
+}
+
+/// Whether a failed step is worth another attempt: a broken or refused connection, a
+/// server shutting down, restarting or starting up, out of connection slots, or a
+/// serialization failure or deadlock. Bad usage, verification failures, interruptions and
+/// tsxfer's own findings never are; neither is what the driver refused on this side (a
+/// value it cannot decode will not decode the next time).
+pub fn decide(e: &Error) -> Decision {
+    if matches!(
+        e.kind,
+        ErrorKind::Usage | ErrorKind::Verify | ErrorKind::Interrupted
+    ) {
+        return Decision::GiveUp;
+    }
+    match &e.cause {
+        Cause::Link => Decision::Retry,
+        Cause::Server(code) if transient_sqlstate(code.code()) => Decision::Retry,
+        Cause::Server(_) | Cause::Client | Cause::Local => Decision::GiveUp,
+    }
+}
+
+fn transient_sqlstate(c: &str) -> bool {
+    c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300")
+}
+
+/// The cause of a driver error: the server's SQLSTATE; a link failure when the connection
+/// is closed or an I/O error broke it; else the driver's own refusal.
+fn cause_of(err: &tokio_postgres::Error) -> Cause {
+    if let Some(code) = err.code() {
+        return Cause::Server(code.clone());
+    }
+    if err.is_closed() {
+        return Cause::Link;
+    }
+    let io = std::error::Error::source(err).and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io.map(std::io::Error::kind) {
+        Some(k) if link_failure(k) => Cause::Link,
+        _ => Cause::Client,
+    }
+}
+
+/// I/O errors of a server that is down, restarting or unreachable (a unix socket file is
+/// missing while its server is stopped). Invalid data (a protocol or TLS verification
+/// failure) is not one.
+fn link_failure(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        kind,
+        K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::UnexpectedEof
+            | K::TimedOut
+            | K::NotFound
+            | K::AddrNotAvailable
+            | K::Interrupted
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+    )
 }
 
 /// A readable text of a driver error: the server's message, detail and hint when there
@@ -158,11 +266,17 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Error {
-        Error::from_pg(&err)
+        Error::from_pg(err)
     }
 }
 
@@ -195,18 +309,58 @@ mod tests {
     #[test]
     fn transient_sqlstates_are_the_ones_worth_retrying() {
         for code in [
-            None,
-            Some("57P01"),
-            Some("40001"),
-            Some("40P01"),
-            Some("53300"),
-            Some("08006"),
+            "57P01", "57P03", "40001", "40P01", "53300", "08006", "08P01",
         ] {
-            assert!(transient_sqlstate(code), "{code:?}");
+            assert!(transient_sqlstate(code), "{code}");
         }
-        for code in ["23505", "42501", "22021", "42P01"] {
-            assert!(!transient_sqlstate(Some(code)), "{code}");
+        for code in ["23505", "42501", "22021", "42P01", "28P01", "3D000"] {
+            assert!(!transient_sqlstate(code), "{code}");
         }
+    }
+
+    fn with_cause(kind: ErrorKind, cause: Cause) -> Error {
+        Error {
+            cause,
+            ..Error::new(kind, "x")
+        }
+    }
+
+    #[test]
+    fn one_policy_decides_by_cause_and_kind_never_by_text() {
+        let retry = |kind, cause| decide(&with_cause(kind, cause)) == Decision::Retry;
+        assert!(retry(ErrorKind::Connection, Cause::Link));
+        assert!(retry(ErrorKind::Preflight, Cause::Link));
+        assert!(retry(
+            ErrorKind::Copy,
+            Cause::Server(SqlState::TOO_MANY_CONNECTIONS)
+        ));
+        assert!(retry(
+            ErrorKind::Connection,
+            Cause::Server(SqlState::CANNOT_CONNECT_NOW)
+        ));
+        assert!(!retry(ErrorKind::Copy, Cause::Client), "a decode error");
+        assert!(!retry(ErrorKind::Internal, Cause::Local));
+        assert!(!retry(
+            ErrorKind::Copy,
+            Cause::Server(SqlState::CHARACTER_NOT_IN_REPERTOIRE)
+        ));
+        assert!(!retry(ErrorKind::Interrupted, Cause::Link));
+        assert!(!retry(ErrorKind::Usage, Cause::Link));
+        // The message's words play no part.
+        let e = Error::new(
+            ErrorKind::Connection,
+            "connection refused; server closed the connection",
+        );
+        assert_eq!(decide(&e), Decision::GiveUp);
+    }
+
+    #[test]
+    fn io_failures_of_a_missing_server_are_link_failures_invalid_data_is_not() {
+        assert!(link_failure(std::io::ErrorKind::ConnectionRefused));
+        assert!(link_failure(std::io::ErrorKind::NotFound));
+        assert!(link_failure(std::io::ErrorKind::UnexpectedEof));
+        assert!(!link_failure(std::io::ErrorKind::InvalidData));
+        assert!(!link_failure(std::io::ErrorKind::PermissionDenied));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! pg_dump-style filters: `-n/--schema`, `-N/--exclude-schema`, `-t/--table`,
 //! `-T/--exclude-table`, `--exclude-table-data`. pg_dump itself applies them to the schema
-//! (with `--strict-names`, so an include pattern that matches nothing is an error), and the
-//! tables it dumped decide which units are copied, so schema and data never disagree.
-//! Exclusion patterns are also matched here, the way pg_dump reads patterns, to refuse
-//! one that matches nothing and to find the tables whose data is left out.
+//! (with `--strict-names`), and the tables it dumped decide which units are copied, so
+//! schema and data never disagree. Patterns are also matched here, the way pg_dump reads
+//! them, to refuse one that matches nothing before pg_dump runs and to find the tables
+//! whose data is left out.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::Source;
@@ -172,15 +172,22 @@ fn bad_pattern(pattern: &str, e: Error) -> Error {
     )
 }
 
-/// Refuses exclusion patterns that match nothing (include patterns are pg_dump's to
-/// check, with --strict-names).
+/// Refuses include and exclusion patterns that match nothing, before pg_dump runs: its
+/// own refusal of an include pattern (with --strict-names) is a line of text in the
+/// user's language, not something to decide on.
 pub async fn check_exclusions(src: &Source, filters: &Filters) -> Result<()> {
-    for p in &filters.exclude_schemas {
-        if !schema_matches(src, p).await? {
-            return Err(nothing(p, "--exclude-schema"));
+    for (flag, patterns) in [
+        ("--schema", &filters.schemas),
+        ("--exclude-schema", &filters.exclude_schemas),
+    ] {
+        for p in patterns {
+            if !schema_matches(src, p).await? {
+                return Err(nothing(p, flag));
+            }
         }
     }
     for (flag, patterns) in [
+        ("--table", &filters.tables),
         ("--exclude-table", &filters.exclude_tables),
         ("--exclude-table-data", &filters.exclude_table_data),
     ] {

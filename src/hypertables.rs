@@ -475,23 +475,15 @@ async fn dumped_relations(archives: &Archives, archive: &Path) -> Result<BTreeSe
         .collect())
 }
 
-/// pg_dump of the main archive; an include pattern that matches nothing is a refusal.
+/// pg_dump of the main archive (include patterns that match nothing were refused before,
+/// by [`crate::filter::check_exclusions`]).
 async fn dump(
     archives: &Archives,
     source: &ConnInfo,
     snapshot: &str,
     args: Vec<String>,
 ) -> Result<PathBuf> {
-    archives
-        .dump(source, snapshot, "main.dump", args)
-        .await
-        .map_err(|e| {
-            if e.message().contains("no matching") {
-                e.with_kind(ErrorKind::Preflight)
-            } else {
-                e
-            }
-        })
+    archives.dump(source, snapshot, "main.dump", args).await
 }
 
 /// The main schema dump with `args` (the filters among them), and what the filters keep

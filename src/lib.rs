@@ -3,6 +3,7 @@
 //! The binary is a thin shell over this library: `cli` parses flags, `migrate` runs the
 //! phases, and the modules below it each own one responsibility.
 
+pub mod budget;
 pub mod catalog;
 pub mod catalog_rows;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod progress;
 pub mod quote;
 pub mod report;
 pub mod reset;
+pub mod retry;
 pub mod roles;
 pub mod schema;
 pub mod state;

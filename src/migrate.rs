@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
+use tokio_postgres::error::SqlState;
 use tracing::info;
 
+use crate::budget;
 use crate::catalog;
 use crate::catalog_rows;
 use crate::conninfo::ConnInfo;
@@ -32,6 +34,7 @@ use crate::progress::Progress;
 use crate::quote::ident;
 use crate::report::{PhaseTime, Report, UnitReport};
 use crate::reset;
+use crate::retry::Retry;
 use crate::roles;
 use crate::schema::{self, Archives};
 use crate::state::{self, Milestone, RunState};
@@ -106,6 +109,13 @@ impl Job<'_> {
             Job::Restore(o) => o.jobs,
         }
     }
+
+    fn retries(&self) -> u32 {
+        match self {
+            Job::Migrate(o) => o.retries,
+            Job::Restore(o) => o.retries,
+        }
+    }
 }
 
 /// What must be undone whatever happens, kept outside the migration future so it survives
@@ -114,6 +124,8 @@ impl Job<'_> {
 struct Cleanup {
     /// TimescaleDB's schema on the target, while the target is in restoring mode.
     restoring: Option<String>,
+    /// Whether the target has been written to (a failure is then no longer a refusal).
+    written: bool,
 }
 
 struct Phases {
@@ -181,6 +193,14 @@ pub async fn run(
             },
         )),
     };
+    // Exit code 3 says nothing was changed: once the target was written to, a refusal
+    // met later (a reconnect refused, say) is a connection failure.
+    let result = match result {
+        Err(e) if cleanup.written && e.kind() == ErrorKind::Preflight => {
+            Err(e.with_kind(ErrorKind::Connection))
+        }
+        r => r,
+    };
     let failed_in = phases.current.as_ref().map(|(name, _)| name.clone());
     let result = match (result, failed_in) {
         (Err(e), Some(phase)) if e.kind() != ErrorKind::Interrupted => {
@@ -189,10 +209,20 @@ pub async fn run(
         (r, _) => r,
     };
     phases.finish();
+    let mut result = result;
     if let Some(schema) = cleanup.restoring.take() {
-        match leave_restoring_mode(job.target(), &schema).await {
+        match leave_restoring_mode(job.target(), &schema, job.retries()).await {
             Ok(()) => info!("the target left TimescaleDB's restoring mode"),
-            Err(e) => report.warnings.push(e.to_string()),
+            Err((e, statement)) => {
+                report.warnings.push(e.to_string());
+                // What to run by hand is the last line tsxfer prints.
+                let first = match result {
+                    Err(failed) => failed,
+                    Ok(()) => e,
+                };
+                let message = format!("{first}\n{statement}");
+                result = Err(first.reworded(message));
+            }
         }
     }
     report.phases = phases.done;
@@ -203,22 +233,29 @@ pub async fn run(
     (report, result)
 }
 
-/// Calls `timescaledb_post_restore()` on a fresh connection; on failure, says exactly what
-/// to run by hand.
-async fn leave_restoring_mode(target: &ConnInfo, schema: &str) -> Result<()> {
+/// Calls `timescaledb_post_restore()` on a fresh connection, retried while the target is
+/// away (even after a Ctrl-C: the target must not stay in restoring mode); on failure,
+/// the error and the exact command to run by hand.
+async fn leave_restoring_mode(
+    target: &ConnInfo,
+    schema: &str,
+    retries: u32,
+) -> Result<(), (Error, String)> {
     let sql = format!("SELECT {}.timescaledb_post_restore()", ident(schema));
-    let outcome = async {
-        let tgt = Target::connect(target, "post-restore").await?;
-        state::restoring_mode(&tgt, schema, "timescaledb_post_restore").await
-    }
-    .await;
+    let retry = Retry::new(retries, Arc::new(AtomicBool::new(false)));
+    let outcome = retry
+        .run("leaving TimescaleDB's restoring mode", || async {
+            let tgt = Target::connect(target, "post-restore").await?;
+            state::restoring_mode(&tgt, schema, "timescaledb_post_restore").await
+        })
+        .await;
     outcome.map_err(|e| {
-        Error::new(
-            ErrorKind::Schema,
-            format!(
-                "the target may still be in TimescaleDB's restoring mode ({e}); run: psql \"{}\" -c '{sql};'",
-                target.redacted()
+        (
+            Error::new(
+                ErrorKind::Schema,
+                format!("the target may still be in TimescaleDB's restoring mode ({e}); run:"),
             ),
+            format!("psql \"{}\" -c '{sql};'", target.redacted()),
         )
     })
 }
@@ -231,10 +268,15 @@ fn refusal(e: Error) -> Error {
     }
 }
 
-/// Connects to both sides before anything is changed.
-async fn connect_both(opts: &MigrateOptions, role: &str) -> Result<(Source, Target)> {
-    let src = Source::connect(&opts.source, role).await.map_err(refusal)?;
-    let tgt = Target::connect(&opts.target, role).await.map_err(refusal)?;
+/// Connects to both sides before anything is changed, waiting out a server that is
+/// starting up, unreachable or out of connection slots for a while.
+async fn connect_both(
+    opts: &MigrateOptions,
+    role: &str,
+    retry: &Retry,
+) -> Result<(Source, Target)> {
+    let src = retry.source(&opts.source, role).await.map_err(refusal)?;
+    let tgt = retry.target(&opts.target, role).await.map_err(refusal)?;
     Ok((src, tgt))
 }
 
@@ -330,7 +372,8 @@ async fn migrate(
 ) -> Result<()> {
     phases.enter("preflight");
     // Nothing has been changed yet: any failure here is a refusal.
-    let (src, tgt) = connect_both(opts, "coordinator").await?;
+    let retry = Retry::new(opts.retries, drain.clone());
+    let (src, tgt) = connect_both(opts, "coordinator", &retry).await?;
     preflight::check_not_source(&src, &tgt)
         .await
         .map_err(refusal)?;
@@ -359,6 +402,16 @@ async fn migrate(
     convert::check_source_kind(&conversions, &pre.source)?;
     convert::check_target_kind(&conversions, &pre.target)?;
     let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), pre.source.major())?;
+    let (jobs, capped) = budget::streams(
+        opts.jobs,
+        Some(&budget::source_room(&src).await?),
+        &budget::target_room(&tgt).await?,
+    )?;
+    if let Some(w) = capped {
+        tracing::warn!("{w}");
+        report.warnings.push(w);
+    }
+    report.jobs = jobs;
 
     // One snapshot for everything: pg_dump and every COPY stream import it while this
     // transaction holds it open.
@@ -373,7 +426,7 @@ async fn migrate(
         opts.source.describe(),
         pre.source.version
     );
-    let reader = Source::connect(&opts.source, "catalog").await?;
+    let reader = retry.source(&opts.source, "catalog").await?;
     if let Some(p) = &prior {
         if snapshot_alive(&opts.source, &p.snapshot).await? {
             return Err(Error::new(
@@ -412,7 +465,7 @@ async fn migrate(
         tools,
         dir: work.path().to_path_buf(),
         work: work.path().to_path_buf(),
-        restore_pgoptions: schema::target_restore_pgoptions(&tgt, opts.jobs).await?,
+        restore_pgoptions: schema::target_restore_pgoptions(&tgt, jobs).await?,
     };
     let ex = extract::extract(
         &src,
@@ -434,7 +487,7 @@ async fn migrate(
     .await?;
     let load_opts = Load {
         target: &opts.target,
-        jobs: opts.jobs,
+        jobs,
         buffer_size: opts.buffer_size,
         retries: opts.retries,
         keep_state: opts.keep_state,
@@ -448,7 +501,7 @@ async fn migrate(
             snapshot,
         },
     };
-    load(load_opts, &tgt, Some(&src), report, cleanup, phases, drain).await
+    load(load_opts, tgt, Some(&src), report, cleanup, phases, drain).await
 }
 
 async fn restore(
@@ -460,7 +513,9 @@ async fn restore(
 ) -> Result<()> {
     phases.enter("preflight");
     let (mut manifest, reader) = offline::open_for_restore(&opts.dir, opts.jobs)?;
-    let tgt = Target::connect(&opts.target, "coordinator")
+    let retry = Retry::new(opts.retries, drain.clone());
+    let tgt = retry
+        .target(&opts.target, "coordinator")
         .await
         .map_err(refusal)?;
     target_conditions(&tgt, &mut manifest.extract.units)
@@ -502,16 +557,22 @@ async fn restore(
     }
     convert::check_target_kind(&ex.conversions, &pre.target)?;
     let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), ex.facts.major())?;
+    let (jobs, capped) = budget::streams(opts.jobs, None, &budget::target_room(&tgt).await?)?;
+    if let Some(w) = capped {
+        tracing::warn!("{w}");
+        report.warnings.push(w);
+    }
+    report.jobs = jobs;
     let work = work_dir(opts.work_dir.as_deref())?;
     let archives = Archives {
         tools,
         dir: offline::schema_dir(&opts.dir),
         work: work.path().to_path_buf(),
-        restore_pgoptions: schema::target_restore_pgoptions(&tgt, opts.jobs).await?,
+        restore_pgoptions: schema::target_restore_pgoptions(&tgt, jobs).await?,
     };
     let load_opts = Load {
         target: &opts.target,
-        jobs: opts.jobs,
+        jobs,
         buffer_size: opts.buffer_size,
         retries: opts.retries,
         keep_state: opts.keep_state,
@@ -522,7 +583,7 @@ async fn restore(
         selection: None,
         from: DataFrom::Dump(Arc::new(reader)),
     };
-    load(load_opts, &tgt, None, report, cleanup, phases, drain).await
+    load(load_opts, tgt, None, report, cleanup, phases, drain).await
 }
 
 /// Gives the units of other extensions' configuration tables the condition the target's
@@ -573,18 +634,35 @@ struct Load<'a> {
 /// Roles, schema, TimescaleDB catalog, data, post-data, owners and grants, ANALYZE and
 /// verify. `src`, when the data comes from a live source, holds the snapshot until the
 /// data is copied.
+///
+/// When a phase fails in a way worth retrying (the target restarted, say) once the schema
+/// is in place, the run resumes itself: a new coordinator connection, then the phases
+/// again from the milestone the run state records, as a rerun of the command would.
 async fn load(
     l: Load<'_>,
-    tgt: &Target,
+    mut tgt: Target,
     src: Option<&Source>,
     report: &mut Report,
     cleanup: &mut Cleanup,
     phases: &mut Phases,
     drain: &Arc<AtomicBool>,
 ) -> Result<()> {
-    let (ex, pre) = (l.ex, l.pre);
+    let ex = l.ex;
     report.rewrites.extend(ex.rewrites.iter().cloned());
-    let book = Arc::new(match l.resumed {
+    // Stopped before anything was written: a rerun starts afresh.
+    check_drain(drain)?;
+    // The recorded units, rebuilt from what was read from the source (or the dump) now:
+    // the state names them, it does not define them. Read before anything is written, so
+    // a damaged state is a refusal.
+    let recorded = match l.resumed {
+        Some(_) => Some(
+            UnitBook::rebuild(&state::recorded_units(&tgt).await?, &ex.units)
+                .map_err(|e| state::corrupt(&e))?,
+        ),
+        None => None,
+    };
+    cleanup.written = true;
+    let book = Arc::new(match recorded {
         None => {
             let options = serde_json::json!({
                 "jobs": l.jobs,
@@ -593,7 +671,7 @@ async fn load(
                 "selection": l.selection,
             });
             state::create(
-                tgt,
+                &tgt,
                 &ex.source,
                 &ex.source_id,
                 &ex.snapshot,
@@ -603,19 +681,82 @@ async fn load(
             .await?;
             UnitBook::numbered(&ex.units)
         }
-        Some(_) => {
-            // The recorded units, rebuilt from what was read from the source (or the
-            // dump) now: the state names them, it does not define them.
-            let book = UnitBook::rebuild(&state::recorded_units(tgt).await?, &ex.units)
-                .map_err(|e| state::corrupt(&e))?;
-            let requeued = state::requeue_failed(tgt).await?;
+        Some(book) => {
+            let requeued = state::requeue_failed(&tgt).await?;
             if requeued > 0 {
                 info!("{requeued} failed unit(s) queued again");
             }
             book
         }
     });
-    let milestone = l.resumed.unwrap_or(Milestone::Started);
+    let retry = Retry::new(l.retries, drain.clone());
+    let mut milestone = l.resumed.unwrap_or(Milestone::Started);
+    let mut resumed = l.resumed.is_some();
+    let mut attempt = 0;
+    loop {
+        let (warnings, rewrites) = (report.warnings.len(), report.rewrites.len());
+        let created = report.roles_created.clone();
+        let e = match load_phases(
+            &l, &tgt, src, &book, milestone, resumed, report, cleanup, phases, drain,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        attempt += 1;
+        if !e.is_retryable() || attempt > l.retries {
+            return Err(failed_load(&l, &book, report, e).await);
+        }
+        let Some(phase) = phases.current.as_ref().map(|(name, _)| name.clone()) else {
+            return Err(e);
+        };
+        retry.wait(&format!("{phase} phase"), &e, attempt).await?;
+        tgt = retry.target(l.target, "coordinator").await?;
+        milestone = match state::load(&tgt).await? {
+            Some(run) if run.milestone >= Milestone::Schema => run.milestone,
+            _ => return Err(e.context("while the schema was restored, which cannot be taken up again; start over with --restart")),
+        };
+        resumed = true;
+        // The phases run again: what they report is theirs to say again.
+        report.warnings.truncate(warnings);
+        report.rewrites.truncate(rewrites);
+        for r in created {
+            if !report.roles_created.contains(&r) {
+                report.roles_created.push(r);
+            }
+        }
+        info!("taking the run up again from {}", milestone.name());
+    }
+}
+
+/// The error a load ends with, after the report got the units copied so far (read on a
+/// new connection: the coordinator's may be what broke).
+async fn failed_load(l: &Load<'_>, book: &UnitBook, report: &mut Report, e: Error) -> Error {
+    if let Ok(t) = Target::connect(l.target, "report").await
+        && let Ok(units) = unit_reports(&t, book).await
+    {
+        report.units = units;
+    }
+    e
+}
+
+/// The phases of [`load`] from `milestone` on; `resumed` when an earlier attempt (this
+/// process's or another's) went through some of them already.
+#[allow(clippy::too_many_arguments)]
+async fn load_phases(
+    l: &Load<'_>,
+    tgt: &Target,
+    src: Option<&Source>,
+    book: &Arc<UnitBook>,
+    milestone: Milestone,
+    resumed: bool,
+    report: &mut Report,
+    cleanup: &mut Cleanup,
+    phases: &mut Phases,
+    drain: &Arc<AtomicBool>,
+) -> Result<()> {
+    let (ex, pre) = (l.ex, l.pre);
     let timescale = pre.timescaledb_schema.clone();
 
     phases.enter("roles");
@@ -653,7 +794,8 @@ async fn load(
         ));
     }
     report.warnings.extend(warnings);
-    check_drain(drain)?;
+    // A stop asked for during the roles finishes the schema first: a run stopped inside
+    // it could not be resumed.
 
     if let Some(schema) = &timescale {
         state::restoring_mode(tgt, schema, "timescaledb_pre_restore").await?;
@@ -666,12 +808,14 @@ async fn load(
     if milestone < Milestone::Schema {
         phases.enter("schema");
         let dropped = restore_section(
-            &l,
+            l,
+            tgt,
             &main,
             &chunk_archives,
             Section::PreData,
             false,
             &BTreeSet::new(),
+            drain,
         )
         .await?;
         report.rewrites.extend(dropped);
@@ -707,7 +851,7 @@ async fn load(
 
     if milestone < Milestone::Data {
         phases.enter("data");
-        plan_progress(&phases.progress, tgt, &book).await?;
+        plan_progress(&phases.progress, tgt, book).await?;
         let config = PoolConfig {
             from: l.from.clone(),
             target: l.target.clone(),
@@ -718,7 +862,7 @@ async fn load(
             units: book.clone(),
         };
         let end = pool::run(config, phases.progress.clone(), drain.clone()).await;
-        report.units = unit_reports(tgt, &book).await?;
+        report.units = unit_reports(tgt, book).await?;
         let resume_hint = match l.from {
             DataFrom::Source { .. } => "run the same command again with --allow-inconsistent",
             DataFrom::Dump(_) => "run the same command again",
@@ -759,23 +903,24 @@ async fn load(
 
     if milestone < Milestone::PostData {
         phases.enter("post-data");
-        let resumed = l.resumed.is_some();
         let own: Vec<&(u32, String)> = ex.conversions.iter().flat_map(|c| &c.constraints).collect();
         let mut skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
         skip.extend(&ex.skip_post_data);
         let dropped = restore_section(
-            &l,
+            l,
+            tgt,
             &main,
             &chunk_archives,
             Section::PostData,
             resumed,
             &skip,
+            drain,
         )
         .await?;
         report.rewrites.extend(dropped);
         for (_, sql) in own {
             match tgt.execute(sql).await {
-                Err(e) if !(resumed && e.message().contains("already exists")) => {
+                Err(e) if !(resumed && e.has_sqlstate(ALREADY_THERE)) => {
                     return Err(
                         e.context(format!("adding a constraint to a new hypertable: {sql}"))
                     );
@@ -791,7 +936,8 @@ async fn load(
             .map(|m| format!("REFRESH MATERIALIZED VIEW {m}"))
             .collect();
         report.warnings.extend(
-            privileges::run_and_summarize(tgt, &refreshes, "materialized view refresh").await,
+            privileges::run_and_summarize(tgt, &refreshes, "materialized view refresh", |_| true)
+                .await?,
         );
         state::set_milestone(tgt, Milestone::PostData).await?;
     }
@@ -813,7 +959,11 @@ async fn load(
         }
     };
     let undo = privileges::lend_schema_create(tgt, &privilege_plan.schema_owners).await?;
-    let refused = privileges::run_batches(tgt, &privilege_plan.owners).await;
+    // Owners and grants are read for the whole source; those of objects the filters left
+    // out have nothing to apply to.
+    let worth_saying = |e: &Error| !(ex.filtered && privileges::names_a_missing_object(e));
+    let mut refused = privileges::run_batches(tgt, &privilege_plan.owners).await?;
+    refused.retain(|(_, e)| worth_saying(e));
     let mut refusals: Vec<String> = privileges::summarize("owner", &privilege_plan.owners, &refused)
         .into_iter()
         .map(|w| format!("{w}; those objects stay with {} and their intended owners get all privileges on them instead", ident(&pre.target.login)))
@@ -827,12 +977,7 @@ async fn load(
         (&undo, "returning a lent schema privilege"),
         (&privilege_plan.grants, "grant"),
     ] {
-        refusals.extend(privileges::run_and_summarize(tgt, statements, what).await);
-    }
-    if ex.filtered {
-        // Owners and grants are read for the whole source; those of objects the filters
-        // left out have nothing to apply to.
-        refusals.retain(|w| !w.contains("does not exist"));
+        refusals.extend(privileges::run_and_summarize(tgt, statements, what, worth_saying).await?);
     }
     report.warnings.extend(refusals);
 
@@ -848,7 +993,7 @@ async fn load(
         .extend(analyze(l.target, l.jobs, tgt, on_timescaledb).await?);
 
     phases.enter("verify");
-    let mut done = UnitReport::by_table(state::done_units(tgt, &book).await?);
+    let mut done = UnitReport::by_table(state::done_units(tgt, book).await?);
     let mismatches = verify(l.target, l.jobs, &mut done).await?;
     report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = mismatches;
@@ -947,28 +1092,47 @@ enum Section {
 
 /// Restores one section of the main archive, then of every chunk archive. Pre-data runs
 /// on one connection (each statement its own transaction); post-data (indexes,
-/// constraints, triggers) over the job pool. When resuming, objects an earlier attempt
-/// already made are not errors. Returns the entries left out, with why.
+/// constraints, triggers) over the job pool, and stops between archives when the operator
+/// asks. When resuming, post-data entries whose objects an earlier attempt made (read
+/// from the target's catalog) are left out. Returns the entries left out, with why.
+#[allow(clippy::too_many_arguments)]
 async fn restore_section(
     l: &Load<'_>,
+    tgt: &Target,
     main: &std::path::Path,
     chunk_archives: &[PathBuf],
     section: Section,
-    tolerate_existing: bool,
+    resumed: bool,
     skip: &BTreeSet<u32>,
+    drain: &AtomicBool,
 ) -> Result<Vec<String>> {
     let (name, jobs) = match section {
         Section::PreData => ("pre-data", 1),
         Section::PostData => ("post-data", l.jobs),
     };
+    let owners: BTreeSet<String> = l.ex.roles.roles.iter().map(|r| r.name.clone()).collect();
     let mut dropped = Vec::new();
     for archive in std::iter::once(main).chain(chunk_archives.iter().map(PathBuf::as_path)) {
+        if section == Section::PostData {
+            check_drain(drain)?;
+        }
         let toc = l.archives.toc(archive, Some(name)).await?;
         let (mut entries, left_out) = match section {
             Section::PreData => schema::pre_data_entries(&toc),
             Section::PostData => schema::post_data_entries(&toc),
         };
         entries.retain(|e| !skip.contains(&e.oid));
+        if resumed && section == Section::PostData {
+            let all = entries.len();
+            entries = schema::post_data_left(tgt, entries, &owners).await?;
+            if entries.len() < all {
+                info!(
+                    "{} of {all} post-data entries of {} were made by an earlier attempt",
+                    all - entries.len(),
+                    archive.display()
+                );
+            }
+        }
         dropped.extend(left_out);
         l.archives
             .restore(
@@ -977,13 +1141,19 @@ async fn restore_section(
                 &entries,
                 jobs,
                 false,
-                tolerate_existing,
                 &format!("{name} restore"),
             )
             .await?;
     }
     Ok(dropped)
 }
+
+/// What adding an object says when an earlier attempt already added it.
+const ALREADY_THERE: &[SqlState] = &[
+    SqlState::DUPLICATE_TABLE,
+    SqlState::DUPLICATE_OBJECT,
+    SqlState::INVALID_TABLE_DEFINITION,
+];
 
 /// ANALYZE of every user table the copy pool did not analyze as it loaded it (see
 /// sql/target_analyze.sql): leaves in parallel over the job pool, then the parents of
@@ -1106,7 +1276,7 @@ pub async fn run_worker(
     progress: Arc<Progress>,
     drain: Arc<AtomicBool>,
 ) -> Result<String> {
-    let (src, tgt) = connect_both(opts, "worker").await?;
+    let (src, tgt) = connect_both(opts, "worker", &Retry::new(opts.retries, drain.clone())).await?;
     preflight::check_not_source(&src, &tgt)
         .await
         .map_err(refusal)?;
@@ -1246,7 +1416,8 @@ pub async fn clean(target: &ConnInfo) -> Result<String> {
 /// the pool would take it. Changes nothing on either side.
 pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
     use std::fmt::Write as _;
-    let (src, tgt) = connect_both(opts, "plan").await?;
+    let retry = Retry::new(opts.retries, Arc::new(AtomicBool::new(false)));
+    let (src, tgt) = connect_both(opts, "plan", &retry).await?;
     preflight::check_not_source(&src, &tgt)
         .await
         .map_err(refusal)?;

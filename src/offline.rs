@@ -32,8 +32,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::extract::Extract;
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind, human_bytes};
-use crate::pool::{Stop, backoff, run_workers};
+use crate::pool::{Stop, run_workers};
 use crate::progress::Progress;
+use crate::retry::Retry;
 use crate::unit_book::{RecordedUnit, UnitBook};
 
 /// The manifest format this build writes. Format 2 may cut a table into parts (units with
@@ -519,7 +520,7 @@ impl DumpReader {
                     let wait = Instant::now();
                     sink.send(piece)
                         .await
-                        .map_err(|e| copy_error(unit, "target", &e))?;
+                        .map_err(|e| copy_error(unit, "target", e))?;
                     blocked += wait.elapsed();
                     let rows = if unit.kind == UnitKind::LargeObjects {
                         0
@@ -565,7 +566,7 @@ impl DumpReader {
             .as_mut()
             .finish()
             .await
-            .map_err(|e| copy_error(unit, "target", &e))?;
+            .map_err(|e| copy_error(unit, "target", e))?;
         if written != file.rows {
             return Err(Error::new(
                 ErrorKind::Copy,
@@ -840,7 +841,7 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
         let next = out.next().await;
         let end = next.is_none();
         if let Some(chunk) = next {
-            gather.push(&chunk.map_err(|e| copy_error(unit, "source", &e))?);
+            gather.push(&chunk.map_err(|e| copy_error(unit, "source", e))?);
         }
         if let Some((piece, rows)) = gather.ready(end) {
             let len = piece.len() as u64;
@@ -896,7 +897,11 @@ async fn dump_worker(d: Arc<Dumping>, n: usize) {
             let started = Instant::now();
             let result = async {
                 if src.is_none() {
-                    src = Some(Source::connect(&d.opts.source, &format!("dump {n}")).await?);
+                    src = Some(
+                        Retry::new(d.opts.retries, d.stop.drain_flag())
+                            .source(&d.opts.source, &format!("dump {n}"))
+                            .await?,
+                    );
                 }
                 dump_unit(src.as_ref().expect("connected above"), &d, index, n).await
             }
@@ -923,15 +928,10 @@ async fn dump_worker(d: Arc<Dumping>, n: usize) {
                     if !retry {
                         return d.stop.fail(e);
                     }
-                    let pause = backoff(attempts);
-                    warn!(
-                        "{}: {e}; trying again in {:.1}s (attempt {} of {})",
-                        unit.title(),
-                        pause.as_secs_f64(),
-                        attempts + 1,
-                        d.opts.retries + 1
-                    );
-                    tokio::time::sleep(pause).await;
+                    let policy = Retry::new(d.opts.retries, d.stop.drain_flag());
+                    if policy.wait(&unit.title(), &e, attempts).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
@@ -1053,7 +1053,8 @@ pub async fn dump(
 ) -> Result<DumpSummary> {
     let started = Instant::now();
     progress.phase("preflight");
-    let src = Source::connect(&opts.source, "dump coordinator")
+    let src = Retry::new(opts.retries, drain.clone())
+        .source(&opts.source, "dump coordinator")
         .await
         .map_err(refusal)?;
     let facts = crate::preflight::check_source(&src)

@@ -2,11 +2,12 @@
 //! source by mistake: the source only reads, inside read-only transactions.
 
 use bytes::Bytes;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, CopyInSink, CopyOutStream, NoTls, Row};
 
 use crate::conninfo::{ConnInfo, Endpoint, SessionAttrs};
-use crate::error::{Error, ErrorKind, Result, pg_message};
+use crate::error::{Error, ErrorKind, Result};
 use crate::tls::{Found, Roots, SslMode};
 
 /// Opens a connection as libpq would: each server of the connection string in turn, with
@@ -17,11 +18,9 @@ async fn connect(info: &ConnInfo, side: &str, role: &str) -> Result<Client> {
     connect_with(info, side, role, None).await
 }
 
-/// Why one server was not used.
-struct Failure {
-    kind: ErrorKind,
-    sentence: String,
-}
+/// Why one server was not used: the error, with its cause (which decides whether the
+/// connection is tried again) and one sentence.
+type Failure = Error;
 
 /// [`connect`], with session settings for the `options` startup parameter.
 async fn connect_with(
@@ -48,39 +47,40 @@ async fn connect_with(
             let failure = match connect_endpoint(info, ep, &cfg).await {
                 Ok(client) => match session_is(&client, *want).await {
                     Ok(None) => return Ok(client),
-                    Ok(Some(what)) => Failure {
-                        kind: ErrorKind::Preflight,
-                        sentence: format!(
+                    Ok(Some(what)) => Error::new(
+                        ErrorKind::Preflight,
+                        format!(
                             "the server is {what}, and target_session_attrs={} was asked",
                             want.name()
                         ),
-                    },
-                    Err(e) => Failure {
-                        kind: e.kind(),
-                        sentence: e.message().to_string(),
-                    },
+                    ),
+                    Err(e) => e,
                 },
                 Err(f) => f,
             };
             failures.push((ep.to_string(), failure));
         }
     }
-    let kind = failures
-        .last()
-        .map_or(ErrorKind::Connection, |(_, f)| f.kind);
     let said = if failures.len() == 1 {
-        failures.pop().map(|(_, f)| f.sentence).unwrap_or_default()
+        failures
+            .last()
+            .map(|(_, f)| f.message().to_string())
+            .unwrap_or_default()
     } else {
         failures
             .iter()
-            .map(|(ep, f)| format!("{ep}: {}", f.sentence))
+            .map(|(ep, f)| format!("{ep}: {}", f.message()))
             .collect::<Vec<_>>()
             .join("; ")
     };
-    Err(Error::new(
-        kind,
-        format!("cannot connect to the {side} ({}): {said}", info.describe()),
-    ))
+    let last = failures
+        .pop()
+        .map(|(_, f)| f)
+        .unwrap_or_else(|| Error::new(ErrorKind::Connection, "no server to connect to"));
+    Err(last.reworded(format!(
+        "cannot connect to the {side} ({}): {said}",
+        info.describe()
+    )))
 }
 
 /// Whether the session is what `want` asks; `Some(what it is)` when not.
@@ -126,15 +126,16 @@ async fn connect_endpoint(
     match mode {
         SslMode::Allow => match plain(cfg).await {
             Ok(c) => Ok(c),
-            Err(first) if first.kind != ErrorKind::Connection => {
+            Err(first) if first.kind() != ErrorKind::Connection => {
                 encrypted(info, ep, cfg, SslMode::Require)
                     .await
-                    .map_err(|f| Failure {
-                        kind: f.failure.kind,
-                        sentence: format!(
+                    .map_err(|f| {
+                        let said = format!(
                             "{}; then with TLS: {}",
-                            first.sentence, f.failure.sentence
-                        ),
+                            first.message(),
+                            f.failure.message()
+                        );
+                        f.failure.reworded(said)
                     })
             }
             Err(first) => Err(first),
@@ -152,15 +153,15 @@ async fn connect_endpoint(
                              it went on without, as sslmode=prefer allows; sslmode=require \
                              refuses that",
                             info.side(),
-                            failure.sentence
+                            failure.message()
                         );
                     }
                     Ok(c)
                 }
-                Err(f) => Err(Failure {
-                    kind: f.kind,
-                    sentence: format!("with TLS: {}; without: {}", failure.sentence, f.sentence),
-                }),
+                Err(f) => {
+                    let said = format!("with TLS: {}; without: {}", failure.message(), f.message());
+                    Err(f.reworded(said))
+                }
             },
             Err(t) => Err(t.failure),
         },
@@ -187,7 +188,7 @@ async fn plain(cfg: &tokio_postgres::Config) -> std::result::Result<Client, Fail
             });
             Ok(client)
         }
-        Err(e) => Err(driver_failure(&e)),
+        Err(e) => Err(driver_failure(e)),
     }
 }
 
@@ -201,10 +202,7 @@ async fn encrypted(
     let check = tls.check();
     let (connector, outcome) = tls.connector(check, ep.tls_name()).map_err(|e| Tried {
         tls_used: false,
-        failure: Failure {
-            kind: ErrorKind::Usage,
-            sentence: e,
-        },
+        failure: Error::new(ErrorKind::Usage, e),
     })?;
     let mut cfg = cfg.clone();
     cfg.ssl_mode(if mode == SslMode::Prefer {
@@ -237,26 +235,25 @@ async fn encrypted(
             let found = outcome.get();
             let rustls_error = tls_error(&e);
             let tls_used = found.is_some() || rustls_error.is_some();
-            let mut failure = driver_failure(&e);
-            if tls.client.is_none()
+            let refused = if let Some(Found::Refused(sentence)) = found {
+                Some(format!("TLS refused: {sentence}"))
+            } else {
+                rustls_error.map(|err| tls_sentence(err, info))
+            };
+            let no_client_cert = tls.client.is_none()
                 && e.code()
-                    == Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
-            {
-                failure.sentence.push_str(
-                    " (no client certificate was sent: give one as sslcert=FILE with its \
+                    == Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+            let mut failure = driver_failure(e);
+            if no_client_cert {
+                let said = format!(
+                    "{} (no client certificate was sent: give one as sslcert=FILE with its \
                      sslkey=FILE, or put them in ~/.postgresql/postgresql.crt and .key)",
+                    failure.message()
                 );
+                failure = failure.reworded(said);
             }
-            if let Some(Found::Refused(sentence)) = found {
-                failure = Failure {
-                    kind: ErrorKind::Preflight,
-                    sentence: format!("TLS refused: {sentence}"),
-                };
-            } else if let Some(err) = rustls_error {
-                failure = Failure {
-                    kind: ErrorKind::Preflight,
-                    sentence: tls_sentence(err, info),
-                };
+            if let Some(sentence) = refused {
+                failure = Error::new(ErrorKind::Preflight, sentence);
             }
             Err(Tried { tls_used, failure })
         }
@@ -296,22 +293,15 @@ fn tls_sentence(err: &rustls::Error, info: &ConnInfo) -> String {
     }
 }
 
-/// A driver error in one sentence, with the kind its cause calls for.
-fn driver_failure(err: &tokio_postgres::Error) -> Failure {
-    let kind = match err.as_db_error() {
-        Some(db)
-            if db.code().code().starts_with("08")
-                || db.code().code().starts_with("57")
-                || db.code().code().starts_with("53") =>
-        {
-            ErrorKind::Connection
-        }
-        Some(_) => ErrorKind::Preflight,
-        None => ErrorKind::Connection,
-    };
-    Failure {
-        kind,
-        sentence: pg_message(err),
+/// A driver error in one sentence, its cause kept: a refusal the server will repeat (a
+/// bad password, a missing database) is a preflight failure; [`crate::error::decide`]
+/// retries the rest.
+fn driver_failure(err: tokio_postgres::Error) -> Failure {
+    let e = Error::from_pg(err);
+    if e.sqlstate().is_some() && !e.is_retryable() {
+        e.with_kind(ErrorKind::Preflight)
+    } else {
+        e.with_kind(ErrorKind::Connection)
     }
 }
 
@@ -425,7 +415,8 @@ impl Target {
                     .await?;
                 Ok(row.get::<_, Option<String>>(0).as_deref() == Some("on"))
             }
-            Err(e) if e.message().contains("unsupported startup parameter") => Ok(false),
+            // A pooler that refuses the parameter says so as a protocol violation.
+            Err(e) if e.has_sqlstate(&[SqlState::PROTOCOL_VIOLATION]) => Ok(false),
             Err(e) => Err(e),
         }
     }

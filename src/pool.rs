@@ -1,12 +1,12 @@
 //! The copy pool: `jobs` workers, each with one source and one target connection, taking
 //! units from the run state until none is left. A unit is claimed, copied and marked done
-//! in one target transaction. A transient failure (dropped connection, server restart,
-//! serialization failure, too many connections) puts the unit back and retries it after
-//! an exponential, jittered pause, up to `retries` times; any other failure marks the unit
-//! failed and stops the pool from taking new units, while units in flight finish.
+//! in one target transaction. A failure [`crate::error::decide`] finds worth retrying
+//! (dropped connection, server restart, serialization failure, too many connections) puts
+//! the unit back and retries it after [`crate::retry`]'s pause, up to `retries` times, on
+//! connections made again the same way; any other failure marks the unit failed and stops
+//! the pool from taking new units, while units in flight finish. A pause ends at once when
+//! the operator asks the run to stop.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::offline::DumpReader;
 use crate::pg::{Source, Target};
 use crate::progress::Progress;
+use crate::retry::{self, Retry};
 use crate::state;
 use crate::unit_book::UnitBook;
 
@@ -58,17 +59,6 @@ pub enum PoolEnd {
     Drained,
 }
 
-/// The pause before attempt `attempt + 1`: 0.5 s doubling per attempt, at most 30 s, plus
-/// up to half again at random so that workers hit by the same outage do not return at once.
-pub fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(500).saturating_mul(1 << attempt.min(6));
-    let base = base.min(Duration::from_secs(30));
-    let mut h = RandomState::new().build_hasher();
-    h.write_u32(attempt);
-    let jitter = h.finish() % (base.as_millis() as u64 / 2 + 1);
-    base + Duration::from_millis(jitter)
-}
-
 /// When a set of workers stops taking work: when asked to (`drain`), or at the first
 /// failure, which it keeps.
 pub struct Stop {
@@ -88,6 +78,11 @@ impl Stop {
 
     pub fn halted(&self) -> bool {
         self.failed.load(Ordering::SeqCst) || self.drained()
+    }
+
+    /// The flag that asks the set to stop, for pauses that must end when it is set.
+    pub fn drain_flag(&self) -> Arc<AtomicBool> {
+        self.drain.clone()
     }
 
     pub fn drained(&self) -> bool {
@@ -248,73 +243,74 @@ async fn others_busy(tgt: &Target) -> Result<bool> {
 
 async fn worker(shared: Arc<Shared>, n: usize) {
     let config = &shared.config;
+    let retry = Retry::new(config.retries, shared.stop.drain.clone());
     let mut conns: Option<(Option<Source>, Target, CopyOptions)> = None;
-    let mut connect_attempts = 0u32;
+    // Failures in a row that held no unit (the target went away between units).
+    let mut bare_failures = 0u32;
     while !shared.stop.halted() {
         if conns.is_none() {
-            match connect(config, n).await {
-                Ok(c) => {
-                    connect_attempts = 0;
-                    conns = Some(c);
-                }
-                Err(e) if e.is_retryable() && connect_attempts < config.retries => {
-                    connect_attempts += 1;
-                    warn!("stream {n}: {e}; connecting again (attempt {connect_attempts})");
-                    tokio::time::sleep(backoff(connect_attempts)).await;
-                    continue;
-                }
+            match retry
+                .run(&format!("stream {n}"), || connect(config, n))
+                .await
+            {
+                Ok(c) => conns = Some(c),
+                Err(_) if shared.stop.drained() => return,
                 Err(e) => return shared.stop.fail(e),
             }
         }
         let (src, tgt, options) = conns.as_ref().expect("connected above");
-        match one_unit(src.as_ref(), tgt, *options, &shared, n).await {
-            Ok(Step::Copied) => {}
-            Ok(Step::NothingFree) => match others_busy(tgt).await {
-                Ok(true) => tokio::time::sleep(Duration::from_millis(500)).await,
-                Ok(false) => return,
-                Err(e) => return shared.stop.fail(e),
-            },
-            Err(Failed { unit, error }) => {
-                // The connections may be mid-COPY: drop them, which rolls back.
-                conns = None;
-                let Some((id, relation, attempts, unit)) = unit else {
-                    if error.is_retryable() && connect_attempts < config.retries {
-                        connect_attempts += 1;
-                        tokio::time::sleep(backoff(connect_attempts)).await;
-                        continue;
-                    }
-                    return shared.stop.fail(error);
-                };
-                let attempts = attempts as u32 + 1;
-                let give_up = !error.is_retryable() || attempts > config.retries;
-                shared.progress.unit_failed(n, &unit, !give_up);
-                match Target::connect(&config.target, "pool").await {
-                    Ok(t) => {
-                        if let Err(e) =
-                            state::record_failure(&t, id, error.message(), give_up).await
-                        {
-                            warn!("could not record the failure of {relation}: {e}");
-                        }
-                    }
-                    Err(e) => warn!("could not record the failure of {relation}: {e}"),
-                }
-                if give_up {
-                    let error = if error.is_retryable() {
-                        error.context(format!("gave up after {attempts} attempts"))
-                    } else {
-                        error
-                    };
-                    return shared.stop.fail(error);
-                }
-                let pause = backoff(attempts);
-                warn!(
-                    "{relation}: {error}; trying again in {:.1}s (attempt {} of {})",
-                    pause.as_secs_f64(),
-                    attempts + 1,
-                    config.retries + 1
-                );
-                tokio::time::sleep(pause).await;
+        let failed = match one_unit(src.as_ref(), tgt, *options, &shared, n).await {
+            Ok(Step::Copied) => {
+                bare_failures = 0;
+                continue;
             }
+            Ok(Step::NothingFree) => match others_busy(tgt).await {
+                Ok(true) => {
+                    retry::pause(&shared.stop.drain, Duration::from_millis(500)).await;
+                    continue;
+                }
+                Ok(false) => return,
+                Err(error) => Failed { unit: None, error },
+            },
+            Err(f) => f,
+        };
+        // The connections may be mid-COPY: drop them, which rolls back.
+        conns = None;
+        let Failed { unit, error } = failed;
+        let Some((id, relation, attempts, unit)) = unit else {
+            bare_failures += 1;
+            if !error.is_retryable() || bare_failures > config.retries {
+                return shared.stop.fail(error);
+            }
+            match retry
+                .wait(&format!("stream {n}"), &error, bare_failures)
+                .await
+            {
+                Ok(()) => continue,
+                Err(_) => return,
+            }
+        };
+        let attempts = attempts as u32 + 1;
+        let give_up = !error.is_retryable() || attempts > config.retries;
+        shared.progress.unit_failed(n, &unit, !give_up);
+        match Target::connect(&config.target, "pool").await {
+            Ok(t) => {
+                if let Err(e) = state::record_failure(&t, id, error.message(), give_up).await {
+                    warn!("could not record the failure of {relation}: {e}");
+                }
+            }
+            Err(e) => warn!("could not record the failure of {relation}: {e}"),
+        }
+        if give_up {
+            let error = if error.is_retryable() {
+                error.context(format!("gave up after {attempts} attempts"))
+            } else {
+                error
+            };
+            return shared.stop.fail(error);
+        }
+        if retry.wait(&relation, &error, attempts).await.is_err() {
+            return;
         }
     }
 }
@@ -337,25 +333,4 @@ pub async fn run(
         return Ok(PoolEnd::Drained);
     }
     Ok(PoolEnd::Finished)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered_within_half() {
-        for attempt in 0..12 {
-            let base = Duration::from_millis(500)
-                .saturating_mul(1 << attempt.min(6))
-                .min(Duration::from_secs(30));
-            let d = backoff(attempt);
-            assert!(
-                d >= base && d <= base + base / 2,
-                "attempt {attempt}: {d:?}"
-            );
-        }
-        assert!(backoff(1) < backoff(5));
-        assert!(backoff(20) <= Duration::from_secs(45));
-    }
 }

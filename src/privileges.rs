@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pg::{Source, Target};
 use crate::quote::ident;
 
@@ -406,28 +406,45 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
 
 /// Runs statements in batches; a batch that fails is retried one statement at a time so
 /// one refused statement does not take its neighbours with it. Returns the refused
-/// statements' indexes with the target's reason.
-pub async fn run_batches(tgt: &Target, statements: &[String]) -> Vec<(usize, String)> {
+/// statements' indexes with the target's error; a failure worth retrying (the target went
+/// away) ends it with that error instead, so that the phase is run again.
+pub async fn run_batches(tgt: &Target, statements: &[String]) -> Result<Vec<(usize, Error)>> {
     let mut refused = Vec::new();
     for (b, batch) in statements.chunks(BATCH).enumerate() {
         let sql = batch.join(";\n");
-        if tgt.execute(&sql).await.is_ok() {
-            continue;
+        match tgt.execute(&sql).await {
+            Ok(()) => continue,
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(_) => {}
         }
         for (i, stmt) in batch.iter().enumerate() {
-            if let Err(e) = tgt.execute(stmt).await {
-                refused.push((b * BATCH + i, e.to_string()));
+            match tgt.execute(stmt).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => refused.push((b * BATCH + i, e)),
             }
         }
     }
-    refused
+    Ok(refused)
+}
+
+/// Whether a refusal says the object is not on the target (filters left it out).
+pub fn names_a_missing_object(e: &Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.has_sqlstate(&[
+        SqlState::UNDEFINED_TABLE,
+        SqlState::UNDEFINED_FUNCTION,
+        SqlState::UNDEFINED_OBJECT,
+        SqlState::UNDEFINED_COLUMN,
+        SqlState::INVALID_SCHEMA_NAME,
+    ])
 }
 
 /// One line per distinct reason, with a count and the first statement refused for it.
-pub fn summarize(what: &str, statements: &[String], refused: &[(usize, String)]) -> Vec<String> {
-    let mut by_reason: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+pub fn summarize(what: &str, statements: &[String], refused: &[(usize, Error)]) -> Vec<String> {
+    let mut by_reason: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (i, reason) in refused {
-        by_reason.entry(reason).or_insert((0, *i)).0 += 1;
+        by_reason.entry(reason.to_string()).or_insert((0, *i)).0 += 1;
     }
     by_reason
         .into_iter()
@@ -440,10 +457,17 @@ pub fn summarize(what: &str, statements: &[String], refused: &[(usize, String)])
         .collect()
 }
 
-/// Runs and summarizes in one go, for statements whose refusal needs no follow-up.
-pub async fn run_and_summarize(tgt: &Target, statements: &[String], what: &str) -> Vec<String> {
-    let refused = run_batches(tgt, statements).await;
-    summarize(what, statements, &refused)
+/// Runs and summarizes in one go, for statements whose refusal needs no follow-up;
+/// `keep` says which refusals to report.
+pub async fn run_and_summarize(
+    tgt: &Target,
+    statements: &[String],
+    what: &str,
+    keep: impl Fn(&Error) -> bool,
+) -> Result<Vec<String>> {
+    let mut refused = run_batches(tgt, statements).await?;
+    refused.retain(|(_, e)| keep(e));
+    Ok(summarize(what, statements, &refused))
 }
 
 /// Makes the login role able to act as each role in `roles` for the duration of the run;

@@ -3,7 +3,7 @@
 //! TimescaleDB's catalog arrives after the tables it names, data before indexes, and no
 //! single transaction locks an unbounded number of tables.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -29,6 +29,7 @@ pub struct PgTools {
 
 fn tool_version(path: &Path) -> Option<i32> {
     let out = std::process::Command::new(path)
+        .env("LC_ALL", "C")
         .arg("--version")
         .output()
         .ok()?;
@@ -200,6 +201,54 @@ pub fn post_data_entries(toc: &[TocEntry]) -> (Vec<TocEntry>, Vec<String>) {
     })
 }
 
+/// The entries of `entries` whose object is not in `present` (each as "description schema
+/// tag", see sql/target_post_data_present.sql). An entry's line ends with its owner, one
+/// of `owners`, after names that may themselves hold spaces: the owner is split off at
+/// each space from the right until a known role is found.
+pub fn not_present(
+    entries: Vec<TocEntry>,
+    present: &HashSet<String>,
+    owners: &BTreeSet<String>,
+) -> Vec<TocEntry> {
+    entries
+        .into_iter()
+        .filter(|e| {
+            let rest = e.rest.trim_end();
+            !rest
+                .char_indices()
+                .filter(|(_, c)| *c == ' ')
+                .any(|(i, _)| {
+                    let owner = &rest[i + 1..];
+                    (owners.contains(owner) || owner == "-") && present.contains(&rest[..i])
+                })
+        })
+        .collect()
+}
+
+/// The post-data entries of `entries` an earlier attempt has not made on the target yet:
+/// a resumed post-data pass restores only those, whatever point the earlier one was
+/// stopped at (each entry commits on its own).
+pub async fn post_data_left(
+    tgt: &Target,
+    entries: Vec<TocEntry>,
+    owners: &BTreeSet<String>,
+) -> Result<Vec<TocEntry>> {
+    let present: HashSet<String> = tgt
+        .query(include_str!("sql/target_post_data_present.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2)
+            )
+        })
+        .collect();
+    Ok(not_present(entries, &present, owners))
+}
+
 /// Topological order of `tables` over `references` (table → tables it references), ties
 /// and cycles broken by name so the result is stable.
 pub fn fk_order(tables: &[String], references: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
@@ -316,24 +365,50 @@ async fn run_tool(
     info: Option<&ConnInfo>,
     what: &str,
 ) -> Result<String> {
-    run_tool_tolerating(program, args, info, None, what, |_| false).await
+    run_tool_with(program, args, info, None, what).await
+}
+
+/// Stops a child's whole process group (pg_restore's parallel workers with it) when
+/// dropped before it is disarmed: when the run is aborted while the child works.
+struct ChildGroup(Option<i32>);
+
+impl ChildGroup {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ChildGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) with a negative pid signals that process group; it touches
+            // no memory of ours. SIGTERM lets pg_restore cancel its queries on the server.
+            unsafe {
+                libc::kill(-pgid, libc::SIGTERM);
+            }
+        }
+    }
 }
 
 /// As [`run_tool`], with `pgoptions` before the user's own `PGOPTIONS` (so that theirs
-/// win), and where a failed run whose every error line `harmless` accepts counts as a
-/// success (pg_restore goes on past errors without `--exit-on-error`).
-async fn run_tool_tolerating(
+/// win). The child runs in its own process group, so a Ctrl-C in the terminal reaches
+/// tsxfer only, which decides when to stop it; and with `LC_MESSAGES=C`, so that what it
+/// prints reads the same whatever the user's locale. Success is its exit status alone.
+async fn run_tool_with(
     program: &Path,
     args: &[String],
     info: Option<&ConnInfo>,
     pgoptions: Option<&str>,
     what: &str,
-    harmless: impl Fn(&str) -> bool,
 ) -> Result<String> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_remove("PGPASSWORD")
         .env_remove("PGSERVICE")
+        .env_remove("LC_ALL")
+        .env_remove("LANGUAGE")
+        .env("LC_MESSAGES", "C")
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -346,16 +421,18 @@ async fn run_tool_tolerating(
         let theirs = std::env::var("PGOPTIONS").unwrap_or_default();
         cmd.env("PGOPTIONS", format!("{ours} {theirs}").trim_end());
     }
-    let out = cmd.output().await.map_err(|e| {
+    let cannot = |e: std::io::Error| {
         Error::new(
             ErrorKind::Internal,
             format!("cannot run {}: {e}", program.display()),
         )
-    })?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR:")).collect();
-    let tolerated = !errors.is_empty() && errors.iter().all(|l| harmless(l));
-    if !out.status.success() && !tolerated {
+    };
+    let child = cmd.spawn().map_err(cannot)?;
+    let mut group = ChildGroup(child.id().and_then(|id| i32::try_from(id).ok()));
+    let out = child.wait_with_output().await.map_err(cannot)?;
+    group.disarm();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
         let mut lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         if lines.len() > 12 {
             lines.drain(..lines.len() - 12);
@@ -366,6 +443,15 @@ async fn run_tool_tolerating(
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// When the target's server started (it changes when the server restarts).
+async fn server_started(target: &ConnInfo) -> Result<String> {
+    let tgt = Target::connect(target, "probe").await?;
+    Ok(tgt
+        .query_one("SELECT pg_catalog.pg_postmaster_start_time()::text", &[])
+        .await?
+        .get(0))
 }
 
 /// The archive files of one run, in a private working directory.
@@ -422,10 +508,8 @@ impl Archives {
         Ok(parse_toc(&listing))
     }
 
-    /// Restores `entries` of `archive` into the target (owners and grants are set apart).
-    /// With `tolerate_existing`, objects that already exist (made by an earlier attempt)
-    /// are not errors.
-    #[allow(clippy::too_many_arguments)]
+    /// Restores `entries` of `archive` into the target (owners and grants are set apart),
+    /// stopping at the first error.
     pub async fn restore(
         &self,
         target: &ConnInfo,
@@ -433,7 +517,6 @@ impl Archives {
         entries: &[TocEntry],
         jobs: usize,
         single_transaction: bool,
-        tolerate_existing: bool,
         what: &str,
     ) -> Result<()> {
         if entries.is_empty() {
@@ -455,26 +538,33 @@ impl Archives {
             "--no-tablespaces".into(),
             format!("--use-list={}", list.display()),
             format!("--dbname={}", target.libpq_string("tsxfer pg_restore")),
+            "--exit-on-error".into(),
         ];
-        if !tolerate_existing {
-            args.push("--exit-on-error".into());
-        }
         if single_transaction {
             args.push("--single-transaction".into());
         } else if jobs > 1 {
             args.push(format!("--jobs={jobs}"));
         }
         args.push(archive.display().to_string());
-        run_tool_tolerating(
+        let before = server_started(target).await.ok();
+        let restored = run_tool_with(
             &self.tools.pg_restore,
             &args,
             Some(target),
             Some(&self.restore_pgoptions),
             what,
-            |line| tolerate_existing && line.contains("already exists"),
         )
-        .await?;
-        Ok(())
+        .await;
+        match restored {
+            Ok(_) => Ok(()),
+            // pg_restore says why in text; whether the target went away meanwhile (it
+            // cannot be reached, or it was restarted) is asked of the target itself.
+            Err(e) => Err(match server_started(target).await {
+                Err(probe) if probe.is_retryable() => e.link_broken(),
+                Ok(now) if before.is_some_and(|b| b != now) => e.link_broken(),
+                _ => e,
+            }),
+        }
     }
 }
 
@@ -543,6 +633,24 @@ mod tests {
         let (kept, dropped) = post_data_entries(&toc);
         assert_eq!(kept.len(), toc.len() - 1);
         assert!(dropped[0].contains("EVENT TRIGGER"));
+    }
+
+    #[test]
+    fn entries_whose_objects_exist_are_left_out_names_with_spaces_included() {
+        let toc = parse_toc(
+            "10; 1259 1 INDEX public a b postgres\n\
+             11; 1259 2 INDEX public a postgres\n\
+             12; 2606 3 CONSTRAINT public my table my pk app owner\n\
+             13; 2620 4 TRIGGER public t audit postgres\n",
+        );
+        let present: HashSet<String> = ["INDEX public a", "CONSTRAINT public my table my pk"]
+            .map(String::from)
+            .into();
+        let owners: BTreeSet<String> = ["postgres", "app owner"].map(String::from).into();
+        let left = not_present(toc, &present, &owners);
+        let ids: Vec<u32> = left.iter().map(|e| e.oid).collect();
+        // "a b" is another index than "a"; the trigger is not there yet.
+        assert_eq!(ids, [1, 4]);
     }
 
     #[test]

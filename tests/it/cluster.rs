@@ -393,6 +393,21 @@ impl Cluster {
         }
     }
 
+    /// Starts a cluster [`Cluster::stop`] stopped, on the same port; waits until it
+    /// takes connections.
+    pub fn start_again(&self) {
+        let out = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log_file)
+            .args(["-w", "-t", "120", "start"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run pg_ctl: {e}"));
+        check_output(&format!("cluster {}: pg_ctl start", self.name), &out);
+    }
+
     fn ensure_tsdbadmin(&self) {
         let mut done = self.admin_role.lock().unwrap_or_else(|e| e.into_inner());
         if *done {

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod compare;
+mod faults;
 mod migrate;
 mod observability;
 mod offline;

@@ -239,7 +239,7 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
     tgt.create_cloud_like_database("src_filt_tgt");
     let (source, target) = conninfos(src, "src_filt_src", tgt, "src_filt_tgt");
     for (args, code, needle) in [
-        (vec!["-t", "app.nothing_*"], 3, "no matching tables"),
+        (vec!["-t", "app.nothing_*"], 3, "matches nothing"),
         (vec!["-T", "app.nothing_*"], 3, "matches nothing"),
         (vec!["-N", "nothing"], 3, "matches nothing"),
     ] {
