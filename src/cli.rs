@@ -11,10 +11,19 @@ use crate::conninfo::ConnInfo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::migrate::MigrateOptions;
 
+/// What `--version` says: the version, the git revision it was built from, and the
+/// server versions the test suite ran against.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("TSXFER_GIT_REVISION"),
+    "), tested with PostgreSQL 15 and TimescaleDB 2.19.3"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tsxfer",
-    version,
+    version = VERSION,
     about = "Migrate a whole PostgreSQL or TimescaleDB database to another server over parallel COPY streams",
     args_conflicts_with_subcommands = true,
     args_override_self = true,
@@ -56,6 +65,17 @@ pub enum Command {
     /// Load a directory written by `tsxfer dump` into the target: the same phases and
     /// checks as a migration, reading the files.
     Restore(RestoreArgs),
+    /// Print a shell completion script (e.g. `tsxfer completions bash > /etc/bash_completion.d/tsxfer`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `tsxfer man > tsxfer.1`.
+    Man,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -511,7 +531,8 @@ pub struct TransferArgs {
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
     /// Write the run report as JSON to this file [default: <UTC start time>.tsxfer-report.json
-    /// in the working directory].
+    /// in $XDG_STATE_HOME/tsxfer, else ~/.local/state/tsxfer]. A run refused before it
+    /// started writes one only when this is given.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
 
@@ -566,6 +587,8 @@ impl MetricsArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     pub report: PathBuf,
+    /// Whether `--report` named the file (else it is the default one).
+    pub report_given: bool,
     pub metrics: Metrics,
 }
 
@@ -584,6 +607,11 @@ pub struct LogArgs {
     /// Only warnings and errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Also print the log lines of a run refused before it started (by default such a
+    /// refusal is one `tsxfer:` line).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 /// Parses sizes like `65536`, `256KiB`, `1MiB`, `4MB`.
@@ -614,6 +642,19 @@ pub fn default_report_path(now: SystemTime) -> PathBuf {
     ))
 }
 
+/// Where reports go by default: `$XDG_STATE_HOME/tsxfer` (an absolute path, as the XDG
+/// spec wants), else `$HOME/.local/state/tsxfer`, else the working directory.
+pub fn default_report_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(state) = set("XDG_STATE_HOME").filter(|p| p.is_absolute()) {
+        return state.join("tsxfer");
+    }
+    match set("HOME") {
+        Some(home) => home.join(".local/state/tsxfer"),
+        None => PathBuf::from("."),
+    }
+}
+
 /// (year, month, day, hour, minute, second) of `now` in UTC.
 pub fn utc_fields(now: SystemTime) -> (i64, i64, i64, i64, i64, i64) {
     let secs = now
@@ -635,11 +676,14 @@ pub fn utc_fields(now: SystemTime) -> (i64, i64, i64, i64, i64, i64) {
 }
 
 impl OutputArgs {
-    /// `now` names the default report file.
-    pub fn validate(self, now: SystemTime) -> Result<Output> {
+    /// `now` names the default report file, in [`default_report_dir`] of `env`.
+    pub fn validate(self, now: SystemTime, env: &dyn Fn(&str) -> Option<String>) -> Result<Output> {
         Ok(Output {
             metrics: self.metrics.validate()?,
-            report: self.report.unwrap_or_else(|| default_report_path(now)),
+            report_given: self.report.is_some(),
+            report: self
+                .report
+                .unwrap_or_else(|| default_report_dir(env).join(default_report_path(now))),
         })
     }
 }
@@ -783,9 +827,14 @@ mod tests {
         let mut argv = vec!["tsxfer", "--source", "host=a", "--target", "host=b"];
         argv.extend(flags);
         let cli = Cli::try_parse_from(argv).unwrap();
-        cli.migrate
-            .output
-            .validate(UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000))
+        let env = |k: &str| match k {
+            "HOME" => Some("/home/u".to_string()),
+            _ => None,
+        };
+        cli.migrate.output.validate(
+            UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+            &env,
+        )
     }
 
     #[test]
@@ -793,7 +842,10 @@ mod tests {
         assert_eq!(
             output(&[]).unwrap(),
             Output {
-                report: PathBuf::from("20231114T221320Z.tsxfer-report.json"),
+                report: PathBuf::from(
+                    "/home/u/.local/state/tsxfer/20231114T221320Z.tsxfer-report.json"
+                ),
+                report_given: false,
                 metrics: Metrics {
                     addr: Some("127.0.0.1:9184".parse().unwrap()),
                     keep_serving: false,
@@ -805,6 +857,7 @@ mod tests {
         assert!(o.metrics.keep_serving);
         let o = output(&["--metrics-addr", "off", "--report", "r.json"]).unwrap();
         assert_eq!((o.metrics.addr, o.report), (None, PathBuf::from("r.json")));
+        assert!(o.report_given);
         for bad in [
             &["--metrics-addr", "localhost"][..],
             &["--metrics-addr", "off", "--keep-serving"],
@@ -822,6 +875,29 @@ mod tests {
         assert_eq!(
             default_report_path(UNIX_EPOCH + std::time::Duration::from_secs(951_782_400)),
             PathBuf::from("20000229T000000Z.tsxfer-report.json")
+        );
+    }
+
+    #[test]
+    fn reports_go_to_the_state_directory() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            default_report_dir(&env(&[("XDG_STATE_HOME", "/s"), ("HOME", "/h")])),
+            PathBuf::from("/s/tsxfer")
+        );
+        assert_eq!(
+            default_report_dir(&env(&[("XDG_STATE_HOME", "relative"), ("HOME", "/h")])),
+            PathBuf::from("/h/.local/state/tsxfer")
+        );
+        assert_eq!(
+            default_report_dir(&env(&[("XDG_STATE_HOME", "")])),
+            PathBuf::from(".")
         );
     }
 

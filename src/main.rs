@@ -1,10 +1,11 @@
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio::runtime::Runtime;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -18,6 +19,11 @@ use tsxfer::migrate::{self, Job};
 use tsxfer::offline;
 use tsxfer::progress::{Progress, Screen};
 
+/// Whether stderr gets colours: on a terminal, unless NO_COLOR is set (no-color.org).
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_logging(format: LogFormat, quiet: bool, screen: &Screen) {
     // The driver reports server notices at info level; they are noise here.
     let default = if quiet {
@@ -30,6 +36,7 @@ fn init_logging(format: LogFormat, quiet: bool, screen: &Screen) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(move || writer.clone())
+        .with_ansi(colour())
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -73,6 +80,54 @@ fn fail(e: &Error) -> ExitCode {
     ExitCode::from(e.kind().exit_code() as u8)
 }
 
+/// A run that ended like this was refused before it changed anything (bad usage, or a
+/// preflight check): its outcome is the one error line.
+fn refused<T>(result: &Result<T, Error>) -> bool {
+    result
+        .as_ref()
+        .is_err_and(|e| matches!(e.kind(), ErrorKind::Usage | ErrorKind::Preflight))
+}
+
+/// After a run: the log lines held during its preflight (see `main`) are dropped when
+/// it was refused, else written.
+fn settle_log(screen: &Screen, refused: bool) {
+    if refused {
+        screen.discard();
+    } else {
+        screen.release();
+    }
+}
+
+/// Bad usage as clap finds it, as one `tsxfer:` line and exit code 2; help and version
+/// print as clap prints them.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as Clap;
+    if matches!(
+        e.kind(),
+        Clap::DisplayHelp | Clap::DisplayVersion | Clap::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code() as u8);
+    }
+    fail(&Error::new(
+        ErrorKind::Usage,
+        clap_sentence(&e.render().to_string()),
+    ))
+}
+
+/// The sentence of a clap error: its first paragraph on one line, without the
+/// `error:` prefix (the usage and tips after it are left to `--help`).
+fn clap_sentence(text: &str) -> String {
+    let first: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let sentence = first.join(" ");
+    let sentence = sentence.strip_prefix("error: ").unwrap_or(&sentence);
+    format!("{sentence} (tsxfer --help lists the options)")
+}
+
 fn plan(runtime: &Runtime, args: PlanArgs) -> ExitCode {
     let opts = match args
         .transfer
@@ -101,7 +156,7 @@ fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
             },
         );
     }
-    let (output, opts) = match args.output.validate(SystemTime::now()).and_then(|o| {
+    let (output, opts) = match args.output.validate(SystemTime::now(), &env).and_then(|o| {
         let opts = args
             .select
             .apply(args.resume.apply(args.transfer.into_options()?)?)?;
@@ -118,7 +173,7 @@ fn restore(runtime: &Runtime, screen: &Screen, args: RestoreArgs) -> ExitCode {
     let (output, opts) = match args
         .output
         .clone()
-        .validate(SystemTime::now())
+        .validate(SystemTime::now(), &env)
         .and_then(|o| {
             let opts = args.into_options()?;
             Ok((o, opts))
@@ -151,20 +206,40 @@ fn load_target(
         outcome
     });
     progress.ended(result.is_ok());
+    let refused = refused(&result);
+    settle_log(screen, refused);
     report.unfinished = progress.unfinished_units();
-    print!("{}", report.summary());
-    match report.write_json(&output.report) {
-        Ok(()) => println!("report: {}", output.report.display()),
-        Err(e) => eprintln!(
-            "tsxfer: cannot write the report to {}: {e}",
-            output.report.display()
-        ),
+    // A refusal is its error line; a report is written for it only when asked for.
+    if !refused {
+        print!("{}", report.summary());
     }
-    keep_serving(runtime, output.metrics);
-    match result {
+    if !refused || output.report_given {
+        write_report(&report, &output.report, !refused);
+    }
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    };
+    keep_serving(runtime, output.metrics);
+    code
+}
+
+/// Writes `report` to `path` (making its directory), saying where when `say`.
+fn write_report(report: &tsxfer::report::Report, path: &Path, say: bool) {
+    let written = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(Error::from),
+        None => Ok(()),
     }
+    .and_then(|()| report.write_json(path));
+    match written {
+        Ok(()) if say => println!("report: {}", path.display()),
+        Ok(()) => {}
+        Err(e) => eprintln!("tsxfer: cannot write the report to {}: {e}", path.display()),
+    }
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
 }
 
 /// Serves the metrics endpoint when asked, then makes the run's progress (which registers
@@ -219,6 +294,7 @@ where
         outcome
     });
     progress.ended(result.is_ok());
+    settle_log(screen, refused(&result));
     let code = match result {
         Ok(value) => {
             done(value);
@@ -293,19 +369,43 @@ where
     }
 }
 
+/// Writes what `write` makes to stdout; a closed pipe (`| head`) is not an error.
+fn shell_text(write: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> ExitCode {
+    let mut text = Vec::new();
+    let written = write(&mut text).and_then(|()| std::io::stdout().write_all(&text));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(&Error::new(
+            ErrorKind::Internal,
+            format!("cannot write to stdout: {e}"),
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let args = match expand_config(std::env::args().collect(), &|k| std::env::var(k).ok()) {
         Ok(a) => a,
         Err(e) => return fail(&e),
     };
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let migrating = matches!(
         cli.command,
         None | Some(
             Command::Migrate(_) | Command::Worker(_) | Command::Dump(_) | Command::Restore(_)
         )
     );
-    let screen = Screen::new(cli.log.quiet, migrating && std::io::stderr().is_terminal());
+    // Text logs of a run are held during its preflight, so that a refusal there is one
+    // line; JSON logs and --verbose show everything as it happens.
+    let hold = migrating && matches!(cli.log.log_format, LogFormat::Text) && !cli.log.verbose;
+    let screen = Screen::new(
+        cli.log.quiet,
+        migrating && std::io::stderr().is_terminal(),
+        hold,
+    );
     init_logging(cli.log.log_format, cli.log.quiet, &screen);
     let runtime = match Runtime::new() {
         Ok(r) => r,
@@ -317,6 +417,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Some(Command::Completions(args)) => shell_text(|out| {
+            clap_complete::generate(args.shell, &mut Cli::command(), "tsxfer", out);
+            Ok(())
+        }),
+        Some(Command::Man) => shell_text(|out| clap_mangen::Man::new(Cli::command()).render(out)),
         Some(Command::Plan(args)) => plan(&runtime, args),
         Some(Command::Worker(args)) => worker(&runtime, &screen, args),
         Some(Command::Status(args)) => {

@@ -146,6 +146,23 @@ pub const METRICS: &[Metric] = &[
     ),
 ];
 
+/// Every phase a run, a dump or a worker goes through, then how it ended: the `phase`
+/// labels of [`PHASE`] and [`RUN_ERRORS`], registered (at 0) before the run so that a
+/// dashboard or an alert finds each series from the first scrape.
+pub const PHASES: &[&str] = &[
+    "preflight",
+    "roles",
+    "schema dump",
+    "schema",
+    "data",
+    "post-data",
+    "owners and grants",
+    "analyze",
+    "verify",
+    "done",
+    "failed",
+];
+
 /// Every unit kind, in the order the summary lists them.
 pub const UNIT_KINDS: [UnitKind; 7] = [
     UnitKind::Table,
@@ -250,6 +267,10 @@ pub struct Instruments {
 impl Instruments {
     pub fn new(jobs: usize) -> Instruments {
         gauge!(STREAMS).set(jobs as f64);
+        for &phase in PHASES {
+            let _ = gauge!(PHASE, "phase" => phase);
+            let _ = counter!(RUN_ERRORS, "phase" => phase);
+        }
         Instruments {
             kinds: UNIT_KINDS
                 .iter()
@@ -347,6 +368,35 @@ mod tests {
                     m.name
                 );
             }
+        }
+    }
+
+    /// Every phase the code enters is one [`PHASES`] registers up front.
+    #[test]
+    fn every_phase_entered_is_registered() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut entered = BTreeSet::new();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
+            for call in ["phases.enter(\"", "progress.phase(\""] {
+                for piece in text.split(call).skip(1) {
+                    entered.insert(piece.split('"').next().unwrap().to_string());
+                }
+            }
+        }
+        assert!(
+            entered.contains("preflight") && entered.len() > 5,
+            "{entered:?}"
+        );
+        for phase in &entered {
+            assert!(
+                PHASES.contains(&phase.as_str()),
+                "phase {phase:?} is not in PHASES"
+            );
         }
     }
 

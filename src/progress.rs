@@ -461,31 +461,96 @@ impl Snapshot {
 /// The terminal: progress bars on a TTY, a status line every `LINE_EVERY` otherwise, or
 /// nothing with `--quiet`. Log lines go through [`Screen::log_writer`] so they print above
 /// the bars instead of through them.
+///
+/// A screen made with `hold` keeps the log lines of a run's preflight back (up to
+/// `HOLD_AT_MOST`): a run refused there then shows only its one error line
+/// ([`Screen::discard`]), while a run that goes on shows them ([`Screen::release`]).
 #[derive(Debug, Clone)]
 pub struct Screen {
     bars: Option<MultiProgress>,
     lines: bool,
+    held: Held,
 }
+
+/// Log lines kept back while `Some`.
+type Held = Arc<Mutex<Option<Vec<u8>>>>;
 
 const LINE_EVERY: Duration = Duration::from_secs(10);
 const BAR_EVERY: Duration = Duration::from_millis(200);
+const HOLD_AT_MOST: Duration = Duration::from_secs(5);
+const HOLD_POLL: Duration = Duration::from_millis(50);
 
 impl Screen {
-    /// `interactive`: stderr is a terminal.
-    pub fn new(quiet: bool, interactive: bool) -> Screen {
+    /// `interactive`: stderr is a terminal. `hold`: keep log lines back until the run is
+    /// past its preflight.
+    pub fn new(quiet: bool, interactive: bool, hold: bool) -> Screen {
         Screen {
             bars: (!quiet && interactive).then(MultiProgress::new),
             lines: !quiet && !interactive,
+            held: Arc::new(Mutex::new(hold.then(Vec::new))),
         }
     }
 
     /// What the log subscriber writes to: stderr, around the bars.
     pub fn log_writer(&self) -> LogWriter {
-        LogWriter(self.bars.clone())
+        LogWriter {
+            bars: self.bars.clone(),
+            held: self.held.clone(),
+        }
+    }
+
+    /// Writes the log lines kept back, and every later one straight away.
+    pub fn release(&self) {
+        // Written under the lock, so no later line overtakes them.
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(text) = held.take() {
+            let _ = to_stderr(self.bars.as_ref(), &text);
+        }
+    }
+
+    /// Drops the log lines kept back; later ones are written straight away.
+    pub fn discard(&self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Releases the held lines once `progress` is past its preflight, or after
+    /// `HOLD_AT_MOST`, so a slow preflight is not silent.
+    fn release_after_preflight(
+        &self,
+        progress: Arc<Progress>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            return None;
+        }
+        let screen = self.clone();
+        Some(tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                let phase = progress.with(|s| s.phase.clone());
+                let waiting = matches!(phase.as_str(), "" | "preflight" | "failed");
+                if !waiting || started.elapsed() >= HOLD_AT_MOST {
+                    screen.release();
+                    return;
+                }
+                tokio::time::sleep(HOLD_POLL).await;
+            }
+        }))
     }
 
     /// Shows `progress` until [`Watch::stop`].
     pub fn watch(&self, progress: Arc<Progress>) -> Watch {
+        let release = self.release_after_preflight(progress.clone());
+        let mut watch = self.show(progress);
+        watch.release = release;
+        watch
+    }
+
+    fn show(&self, progress: Arc<Progress>) -> Watch {
         if let Some(multi) = &self.bars {
             let bars = Arc::new(Bars::new(multi.clone(), progress.stream_bytes.len()));
             let drawing = bars.clone();
@@ -499,6 +564,7 @@ impl Screen {
             Watch {
                 task: Some(task),
                 bars: Some(bars),
+                release: None,
             }
         } else if self.lines {
             let task = tokio::spawn(async move {
@@ -515,11 +581,13 @@ impl Screen {
             Watch {
                 task: Some(task),
                 bars: None,
+                release: None,
             }
         } else {
             Watch {
                 task: None,
                 bars: None,
+                release: None,
             }
         }
     }
@@ -530,11 +598,12 @@ impl Screen {
 pub struct Watch {
     task: Option<tokio::task::JoinHandle<()>>,
     bars: Option<Arc<Bars>>,
+    release: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Watch {
     pub fn stop(self) {
-        if let Some(task) = self.task {
+        for task in [self.task, self.release].into_iter().flatten() {
             task.abort();
         }
         if let Some(bars) = self.bars {
@@ -543,16 +612,28 @@ impl Watch {
     }
 }
 
-/// Writes log lines to stderr, hiding the bars while it does.
+/// Writes log lines to stderr, hiding the bars while it does, or keeps them back while
+/// the screen holds them.
 #[derive(Debug, Clone)]
-pub struct LogWriter(Option<MultiProgress>);
+pub struct LogWriter {
+    bars: Option<MultiProgress>,
+    held: Held,
+}
+
+fn to_stderr(bars: Option<&MultiProgress>, buf: &[u8]) -> io::Result<usize> {
+    match bars {
+        Some(multi) => multi.suspend(|| io::stderr().write_all(buf).map(|()| buf.len())),
+        None => io::stderr().write_all(buf).map(|()| buf.len()),
+    }
+}
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &self.0 {
-            Some(multi) => multi.suspend(|| io::stderr().write(buf)),
-            None => io::stderr().write(buf),
+        if let Some(held) = self.held.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            held.extend_from_slice(buf);
+            return Ok(buf.len());
         }
+        to_stderr(self.bars.as_ref(), buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

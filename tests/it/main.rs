@@ -4,6 +4,7 @@
 mod cluster;
 mod compare;
 mod faults;
+mod first_contact;
 mod migrate;
 mod observability;
 mod offline;
@@ -52,7 +53,9 @@ impl std::fmt::Debug for Run {
 /// run in parallel and would fight over the default port.
 pub fn tsxfer(args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsxfer"));
-    cmd.args(args).current_dir(scratch_dir());
+    cmd.args(args)
+        .current_dir(scratch_dir())
+        .env("XDG_STATE_HOME", scratch_dir().join("state"));
     let serving = args.first().is_some_and(|a| {
         a.starts_with("--") || ["migrate", "worker", "dump", "restore"].contains(a)
     });
@@ -79,6 +82,31 @@ pub fn tsxfer(args: &[&str]) -> Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// Says that this test left `what` out, loudly: on stderr, and as a line
+/// `<test>: <what>` appended to the file `$TSXFER_SKIPPED_FILE` names, which
+/// scripts/test.sh counts and lists at the end of the suite.
+pub fn skip(what: &str) {
+    eprintln!("SKIPPED: {what}");
+    let Some(path) = std::env::var_os("TSXFER_SKIPPED_FILE") else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    // One write of one line to a file opened for appending: lines of tests running at
+    // once do not mix.
+    let line = format!("{test}: {}\n", what.replace('\n', " "));
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        panic!("cannot record the skip in {}: {e}", path.to_string_lossy());
     }
 }
 
@@ -113,8 +141,8 @@ pub fn load_source(src: &Cluster, db: &str, timescale: bool) -> bool {
         src.psql_file(db, &fixture("compression.sql"));
         true
     } else {
-        eprintln!(
-            "SKIPPED: compressed chunks and continuous aggregates not tested: TimescaleDB here is the Apache-only build (license apache)"
+        skip(
+            "compressed chunks and continuous aggregates not tested: TimescaleDB here is the Apache-only build (license apache)",
         );
         false
     }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tsxfer::metrics::METRICS;
+use tsxfer::metrics::{METRICS, MetricType, PHASES};
 
 use crate::cluster::{self, TSDBADMIN_PASSWORD};
 use crate::{conninfos, load_source, tsxfer};
@@ -118,6 +118,7 @@ impl Background {
             .envs(std::env::vars().filter(|(k, _)| {
                 !(k.starts_with("PG") || k == "SOURCE" || k == "TARGET" || k == "TSXFER_LOG")
             }))
+            .env("XDG_STATE_HOME", dir.path().join("state"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
@@ -305,13 +306,39 @@ fn a_run_serves_metrics_the_dashboard_needs_and_reports_without_secrets() {
     assert_eq!(code, 0, "{}", run.describe());
     let (stdout, stderr) = (run.output("stdout"), run.output("stderr"));
 
-    // Served from the start: the first scrape came before the run was over.
-    assert_eq!(
+    // Served from the start: the first scrape came before the run was over, and already
+    // holds every counter and gauge, each phase's series included, errors at 0.
+    assert_ne!(
         value(&first, "tsxfer_phase{phase=\"done\"}"),
-        None,
+        Some(1.0),
         "{first}"
     );
     assert_eq!(value(&first, "tsxfer_streams"), Some(2.0), "{first}");
+    let first_names = sample_names(&first);
+    for m in METRICS.iter().filter(|m| m.kind != MetricType::Histogram) {
+        assert!(
+            first_names.contains(m.name),
+            "{} is missing from the first scrape:\n{first}",
+            m.name
+        );
+    }
+    for phase in PHASES {
+        let errors = format!("tsxfer_run_errors_total{{phase=\"{phase}\"}}");
+        assert_eq!(value(&first, &errors), Some(0.0), "{errors}: {first}");
+        let gauge = format!("tsxfer_phase{{phase=\"{phase}\"}}");
+        assert!(value(&first, &gauge).is_some(), "{gauge}: {first}");
+    }
+    for query in dashboard_queries() {
+        for name in metric_names(&query) {
+            let histogram = ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix));
+            assert!(
+                histogram || first_names.contains(&name),
+                "the dashboard queries {name} (in {query}), which the first scrape lacks"
+            );
+        }
+    }
     assert_eq!(value(&last, "tsxfer_phase{phase=\"done\"}"), Some(1.0));
     assert_eq!(value(&last, "tsxfer_phase{phase=\"data\"}"), Some(0.0));
 
@@ -319,9 +346,6 @@ fn a_run_serves_metrics_the_dashboard_needs_and_reports_without_secrets() {
     // only metrics that exist.
     let names = sample_names(&last);
     for m in METRICS {
-        if m.name == "tsxfer_run_errors_total" {
-            continue; // appears with the first error
-        }
         let help = format!("# HELP {} ", m.name);
         assert_eq!(last.matches(&help).count(), 1, "{}: {last}", m.name);
         assert!(
@@ -332,38 +356,34 @@ fn a_run_serves_metrics_the_dashboard_needs_and_reports_without_secrets() {
     }
     for query in dashboard_queries() {
         for name in metric_names(&query) {
-            if name == "tsxfer_run_errors_total" {
-                assert!(
-                    METRICS.iter().any(|m| m.name == name),
-                    "the dashboard queries {name}, which tsxfer does not export"
-                );
-            } else {
-                assert!(
-                    names.contains(&name),
-                    "the dashboard queries {name} (in {query}), which the scrape lacks:\n{names:?}"
-                );
-            }
+            assert!(
+                names.contains(&name),
+                "the dashboard queries {name} (in {query}), which the scrape lacks:\n{names:?}"
+            );
         }
     }
 
-    // The report, at its default place, agrees with the metrics.
-    let reports: Vec<PathBuf> = std::fs::read_dir(run.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".tsxfer-report.json"))
-        .collect();
+    // The report, at its default place (the state directory, not the working one),
+    // agrees with the metrics.
+    let reports_in = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.to_string_lossy().ends_with(".tsxfer-report.json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(reports_in(run.dir.path()), Vec::<PathBuf>::new());
+    let reports = reports_in(&run.dir.path().join("state/tsxfer"));
     assert_eq!(
         reports.len(),
         1,
-        "no default report in the working directory"
+        "no default report in $XDG_STATE_HOME/tsxfer"
     );
-    let report_name = reports[0]
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
     assert!(
-        stdout.contains(&format!("report: {report_name}")),
+        stdout.contains(&format!("report: {}", reports[0].display())),
         "{stdout}"
     );
     let report_text = std::fs::read_to_string(&reports[0]).unwrap();
@@ -560,6 +580,7 @@ fn a_refused_run_counts_its_error_and_writes_its_report() {
         Some(1.0),
         "{last}"
     );
+    assert_eq!(total(&last, "tsxfer_run_errors_total"), 1.0, "{last}");
     let report_text = std::fs::read_to_string(run.dir.path().join("refused.json")).unwrap();
     let report: Value = serde_json::from_str(&report_text).unwrap();
     assert_eq!(report["success"], false);
@@ -567,8 +588,15 @@ fn a_refused_run_counts_its_error_and_writes_its_report() {
         report["error"].as_str().unwrap().contains("already_here"),
         "{report}"
     );
+    // The refusal is its one line (and the line --keep-serving adds); stdout is empty.
     let stderr = run.output("stderr");
-    assert!(stderr.contains("tsxfer: "), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("still serving"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("tsxfer: "), "{stderr}");
+    assert_eq!(run.output("stdout"), "", "{}", run.describe());
     for (what, text) in [
         ("stderr", &stderr),
         ("stdout", &run.output("stdout")),
@@ -705,9 +733,9 @@ fn a_dump_serves_metrics_from_start_to_end() {
     let (first, last) = run.scrape_until_over();
     let code = run.process.terminate();
     assert_eq!(code, 0, "{}", run.describe());
-    assert_eq!(
+    assert_ne!(
         value(&first, "tsxfer_phase{phase=\"done\"}"),
-        None,
+        Some(1.0),
         "{first}"
     );
     assert_eq!(value(&last, "tsxfer_phase{phase=\"done\"}"), Some(1.0));

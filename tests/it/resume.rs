@@ -58,6 +58,7 @@ fn spawn_tsxfer(args: &[&str]) -> Child {
     cmd.args(args)
         .args(["--metrics-addr", "off"])
         .current_dir(crate::scratch_dir())
+        .env("XDG_STATE_HOME", crate::scratch_dir().join("state"))
         .env_remove("SOURCE")
         .env_remove("TARGET")
         .env_remove("PGPASSWORD")
