@@ -352,6 +352,7 @@ impl ConnInfo {
                 .get("passfile")
                 .map(PathBuf::from)
                 .or_else(|| home.as_ref().map(|h| h.join(".pgpass")))
+                .filter(|f| passfile_usable(f))
         } else {
             None
         };
@@ -1052,24 +1053,31 @@ fn parse_uri(text: &str) -> std::result::Result<BTreeMap<String, String>, String
     Ok(params)
 }
 
-/// Looks one server up in a libpq password file. Like libpq, a file that others can
-/// read is ignored, a socket in the default directory matches `localhost`, and a server
-/// given only by address matches that address.
+/// Whether a password file may be used; like libpq, one that others can read is ignored
+/// (and said so, once).
+fn passfile_usable(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(file) else {
+        return false;
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            "password file {} is readable by others; ignoring it (chmod 0600 it)",
+            file.display()
+        );
+        return false;
+    }
+    true
+}
+
+/// Looks one server up in a libpq password file: a socket in the default directory
+/// matches `localhost`, and a server given only by address matches that address.
 fn password_from_file(
     file: &Path,
     endpoint: &Endpoint,
     dbname: &str,
     user: &str,
 ) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(file).ok()?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            "password file {} is readable by others; ignoring it (chmod 0600 it)",
-            file.display()
-        );
-        return None;
-    }
     let text = std::fs::read_to_string(file).ok()?;
     let host = endpoint
         .host
