@@ -288,6 +288,12 @@ fn a_self_signed_server_certificate_as_libpq_takes_it() {
     let run = plan(&target("sslmode=require"), wrong_root.path());
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains("root.crt"), "{run:?}");
+    // prefer, with that root file: TLS is refused, so libpq (and tsxfer) try without,
+    // which this server does not take; both reasons are said.
+    let run = plan(&target(""), wrong_root.path());
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("with TLS: TLS refused"), "{run:?}");
+    assert!(run.stderr.contains("without:"), "{run:?}");
     let right_root = home_with(certs.path(), &[("server.crt", "root.crt")]);
     let run = plan(&target("sslmode=require"), right_root.path());
     assert_eq!(run.code, 0, "{run:?}");
