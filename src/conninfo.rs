@@ -337,9 +337,22 @@ impl ConnInfo {
             params.insert("dbname".into(), user);
         }
         validate(&params, what)?;
+        // Over a unix socket there is no TLS, whatever sslmode says (libpq's rule), so
+        // its files are not looked at either.
+        let only_sockets = endpoints_of(&params)
+            .map_err(|e| bad(what, e))?
+            .iter()
+            .all(Endpoint::is_unix);
         let tls = TlsSettings::load(&TlsInput {
-            sslmode: params.get("sslmode").map(String::as_str),
-            sslrootcert: params.get("sslrootcert").map(String::as_str),
+            sslmode: if only_sockets {
+                Some("disable")
+            } else {
+                params.get("sslmode").map(String::as_str)
+            },
+            sslrootcert: params
+                .get("sslrootcert")
+                .map(String::as_str)
+                .filter(|_| !only_sockets),
             sslcert: params.get("sslcert").map(String::as_str),
             sslkey: params.get("sslkey").map(String::as_str),
             sslpassword: params.get("sslpassword").map(String::as_str),
@@ -352,6 +365,7 @@ impl ConnInfo {
                 .get("passfile")
                 .map(PathBuf::from)
                 .or_else(|| home.as_ref().map(|h| h.join(".pgpass")))
+                .filter(|f| passfile_usable(f))
         } else {
             None
         };
@@ -363,7 +377,6 @@ impl ConnInfo {
             passfile,
             tls_warned: Arc::new(AtomicBool::new(false)),
         };
-        info.endpoints_checked().map_err(|e| bad(what, e))?;
         Ok(info)
     }
 
@@ -430,57 +443,7 @@ impl ConnInfo {
     }
 
     fn endpoints_checked(&self) -> std::result::Result<Vec<Endpoint>, String> {
-        let split = |k: &str| -> Vec<String> {
-            self.get(k)
-                .map(|v| v.split(',').map(str::to_string).collect())
-                .unwrap_or_default()
-        };
-        let hosts = split("host");
-        let addrs = split("hostaddr");
-        let ports = split("port");
-        if !hosts.is_empty() && !addrs.is_empty() && hosts.len() != addrs.len() {
-            return Err(format!(
-                "{} host names cannot be matched to {} hostaddr values",
-                hosts.len(),
-                addrs.len()
-            ));
-        }
-        let n = hosts.len().max(addrs.len()).max(1);
-        if ports.len() > 1 && ports.len() != n {
-            return Err(format!(
-                "{} port numbers cannot be matched to {n} hosts",
-                ports.len()
-            ));
-        }
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let host = hosts.get(i).filter(|h| !h.is_empty()).cloned();
-            let hostaddr = addrs.get(i).filter(|a| !a.is_empty()).cloned();
-            if let Some(a) = &hostaddr
-                && a.parse::<std::net::IpAddr>().is_err()
-            {
-                return Err(format!("hostaddr \"{a}\" is not an IP address"));
-            }
-            let port = ports
-                .get(i)
-                .or(ports.first())
-                .filter(|p| !p.is_empty())
-                .map_or(Ok(5432), |p| {
-                    p.parse::<u16>()
-                        .map_err(|_| format!("port \"{p}\" is not a number"))
-                })?;
-            let host = if host.is_none() && hostaddr.is_none() {
-                Some(DEFAULT_SOCKET_DIR.to_string())
-            } else {
-                host
-            };
-            out.push(Endpoint {
-                host,
-                hostaddr,
-                port,
-            });
-        }
-        Ok(out)
+        endpoints_of(&self.params)
     }
 
     /// Host, port, database and user: enough for a person to know which server is meant.
@@ -689,6 +652,63 @@ fn write_private(file: &Path, bytes: &[u8]) -> Result<()> {
         .open(file)?;
     f.write_all(bytes)?;
     Ok(())
+}
+
+/// The servers a connection string names, in order (libpq's rules for pairing hosts,
+/// addresses and ports).
+fn endpoints_of(params: &BTreeMap<String, String>) -> std::result::Result<Vec<Endpoint>, String> {
+    let split = |k: &str| -> Vec<String> {
+        params
+            .get(k)
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let hosts = split("host");
+    let addrs = split("hostaddr");
+    let ports = split("port");
+    if !hosts.is_empty() && !addrs.is_empty() && hosts.len() != addrs.len() {
+        return Err(format!(
+            "{} host names cannot be matched to {} hostaddr values",
+            hosts.len(),
+            addrs.len()
+        ));
+    }
+    let n = hosts.len().max(addrs.len()).max(1);
+    if ports.len() > 1 && ports.len() != n {
+        return Err(format!(
+            "{} port numbers cannot be matched to {n} hosts",
+            ports.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let host = hosts.get(i).filter(|h| !h.is_empty()).cloned();
+        let hostaddr = addrs.get(i).filter(|a| !a.is_empty()).cloned();
+        if let Some(a) = &hostaddr
+            && a.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(format!("hostaddr \"{a}\" is not an IP address"));
+        }
+        let port = ports
+            .get(i)
+            .or(ports.first())
+            .filter(|p| !p.is_empty())
+            .map_or(Ok(5432), |p| {
+                p.parse::<u16>()
+                    .map_err(|_| format!("port \"{p}\" is not a number"))
+            })?;
+        let host = if host.is_none() && hostaddr.is_none() {
+            Some(DEFAULT_SOCKET_DIR.to_string())
+        } else {
+            host
+        };
+        out.push(Endpoint {
+            host,
+            hostaddr,
+            port,
+        });
+    }
+    Ok(out)
 }
 
 /// Refuses keywords libpq does not know and those tsxfer does not support.
@@ -1052,24 +1072,31 @@ fn parse_uri(text: &str) -> std::result::Result<BTreeMap<String, String>, String
     Ok(params)
 }
 
-/// Looks one server up in a libpq password file. Like libpq, a file that others can
-/// read is ignored, a socket in the default directory matches `localhost`, and a server
-/// given only by address matches that address.
+/// Whether a password file may be used; like libpq, one that others can read is ignored
+/// (and said so, once).
+fn passfile_usable(file: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(file) else {
+        return false;
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            "password file {} is readable by others; ignoring it (chmod 0600 it)",
+            file.display()
+        );
+        return false;
+    }
+    true
+}
+
+/// Looks one server up in a libpq password file: a socket in the default directory
+/// matches `localhost`, and a server given only by address matches that address.
 fn password_from_file(
     file: &Path,
     endpoint: &Endpoint,
     dbname: &str,
     user: &str,
 ) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(file).ok()?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            "password file {} is readable by others; ignoring it (chmod 0600 it)",
-            file.display()
-        );
-        return None;
-    }
     let text = std::fs::read_to_string(file).ok()?;
     let host = endpoint
         .host
@@ -1265,5 +1292,14 @@ mod tests {
         let file = PathBuf::from(file);
         drop(env);
         assert!(!file.exists());
+    }
+
+    #[test]
+    fn sockets_take_no_tls_so_its_files_are_not_needed() {
+        let socket = "host=/tmp user=u sslmode=verify-full sslrootcert=/nonexistent.crt";
+        assert!(ConnInfo::parse_with_env(socket, "source", &no_env).is_ok());
+        let tcp = "host=db.example user=u sslmode=verify-full sslrootcert=/nonexistent.crt";
+        let e = ConnInfo::parse_with_env(tcp, "source", &no_env).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent.crt"), "{e}");
     }
 }

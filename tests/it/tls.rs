@@ -288,6 +288,12 @@ fn a_self_signed_server_certificate_as_libpq_takes_it() {
     let run = plan(&target("sslmode=require"), wrong_root.path());
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains("root.crt"), "{run:?}");
+    // prefer, with that root file: TLS is refused, so libpq (and tsxfer) try without,
+    // which this server does not take; both reasons are said.
+    let run = plan(&target(""), wrong_root.path());
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("with TLS: TLS refused"), "{run:?}");
+    assert!(run.stderr.contains("without:"), "{run:?}");
     let right_root = home_with(certs.path(), &[("server.crt", "root.crt")]);
     let run = plan(&target("sslmode=require"), right_root.path());
     assert_eq!(run.code, 0, "{run:?}");
@@ -408,6 +414,42 @@ fn a_ca_signed_certificate_with_cn_only_and_client_certificates() {
         &[],
     );
     assert_eq!(run.code, 0, "{run:?}");
+    // Signed by an authority that is not trusted: said who signed it, and what to give.
+    self_signed(dir, "unrelated");
+    let run = plan(
+        &target(
+            "localhost",
+            &format!(
+                "sslmode=verify-full {with_cert} sslrootcert={}",
+                dir.join("unrelated.crt").display()
+            ),
+        ),
+        &[],
+    );
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stderr.contains("issued by \"CN=tsxfer test CA\""),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("sslrootcert=FILE"), "{run:?}");
+    // sslrootcert=system: the system's roots (here SSL_CERT_FILE names the test's CA),
+    // verify-full by default, and no weaker mode.
+    let system_roots = [("SSL_CERT_FILE", ca.to_str().unwrap())];
+    let run = plan(
+        &target("localhost", &format!("{with_cert} sslrootcert=system")),
+        &system_roots,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(warnings_about_verification(&run), 0, "{run:?}");
+    let run = plan(
+        &target(
+            "localhost",
+            &format!("{with_cert} sslrootcert=system sslmode=require"),
+        ),
+        &system_roots,
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("verify-full"), "{run:?}");
     // The PGSSLCERT/PGSSLKEY variables, and libpq's default files under ~/.postgresql.
     let run = plan(
         &target("localhost", "sslmode=verify-full"),
