@@ -1416,7 +1416,8 @@ pub async fn clean(target: &ConnInfo) -> Result<String> {
 /// the pool would take it. Changes nothing on either side.
 pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
     use std::fmt::Write as _;
-    let retry = Retry::new(opts.retries, Arc::new(AtomicBool::new(false)));
+    // A plan answers at once: a server that cannot be reached is said, not waited for.
+    let retry = Retry::new(0, Arc::new(AtomicBool::new(false)));
     let (src, tgt) = connect_both(opts, "plan", &retry).await?;
     preflight::check_not_source(&src, &tgt)
         .await
