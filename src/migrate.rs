@@ -213,7 +213,7 @@ pub async fn run(
         match leave_restoring_mode(job.target(), &schema, job.retries()).await {
             Ok(()) => info!("the target left TimescaleDB's restoring mode"),
             Err((e, statement)) => {
-                report.warnings.push(e.to_string());
+                report.warnings.push(format!("{e} {statement}"));
                 // What to run by hand is the last line tsxfer prints.
                 let first = match result {
                     Err(failed) => failed,
@@ -262,7 +262,7 @@ async fn leave_restoring_mode(
 /// Before anything is changed, a failure is a refusal (or bad usage, when it is).
 fn refusal(e: Error) -> Error {
     match e.kind() {
-        ErrorKind::Usage => e,
+        ErrorKind::Usage | ErrorKind::Interrupted => e,
         _ => e.with_kind(ErrorKind::Preflight),
     }
 }
@@ -646,7 +646,8 @@ async fn load(
         retry.wait(&format!("{phase} phase"), &e, attempt).await?;
         tgt = retry.target(l.target, "coordinator").await?;
         milestone = match state::load(&tgt).await? {
-            Some(run) if run.milestone >= Milestone::Schema => run.milestone,
+            // Before the schema pass began (in the roles), nothing is half made either.
+            Some(run) if run.milestone >= Milestone::Schema || phase == "roles" => run.milestone,
             _ => return Err(e.context("while the schema was restored, which cannot be taken up again; start over with --restart")),
         };
         resumed = true;
