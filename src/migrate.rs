@@ -643,12 +643,26 @@ async fn load(
         let Some(phase) = phases.current.as_ref().map(|(name, _)| name.clone()) else {
             return Err(e);
         };
-        retry.wait(&format!("{phase} phase"), &e, attempt).await?;
-        tgt = retry.target(l.target, "coordinator").await?;
-        milestone = match state::load(&tgt).await? {
+        let again = async {
+            retry.wait(&format!("{phase} phase"), &e, attempt).await?;
+            let t = retry.target(l.target, "coordinator").await?;
+            let run = state::load(&t).await?;
+            Ok::<_, Error>((t, run))
+        };
+        let (t, run) = match again.await {
+            Ok(x) => x,
+            Err(e) => return Err(failed_load(&l, report, e).await),
+        };
+        tgt = t;
+        milestone = match run {
             // Before the schema pass began (in the roles), nothing is half made either.
             Some(run) if run.milestone >= Milestone::Schema || phase == "roles" => run.milestone,
-            _ => return Err(e.context("while the schema was restored, which cannot be taken up again; start over with --restart")),
+            _ => {
+                let text = format!(
+                    "{e}; it happened while the pre-data schema was restored, which cannot be taken up half way: start over with --restart"
+                );
+                return Err(e.reworded(text));
+            }
         };
         resumed = true;
         // The phases run again: what they report is theirs to say again.
