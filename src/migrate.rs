@@ -214,7 +214,7 @@ pub async fn run(
         match leave_restoring_mode(job.target(), &schema, job.retries()).await {
             Ok(()) => info!("the target left TimescaleDB's restoring mode"),
             Err((e, statement)) => {
-                report.warnings.push(e.to_string());
+                report.warnings.push(format!("{e} {statement}"));
                 // What to run by hand is the last line tsxfer prints.
                 let first = match result {
                     Err(failed) => failed,
@@ -263,7 +263,7 @@ async fn leave_restoring_mode(
 /// Before anything is changed, a failure is a refusal (or bad usage, when it is).
 fn refusal(e: Error) -> Error {
     match e.kind() {
-        ErrorKind::Usage => e,
+        ErrorKind::Usage | ErrorKind::Interrupted => e,
         _ => e.with_kind(ErrorKind::Preflight),
     }
 }
@@ -711,11 +711,26 @@ async fn load(
         let Some(phase) = phases.current.as_ref().map(|(name, _)| name.clone()) else {
             return Err(e);
         };
-        retry.wait(&format!("{phase} phase"), &e, attempt).await?;
-        tgt = retry.target(l.target, "coordinator").await?;
-        milestone = match state::load(&tgt).await? {
-            Some(run) if run.milestone >= Milestone::Schema => run.milestone,
-            _ => return Err(e.context("while the schema was restored, which cannot be taken up again; start over with --restart")),
+        let again = async {
+            retry.wait(&format!("{phase} phase"), &e, attempt).await?;
+            let t = retry.target(l.target, "coordinator").await?;
+            let run = state::load(&t).await?;
+            Ok::<_, Error>((t, run))
+        };
+        let (t, run) = match again.await {
+            Ok(x) => x,
+            Err(e) => return Err(failed_load(&l, report, e).await),
+        };
+        tgt = t;
+        milestone = match run {
+            // Before the schema pass began (in the roles), nothing is half made either.
+            Some(run) if run.milestone >= Milestone::Schema || phase == "roles" => run.milestone,
+            _ => {
+                let text = format!(
+                    "{e}; it happened while the pre-data schema was restored, which cannot be taken up half way: start over with --restart"
+                );
+                return Err(e.reworded(text));
+            }
         };
         resumed = true;
         // The phases run again: what they report is theirs to say again.

@@ -778,7 +778,7 @@ fn dir_size(dir: &Path) -> u64 {
 
 fn refusal(e: Error) -> Error {
     match e.kind() {
-        ErrorKind::Usage => e,
+        ErrorKind::Usage | ErrorKind::Interrupted => e,
         _ => e.with_kind(ErrorKind::Preflight),
     }
 }

@@ -188,6 +188,47 @@ fn a_target_down_for_seconds_mid_post_data_is_waited_for_and_the_run_finishes_eq
 }
 
 #[test]
+fn a_target_gone_for_good_mid_data_is_exit_4_and_the_last_line_says_how_to_leave_restoring_mode() {
+    let (src, _) = cluster::clusters();
+    let tgt = own_target("fault_gone");
+    load_source(src, "fault_gone_src");
+    tgt.create_cloud_like_database("fault_gone_tgt");
+    let (source, target) = conninfos(src, "fault_gone_src", &tgt, "fault_gone_tgt");
+    let args = [
+        "--source",
+        source.as_str(),
+        "--target",
+        target.as_str(),
+        "--jobs",
+        "2",
+        "--buffer-size",
+        "8KiB",
+        "--retries",
+        "1",
+    ];
+    let child = spawn(&args, &[]);
+    wait_until(&tgt, "fault_gone_tgt", UNITS_DONE_2, "the data pass");
+    tgt.stop();
+    let run = finish(child);
+    // Data was written: not exit 3, which says nothing was changed.
+    assert_eq!(run.code, 4, "{run:?}");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("psql \"") && last.ends_with("timescaledb_post_restore();'"),
+        "{run:?}"
+    );
+    assert!(!run.all().contains(cluster::TSDBADMIN_PASSWORD), "{run:?}");
+
+    tgt.start_again();
+    let mut rerun = args.to_vec();
+    rerun.push("--allow-inconsistent");
+    let run = finish(spawn(&rerun, &[]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_same(src, "fault_gone_src", &tgt, "fault_gone_tgt");
+    tgt.stop();
+}
+
+#[test]
 fn a_connection_limit_met_at_reconnect_is_waited_out() {
     let (src, tgt) = cluster::clusters();
     load_source(src, "fault_limit_src");
