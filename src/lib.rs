@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod catalog_rows;
+pub mod checksum;
 pub mod cli;
 pub mod conninfo;
 pub mod convert;
