@@ -7,6 +7,16 @@
 use serde::{Serialize, Serializer};
 use xxhash_rust::xxh3::xxh3_128;
 
+/// Session settings, for this transaction, under which every server writes a value in
+/// text COPY the same way (dates, intervals, time zones, floats, bytea), so that a text
+/// unit's rows read from the source and read back from the target compare by bytes. A
+/// value written so reads back the same on any server.
+pub const TEXT_SETTINGS: &str = "SELECT pg_catalog.set_config('DateStyle', 'ISO, YMD', true), \
+     pg_catalog.set_config('IntervalStyle', 'postgres', true), \
+     pg_catalog.set_config('TimeZone', 'UTC', true), \
+     pg_catalog.set_config('extra_float_digits', '1', true), \
+     pg_catalog.set_config('bytea_output', 'hex', true)";
+
 /// The order-independent checksum of a set of rows (0 for none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Checksum(pub u128);

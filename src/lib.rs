@@ -29,3 +29,4 @@ pub mod reset;
 pub mod roles;
 pub mod schema;
 pub mod state;
+pub mod verify;

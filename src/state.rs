@@ -6,6 +6,7 @@
 use serde::Serialize;
 use tokio_postgres::Row;
 
+use crate::checksum::Checksum;
 use crate::copy::UnitOutcome;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::Target;
@@ -202,9 +203,11 @@ pub async fn claim(tgt: &Target) -> Result<Option<Claimed>> {
 
 /// Inside the claiming transaction: the unit is done (commits with its data).
 pub async fn mark_done(tgt: &Target, id: i32, outcome: &UnitOutcome, worker: &str) -> Result<()> {
+    let (high, low) = outcome.checksum.map(Checksum::to_parts).unzip();
     tgt.query(
         "UPDATE tsxfer.unit SET status = 'done', rows = $2, bytes = $3, seconds = $4,
-                done_by = $5, finished_at = now(), last_error = NULL
+                done_by = $5, finished_at = now(), last_error = NULL,
+                checksum_high = $6, checksum_low = $7
          WHERE id = $1",
         &[
             &id,
@@ -212,6 +215,8 @@ pub async fn mark_done(tgt: &Target, id: i32, outcome: &UnitOutcome, worker: &st
             &(outcome.bytes as i64),
             &outcome.seconds,
             &worker,
+            &high,
+            &low,
         ],
     )
     .await?;
@@ -273,7 +278,8 @@ pub async fn counts(tgt: &Target) -> Result<Counts> {
 pub async fn done_units(tgt: &Target) -> Result<Vec<(CopyUnit, UnitOutcome)>> {
     let rows = tgt
         .query(
-            "SELECT spec, rows, bytes, seconds FROM tsxfer.unit WHERE status = 'done' ORDER BY id",
+            "SELECT spec, rows, bytes, seconds, checksum_high, checksum_low
+             FROM tsxfer.unit WHERE status = 'done' ORDER BY id",
             &[],
         )
         .await?;
@@ -285,6 +291,10 @@ fn done_unit(r: &Row) -> Result<(CopyUnit, UnitOutcome)> {
     let unit: CopyUnit = serde_json::from_value(spec).map_err(|e| corrupt(&e.to_string()))?;
     let rows: i64 = r.get(1);
     let bytes: i64 = r.get(2);
+    let checksum = match (r.get(4), r.get(5)) {
+        (Some(high), Some(low)) => Some(Checksum::from_parts(high, low)),
+        _ => None,
+    };
     Ok((
         unit,
         UnitOutcome {
@@ -292,6 +302,7 @@ fn done_unit(r: &Row) -> Result<(CopyUnit, UnitOutcome)> {
             bytes: bytes as u64,
             seconds: r.get(3),
             blocked_seconds: 0.0,
+            checksum,
         },
     ))
 }

@@ -9,6 +9,7 @@ mod offline;
 mod resume;
 mod sources;
 mod tls;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -52,7 +53,7 @@ pub fn tsxfer(args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsxfer"));
     cmd.args(args).current_dir(scratch_dir());
     let serving = args.first().is_some_and(|a| {
-        a.starts_with("--") || ["migrate", "worker", "dump", "restore"].contains(a)
+        a.starts_with("--") || ["migrate", "worker", "dump", "restore", "verify"].contains(a)
     });
     if serving && !args.contains(&"--metrics-addr") {
         cmd.args(["--metrics-addr", "off"]);
