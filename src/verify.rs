@@ -459,6 +459,7 @@ async fn compare_lane(
             }
         };
         report.outcome.seconds = started.elapsed().as_secs_f64();
+        progress.unit_progress(lane, c.unit.kind, read.bytes, rows);
         progress.unit_finished(lane, &c.unit, &report.outcome);
         out.push((report, line));
     }
