@@ -6,6 +6,9 @@
 //! - `relay`: `tsxfer::copy::Gather`, the source side of every table unit (live and
 //!   dumped): every piece is counted and gathered into a `BytesMut`, which is split off
 //!   and frozen into `Bytes` for the target each time it holds `--buffer-size` bytes.
+//! - `row_hasher`: `tsxfer::checksum::RowHasher`, the per-row checksum `Gather` computes
+//!   of every buffer it hands on (`--verify=checksum`), over the buffers the relay hands
+//!   on (256 KiB) for each row shape, and over text rows; `relay` includes it.
 //! - `placeholder_rewriter`: `tsxfer::copy::NullPlaceholderRewriter` over compressed-chunk
 //!   rows (one CopyData message per row), against gathering the same bytes unchanged.
 //! - `offline`: what `tsxfer dump` and `tsxfer restore` do to each unit's stream besides
@@ -17,6 +20,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tsxfer::checksum::RowHasher;
 use tsxfer::copy::{Gather, NullPlaceholderRewriter, RowCounter};
 use tsxfer::plan::{CopyUnit, UnitKind};
 
@@ -200,6 +204,41 @@ fn relay_buffers(c: &mut Criterion) {
     group.finish();
 }
 
+fn hash(pieces: &[Bytes], binary: bool) -> (u64, u128) {
+    let mut hasher = RowHasher::new(binary);
+    for piece in pieces {
+        hasher.feed(black_box(piece));
+    }
+    (hasher.rows(), hasher.checksum().0)
+}
+
+fn row_hasher(c: &mut Criterion) {
+    let mut group = c.benchmark_group("row_hasher");
+    for shape in SHAPES {
+        let (messages, rows) = binary_messages(shape);
+        let buffers = rechunk(&messages, 256 << 10);
+        assert_eq!(hash(&buffers, true).0, rows, "{}", shape.name);
+        group.throughput(Throughput::Bytes(total_len(&buffers)));
+        group.bench_with_input(
+            BenchmarkId::new(shape.name, "256KiB"),
+            &buffers,
+            |b, buffers| b.iter(|| hash(buffers, true)),
+        );
+    }
+    let line =
+        b"2024-01-01 00:00:00+00\t17\t\\N\tBAEAAAAAAAAAKgAAAAAAAAAAAAAAEQAAAAIAAAAAAAAAFwAA\n";
+    let lines: Vec<u8> = line.iter().copied().cycle().take(STREAM_BYTES).collect();
+    let buffers: Vec<Bytes> = lines
+        .chunks(256 << 10)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    group.throughput(Throughput::Bytes(total_len(&buffers)));
+    group.bench_with_input(BenchmarkId::new("text_76B", "256KiB"), &buffers, |b, l| {
+        b.iter(|| hash(l, false))
+    });
+    group.finish();
+}
+
 /// A binary COPY stream of metrics-like rows: a timestamp a second apart, a device id out
 /// of 500, two measurements that wander, a status that rarely changes, and a NULL.
 fn metrics_stream() -> Vec<Bytes> {
@@ -337,6 +376,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = row_counter, relay_buffers, placeholder_rewriter, offline
+    targets = row_counter, relay_buffers, row_hasher, placeholder_rewriter, offline
 }
 criterion_main!(copy_path);

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::conninfo::ConnInfo;
 use crate::error::{Error, ErrorKind, Result};
 use crate::migrate::MigrateOptions;
+use crate::verify::VerifyMode;
 
 /// What `--version` says: the version, the git revision it was built from, and the
 /// server versions the test suite ran against.
@@ -69,6 +70,73 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `tsxfer man > tsxfer.1`.
     Man,
+    /// Compare the rows of a source and a target by content, table by table, chunk by
+    /// chunk and hypertable by hypertable, each read in one snapshot; write nothing.
+    Verify(CompareArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Source database: a libpq URI or key=value string (PG* variables and .pgpass apply).
+    #[arg(long, env = "SOURCE", hide_env_values = true)]
+    pub source: Option<String>,
+
+    /// Target database, as a libpq URI or key=value string.
+    #[arg(long, env = "TARGET", hide_env_values = true)]
+    pub target: Option<String>,
+
+    /// Tables read at once on each side.
+    #[arg(short = 'j', long, default_value_t = 4)]
+    pub jobs: usize,
+
+    /// Only schemas matching PATTERN (as pg_dump reads patterns; repeatable).
+    #[arg(short = 'n', long = "schema", value_name = "PATTERN")]
+    pub schemas: Vec<String>,
+
+    /// Leave out schemas matching PATTERN (repeatable).
+    #[arg(short = 'N', long = "exclude-schema", value_name = "PATTERN")]
+    pub exclude_schemas: Vec<String>,
+
+    /// Only tables matching PATTERN (repeatable; a hypertable brings its chunks).
+    #[arg(short = 't', long = "table", value_name = "PATTERN")]
+    pub tables: Vec<String>,
+
+    /// Leave out tables matching PATTERN (repeatable).
+    #[arg(short = 'T', long = "exclude-table", value_name = "PATTERN")]
+    pub exclude_tables: Vec<String>,
+
+    /// Leave out the rows of tables matching PATTERN (repeatable).
+    #[arg(long = "exclude-table-data", value_name = "PATTERN")]
+    pub exclude_table_data: Vec<String>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl CompareArgs {
+    pub fn into_options(self) -> Result<crate::verify::CompareOptions> {
+        let source = self
+            .source
+            .ok_or_else(|| usage("no source given: use --source or set SOURCE"))?;
+        let target = self
+            .target
+            .ok_or_else(|| usage("no target given: use --target or set TARGET"))?;
+        if self.jobs == 0 {
+            return Err(usage("--jobs must be at least 1"));
+        }
+        Ok(crate::verify::CompareOptions {
+            source: ConnInfo::parse(&source, "source")?,
+            target: ConnInfo::parse(&target, "target")?,
+            jobs: self.jobs,
+            filters: crate::filter::Filters {
+                schemas: self.schemas,
+                exclude_schemas: self.exclude_schemas,
+                tables: self.tables,
+                exclude_tables: self.exclude_tables,
+                exclude_table_data: self.exclude_table_data,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -145,6 +213,12 @@ pub struct RestoreArgs {
     /// Keep the run state (schema tsxfer) in the target after a verified run.
     #[arg(long)]
     pub keep_state: bool,
+
+    /// What to check once the data is copied: `checksum` reads every unit back from the
+    /// target and compares its rows' checksum (and count) with the rows that passed
+    /// through tsxfer; `count` compares row counts only; `off` checks nothing.
+    #[arg(long, value_enum, default_value_t = VerifyMode::Checksum)]
+    pub verify: VerifyMode,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -237,6 +311,7 @@ impl RestoreArgs {
             retries: self.retries,
             restart: self.restart,
             keep_state: self.keep_state,
+            verify: self.verify,
         })
     }
 }
@@ -364,6 +439,7 @@ const CONFIG_KEYS: &[&str] = &[
     "split-tables-larger-than",
     "retries",
     "keep-state",
+    "verify",
     "report",
     "metrics-addr",
     "keep-serving",
@@ -426,7 +502,7 @@ pub fn expand_config(
     }
     let at = match args.get(1).map(String::as_str) {
         Some("migrate" | "plan" | "worker") => 2,
-        Some(other @ ("dump" | "restore" | "status" | "clean")) => {
+        Some(other @ ("dump" | "restore" | "status" | "clean" | "verify")) => {
             return Err(usage(format!(
                 "--config applies to migrate, plan and worker, not to {other}"
             )));
@@ -461,6 +537,12 @@ pub struct ResumeArgs {
     /// Keep the run state (schema tsxfer) in the target after a verified run.
     #[arg(long)]
     pub keep_state: bool,
+
+    /// What to check once the data is copied: `checksum` reads every unit back from the
+    /// target and compares its rows' checksum (and count) with the rows that passed
+    /// through tsxfer; `count` compares row counts only; `off` checks nothing.
+    #[arg(long, value_enum, default_value_t = VerifyMode::Checksum)]
+    pub verify: VerifyMode,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -504,6 +586,7 @@ impl ResumeArgs {
         opts.restart = self.restart;
         opts.allow_inconsistent = self.allow_inconsistent;
         opts.keep_state = self.keep_state;
+        opts.verify = self.verify;
         Ok(opts)
     }
 }
@@ -713,6 +796,7 @@ impl TransferArgs {
             hypertables: Vec::new(),
             filters: Default::default(),
             split_bytes: 0,
+            verify: VerifyMode::Checksum,
         })
     }
 }

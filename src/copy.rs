@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt, pin_mut};
 use serde::Serialize;
 use tokio_postgres::CopyInSink;
 
+use crate::checksum::{self, Checksum, RowHasher};
 use crate::error::{Error, ErrorKind, Result, pg_message};
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind};
@@ -23,6 +24,10 @@ pub struct UnitOutcome {
     pub seconds: f64,
     /// Time spent waiting for the target to take the next buffer.
     pub blocked_seconds: f64,
+    /// The checksum of the rows as they were sent to the target (table units; see
+    /// [`crate::checksum`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,11 +387,12 @@ impl CopyOptions {
 }
 
 /// The source side of a table unit as tsxfer hands it on: its COPY stream counted, the
-/// placeholders rewritten where the unit needs it, and gathered into buffers of
-/// `buffer_size` bytes.
+/// placeholders rewritten where the unit needs it, gathered into buffers of
+/// `buffer_size` bytes, and its rows hashed as they are handed on.
 pub struct Gather {
     counter: RowCounter,
     rewriter: Option<NullPlaceholderRewriter>,
+    hasher: RowHasher,
     buf: BytesMut,
     buffer_size: usize,
     rows_handed: u64,
@@ -399,6 +405,7 @@ impl Gather {
             rewriter: unit
                 .placeholder_positions()
                 .map(|p| NullPlaceholderRewriter::new(&p, unit.columns.len())),
+            hasher: RowHasher::new(unit.binary),
             buf: BytesMut::with_capacity(buffer_size),
             buffer_size,
             rows_handed: 0,
@@ -423,6 +430,7 @@ impl Gather {
             return None;
         }
         let piece = self.buf.split().freeze();
+        self.hasher.feed(&piece);
         self.buf.reserve(self.buffer_size);
         let rows = self.counter.rows() - self.rows_handed;
         self.rows_handed = self.counter.rows();
@@ -431,6 +439,12 @@ impl Gather {
 
     pub fn rows(&self) -> u64 {
         self.counter.rows()
+    }
+
+    /// The checksum of the rows handed on so far (after the placeholder rewrite: what the
+    /// target gets).
+    pub fn checksum(&self) -> Checksum {
+        self.hasher.checksum()
     }
 
     /// Fails unless the stream reached its end marker (`doing` names the work).
@@ -491,6 +505,9 @@ pub async fn copy_table(
     src.begin_snapshot(Some(snapshot))
         .await
         .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
+    if !unit.binary {
+        src.query(checksum::TEXT_SETTINGS, &[]).await?;
+    }
     let out = src.copy_out(&unit.copy_out_sql()).await.map_err(|e| {
         e.with_kind(ErrorKind::Copy)
             .context(format!("reading {} from the source", unit.title()))
@@ -546,6 +563,7 @@ pub async fn copy_table(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         blocked_seconds: blocked.as_secs_f64(),
+        checksum: Some(gather.checksum()),
     })
 }
 
@@ -649,6 +667,7 @@ pub async fn copy_large_objects(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         blocked_seconds: 0.0,
+        checksum: None,
     })
 }
 

@@ -6,6 +6,7 @@
 pub mod budget;
 pub mod catalog;
 pub mod catalog_rows;
+pub mod checksum;
 pub mod cli;
 pub mod conninfo;
 pub mod convert;
@@ -32,3 +33,4 @@ pub mod schema;
 pub mod state;
 pub mod tls;
 pub mod unit_book;
+pub mod verify;

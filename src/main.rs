@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use tsxfer::cli::{
-    Cli, Command, DumpArgs, LogFormat, Metrics, MigrateArgs, Output, PlanArgs, RestoreArgs,
-    TargetArgs, WorkerArgs, expand_config,
+    Cli, Command, CompareArgs, DumpArgs, LogFormat, Metrics, MigrateArgs, Output, PlanArgs,
+    RestoreArgs, TargetArgs, WorkerArgs, expand_config,
 };
 use tsxfer::error::{Error, ErrorKind};
 use tsxfer::migrate::{self, Job};
@@ -350,6 +350,57 @@ fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
     )
 }
 
+/// `tsxfer verify`: compares a source and a target by content, prints the report's
+/// summary and writes it as JSON; exit code 5 when they differ.
+fn compare(runtime: &Runtime, screen: &Screen, args: CompareArgs) -> ExitCode {
+    let (output, opts) = match args
+        .output
+        .clone()
+        .validate(SystemTime::now(), &env)
+        .and_then(|o| {
+            let opts = args.into_options()?;
+            Ok((o, opts))
+        }) {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    let progress = match serve_metrics(runtime, output.metrics, opts.jobs) {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let mut report = tsxfer::report::Report {
+        source: opts.source.describe(),
+        target: opts.target.describe(),
+        jobs: opts.jobs,
+        ..Default::default()
+    };
+    let result = runtime.block_on(async {
+        let watch = screen.watch(progress.clone());
+        let outcome = tokio::select! {
+            r = tsxfer::verify::compare(&opts, progress.clone(), &mut report) => r,
+            () = interrupted() => Err(Error::new(ErrorKind::Interrupted, "stopped on request; nothing was written")),
+        };
+        watch.stop();
+        outcome
+    });
+    progress.ended(result.is_ok());
+    report.success = result.is_ok();
+    report.error = result.as_ref().err().map(|e| e.to_string());
+    print!("{}", report.summary());
+    match report.write_json(&output.report) {
+        Ok(()) => println!("report: {}", output.report.display()),
+        Err(e) => eprintln!(
+            "tsxfer: cannot write the report to {}: {e}",
+            output.report.display()
+        ),
+    }
+    keep_serving(runtime, output.metrics);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
 /// `tsxfer status` and `tsxfer clean`: one call on the target, its text printed.
 fn on_target<F, Fut>(runtime: &Runtime, args: TargetArgs, f: F) -> ExitCode
 where
@@ -395,7 +446,11 @@ fn main() -> ExitCode {
     let migrating = matches!(
         cli.command,
         None | Some(
-            Command::Migrate(_) | Command::Worker(_) | Command::Dump(_) | Command::Restore(_)
+            Command::Migrate(_)
+                | Command::Worker(_)
+                | Command::Dump(_)
+                | Command::Restore(_)
+                | Command::Verify(_)
         )
     );
     // Text logs of a run are held during its preflight, so that a refusal there is one
@@ -433,6 +488,7 @@ fn main() -> ExitCode {
         Some(Command::Migrate(args)) => run(&runtime, &screen, args),
         Some(Command::Dump(args)) => dump(&runtime, &screen, args),
         Some(Command::Restore(args)) => restore(&runtime, &screen, args),
+        Some(Command::Verify(args)) => compare(&runtime, &screen, args),
         None => run(&runtime, &screen, cli.migrate),
     }
 }

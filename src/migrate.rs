@@ -39,6 +39,7 @@ use crate::roles;
 use crate::schema::{self, Archives};
 use crate::state::{self, Milestone, RunState};
 use crate::unit_book::UnitBook;
+use crate::verify::{self, VerifyMode};
 
 /// Everything a migration needs to know, validated.
 #[derive(Debug, Clone)]
@@ -64,6 +65,8 @@ pub struct MigrateOptions {
     /// Plain tables bigger than this (and than their share of the data) are copied in
     /// parts of about this size (0: never).
     pub split_bytes: i64,
+    /// What the verify phase checks.
+    pub verify: VerifyMode,
 }
 
 impl MigrateOptions {
@@ -86,6 +89,7 @@ pub struct RestoreOptions {
     pub retries: u32,
     pub restart: bool,
     pub keep_state: bool,
+    pub verify: VerifyMode,
 }
 
 /// A run that loads a target: a live migration, or the restore of a dump.
@@ -500,6 +504,7 @@ async fn migrate(
             conninfo: opts.source.clone(),
             snapshot,
         },
+        verify: opts.verify,
     };
     load(load_opts, tgt, Some(&src), report, cleanup, phases, drain).await
 }
@@ -582,6 +587,7 @@ async fn restore(
         resumed: prior.map(|p| p.milestone),
         selection: None,
         from: DataFrom::Dump(Arc::new(reader)),
+        verify: opts.verify,
     };
     load(load_opts, tgt, None, report, cleanup, phases, drain).await
 }
@@ -629,6 +635,7 @@ struct Load<'a> {
     /// with the run; none for a restore (its dump's manifest holds them).
     selection: Option<String>,
     from: DataFrom,
+    verify: VerifyMode,
 }
 
 /// Roles, schema, TimescaleDB catalog, data, post-data, owners and grants, ANALYZE and
@@ -719,7 +726,7 @@ async fn load(
         };
         let (t, run) = match again.await {
             Ok(x) => x,
-            Err(e) => return Err(failed_load(&l, report, e).await),
+            Err(e) => return Err(failed_load(&l, &book, report, e).await),
         };
         tgt = t;
         milestone = match run {
@@ -1009,7 +1016,7 @@ async fn load_phases(
 
     phases.enter("verify");
     let mut done = UnitReport::by_table(state::done_units(tgt, book).await?);
-    let mismatches = verify(l.target, l.jobs, &mut done).await?;
+    let mismatches = verify::check_copied(l.target, l.jobs, l.verify, &mut done).await?;
     report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = mismatches;
     if !report.mismatches.is_empty() {
@@ -1233,55 +1240,6 @@ async fn analyze(
         }
     }
     Ok(warnings)
-}
-
-/// Counts every done unit's rows on the target (a table copied in parts once, against
-/// its parts' rows added up) and compares them with what was read from the source
-/// snapshot. Fills each report's target count; returns one line per mismatch.
-async fn verify(
-    target: &ConnInfo,
-    jobs: usize,
-    done: &mut [(CopyUnit, UnitReport)],
-) -> Result<Vec<String>> {
-    let work: Vec<(usize, String)> = done
-        .iter()
-        .enumerate()
-        .map(|(i, (unit, _))| (i, unit.count_sql()))
-        .collect();
-    let lanes = jobs.min(work.len()).max(1);
-    let mut set = JoinSet::new();
-    for lane in 0..lanes {
-        let mine: Vec<(usize, String)> = work.iter().skip(lane).step_by(lanes).cloned().collect();
-        let target = target.clone();
-        set.spawn(async move {
-            let tgt = Target::connect(&target, "verify").await?;
-            let mut counts = Vec::new();
-            for (i, sql) in mine {
-                let n: i64 = tgt.query_one(&sql, &[]).await?.get(0);
-                counts.push((i, n));
-            }
-            Ok::<_, Error>(counts)
-        });
-    }
-    let mut mismatches = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        let counts = joined
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("a verify worker died: {e}")))??;
-        for (i, n) in counts {
-            let report = &mut done[i].1;
-            report.target_rows = Some(n);
-            let expected = report.outcome.rows;
-            if n < 0 || n as u64 != expected {
-                mismatches.push(format!(
-                    "{} {}: {expected} rows in the source snapshot, {n} on the target",
-                    report.kind.label(),
-                    report.relation
-                ));
-            }
-        }
-    }
-    mismatches.sort();
-    Ok(mismatches)
 }
 
 /// `tsxfer worker`: joins the run recorded in the target and copies units with it until

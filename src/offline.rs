@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::checksum::{self, Checksum, RowHasher};
 use crate::conninfo::ConnInfo;
 use crate::copy::{CopyOptions, Gather, RowCounter, UnitOutcome, copy_error, target_sink};
 use crate::error::{Error, ErrorKind, Result};
@@ -79,6 +80,10 @@ pub struct UnitFile {
     pub stream_bytes: u64,
     /// The snapshot the rows were read in.
     pub snapshot: String,
+    /// The checksum of the unit's rows ([`crate::checksum`]); none for large objects
+    /// and in dumps of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
 }
 
 /// `manifest.json`.
@@ -508,6 +513,7 @@ impl DumpReader {
         self.pool
             .spawn(move || read_compressed(&dir, &check, buffer_size, &tx));
         let mut counter = RowCounter::new(unit.binary);
+        let mut hasher = RowHasher::new(unit.binary);
         let mut bytes = 0u64;
         let mut blocked = Duration::ZERO;
         let mut rows_reported = 0u64;
@@ -515,6 +521,7 @@ impl DumpReader {
             match blocking(|| rx.recv()) {
                 Ok(Piece::Data(piece)) => {
                     counter.feed(&piece);
+                    hasher.feed(&piece);
                     let len = piece.len() as u64;
                     bytes += len;
                     let wait = Instant::now();
@@ -562,6 +569,21 @@ impl DumpReader {
                 ),
             ));
         }
+        let checksum = (unit.kind != UnitKind::LargeObjects).then(|| hasher.checksum());
+        if let (Some(recorded), Some(read)) = (file.checksum, checksum)
+            && recorded != read
+        {
+            return Err(Error::new(
+                ErrorKind::Copy,
+                format!(
+                    "{}: the rows of {} have checksum {}, the manifest says {}; nothing of it was loaded",
+                    unit.title(),
+                    self.dir.join(&file.check.file).display(),
+                    read.hex(),
+                    recorded.hex()
+                ),
+            ));
+        }
         let written = sink
             .as_mut()
             .finish()
@@ -595,6 +617,7 @@ impl DumpReader {
             bytes,
             seconds: started.elapsed().as_secs_f64(),
             blocked_seconds: blocked.as_secs_f64(),
+            checksum,
         })
     }
 }
@@ -823,6 +846,9 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
     src.begin_snapshot(Some(&d.snapshot))
         .await
         .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
+    if !unit.binary {
+        src.query(checksum::TEXT_SETTINGS, &[]).await?;
+    }
     let out = src.copy_out(&dump_sql(unit)).await.map_err(|e| {
         e.with_kind(ErrorKind::Copy)
             .context(format!("reading {} from the source", unit.title()))
@@ -876,6 +902,7 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
         rows: gather.rows(),
         stream_bytes: bytes,
         snapshot: d.snapshot.clone(),
+        checksum: (unit.kind != UnitKind::LargeObjects).then(|| gather.checksum()),
     })
 }
 
@@ -913,6 +940,7 @@ async fn dump_worker(d: Arc<Dumping>, n: usize) {
                         bytes: file.stream_bytes,
                         seconds: started.elapsed().as_secs_f64(),
                         blocked_seconds: 0.0,
+                        checksum: file.checksum,
                     };
                     if let Err(e) = d.record(file) {
                         return d.stop.fail(e);

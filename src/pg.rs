@@ -433,6 +433,11 @@ impl Target {
         Ok(self.client.copy_in(sql).await?)
     }
 
+    /// Reads rows back (verification only).
+    pub async fn copy_out(&self, sql: &str) -> Result<CopyOutStream> {
+        Ok(self.client.copy_out(sql).await?)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }

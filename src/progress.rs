@@ -795,7 +795,7 @@ mod tests {
                 rows: 3,
                 bytes: 100,
                 seconds: 0.1,
-                blocked_seconds: 0.0,
+                ..Default::default()
             },
         );
         let now = p.snapshot();

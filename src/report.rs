@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::checksum::Checksum;
 use crate::copy::UnitOutcome;
 use crate::error::Result;
 use crate::metrics::UNIT_KINDS;
@@ -23,6 +24,9 @@ pub struct UnitReport {
     pub outcome: UnitOutcome,
     /// Rows found on the target by the verify pass.
     pub target_rows: Option<i64>,
+    /// The checksum of the rows read back from the target (`--verify=checksum`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_checksum: Option<Checksum>,
     /// For a table copied in parts: how many of its parts this line adds up (rows, bytes
     /// and seconds are theirs together).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,6 +42,7 @@ impl UnitReport {
             estimated_bytes: unit.estimated_bytes,
             outcome,
             target_rows: None,
+            target_checksum: None,
             parts: unit.pages.map(|_| 1),
         }
     }
@@ -57,6 +62,11 @@ impl UnitReport {
                     r.outcome.bytes += outcome.bytes;
                     r.outcome.seconds += outcome.seconds;
                     r.outcome.blocked_seconds += outcome.blocked_seconds;
+                    r.outcome.checksum = r
+                        .outcome
+                        .checksum
+                        .zip(outcome.checksum)
+                        .map(|(a, b)| a.plus(b));
                     r.parts = r.parts.map(|n| n + 1);
                     continue;
                 }

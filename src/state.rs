@@ -6,6 +6,7 @@
 use serde::Serialize;
 use tokio_postgres::Row;
 
+use crate::checksum::Checksum;
 use crate::copy::UnitOutcome;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::Target;
@@ -281,9 +282,11 @@ fn recorded_unit(r: &Row) -> Result<RecordedUnit> {
 
 /// Inside the claiming transaction: the unit is done (commits with its data).
 pub async fn mark_done(tgt: &Target, id: i32, outcome: &UnitOutcome, worker: &str) -> Result<()> {
+    let (high, low) = outcome.checksum.map(Checksum::to_parts).unzip();
     tgt.query(
         "UPDATE tsxfer.unit SET status = 'done', rows = $2, bytes = $3, seconds = $4,
-                done_by = $5, finished_at = now(), last_error = NULL
+                done_by = $5, finished_at = now(), last_error = NULL,
+                checksum_high = $6, checksum_low = $7
          WHERE id = $1",
         &[
             &id,
@@ -291,6 +294,8 @@ pub async fn mark_done(tgt: &Target, id: i32, outcome: &UnitOutcome, worker: &st
             &(outcome.bytes as i64),
             &outcome.seconds,
             &worker,
+            &high,
+            &low,
         ],
     )
     .await?;
@@ -353,7 +358,8 @@ pub async fn counts(tgt: &Target) -> Result<Counts> {
 pub async fn done_outcomes(tgt: &Target) -> Result<Vec<(i32, UnitOutcome)>> {
     Ok(tgt
         .query(
-            "SELECT id, rows, bytes, seconds FROM tsxfer.unit WHERE status = 'done' ORDER BY id",
+            "SELECT id, rows, bytes, seconds, checksum_high, checksum_low
+             FROM tsxfer.unit WHERE status = 'done' ORDER BY id",
             &[],
         )
         .await?
@@ -368,6 +374,10 @@ pub async fn done_outcomes(tgt: &Target) -> Result<Vec<(i32, UnitOutcome)>> {
                     bytes: bytes.max(0) as u64,
                     seconds: r.get(3),
                     blocked_seconds: 0.0,
+                    checksum: match (r.get(4), r.get(5)) {
+                        (Some(high), Some(low)) => Some(Checksum::from_parts(high, low)),
+                        _ => None,
+                    },
                 },
             )
         })

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS tsxfer.unit (
     rows             bigint,
     bytes            bigint,
     seconds          double precision,
+    -- The unit's row checksum (tsxfer::checksum), its high and low 64 bits.
+    checksum_high    bigint,
+    checksum_low     bigint,
     last_error       text,
     done_by          text,
     finished_at      timestamptz

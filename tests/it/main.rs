@@ -12,6 +12,7 @@ mod resume;
 mod safety;
 mod sources;
 mod tls;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -57,7 +58,7 @@ pub fn tsxfer(args: &[&str]) -> Run {
         .current_dir(scratch_dir())
         .env("XDG_STATE_HOME", scratch_dir().join("state"));
     let serving = args.first().is_some_and(|a| {
-        a.starts_with("--") || ["migrate", "worker", "dump", "restore"].contains(a)
+        a.starts_with("--") || ["migrate", "worker", "dump", "restore", "verify"].contains(a)
     });
     if serving && !args.contains(&"--metrics-addr") {
         cmd.args(["--metrics-addr", "off"]);
