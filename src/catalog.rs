@@ -342,3 +342,56 @@ pub async fn source_identity(src: &Source) -> Result<String> {
         .await?;
     Ok(row.get(0))
 }
+
+/// A foreign key that references a hypertable (or a table that becomes one). pg_restore
+/// would add it while TimescaleDB is in restoring mode, where PostgreSQL checks it against
+/// the hypertable's own (empty) table and fails; added after restoring mode, TimescaleDB
+/// checks it against the chunks and makes one on each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HypertableForeignKey {
+    /// The constraint's OID on the source (its post-data archive entry's).
+    pub oid: u32,
+    /// `ALTER TABLE ... ADD CONSTRAINT ...`, from the source's catalog.
+    pub statement: String,
+    /// The referencing table, quoted and qualified.
+    pub table: String,
+    pub name: String,
+}
+
+/// The foreign keys that reference the hypertables of the source or the tables in
+/// `converted` (quoted and qualified).
+pub async fn hypertable_foreign_keys(
+    src: &Source,
+    facts: &ServerFacts,
+    converted: &[String],
+) -> Result<Vec<HypertableForeignKey>> {
+    let mut referenced: Vec<String> = converted.to_vec();
+    if facts.extension("timescaledb").is_some() {
+        referenced.extend(
+            src.query(
+                "SELECT format('%I.%I', schema_name, table_name) FROM _timescaledb_catalog.hypertable",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, String>(0)),
+        );
+    }
+    if referenced.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(src
+        .query(
+            include_str!("sql/source_hypertable_fks.sql"),
+            &[&referenced],
+        )
+        .await?
+        .iter()
+        .map(|r| HypertableForeignKey {
+            oid: r.get(0),
+            statement: r.get(1),
+            table: r.get(2),
+            name: r.get(3),
+        })
+        .collect())
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use crate::catalog::{self, ServerFacts};
+use crate::catalog::{self, HypertableForeignKey, ServerFacts};
 use crate::catalog_rows::CatalogRows;
 use crate::conninfo::ConnInfo;
 use crate::convert::Conversion;
@@ -59,6 +59,10 @@ pub struct Extract {
     /// Post-data entries (by OID) not to restore: triggers TimescaleDB would have dropped
     /// with the continuous aggregates the filters left out.
     pub skip_post_data: BTreeSet<u32>,
+    /// Foreign keys to hypertables, added after TimescaleDB's restoring mode instead of
+    /// with the post-data (their entries are not restored).
+    #[serde(default)]
+    pub hypertable_fks: Vec<HypertableForeignKey>,
     /// Whether pg_dump filters chose what was read (some objects' owners and grants then
     /// have nothing to apply to).
     pub filtered: bool,
@@ -128,6 +132,8 @@ pub async fn extract(
             u.into_hypertable = true;
         }
     }
+    let converted: Vec<String> = asked.conversions.iter().map(|c| c.relation()).collect();
+    let hypertable_fks = catalog::hypertable_foreign_keys(src, facts, &converted).await?;
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
     let (main, chunk_archives, selection) =
@@ -171,6 +177,7 @@ pub async fn extract(
         conversions: asked.conversions,
         catalog,
         skip_post_data: selection.skipped_triggers(),
+        hypertable_fks,
         filtered: !asked.filters.is_empty(),
         main_archive: file_name(&main),
         chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),

@@ -630,9 +630,19 @@ async fn load(
                 ));
             }
         }
-        if timescale.is_some() {
-            let rows = catalog_rows::write(tgt, &ex.catalog).await?;
+        if let Some(ts) = &timescale {
+            let owners = catalog_rows::CatalogOwners {
+                managed: &role_plan.mapped_to_target_user,
+                login: &pre.target.login,
+            };
+            let (rows, jobs) = catalog_rows::write(tgt, ts, &ex.catalog, &owners).await?;
             info!("TimescaleDB catalog loaded ({rows} rows)");
+            if jobs > 0 {
+                report.rewrites.push(format!(
+                    "{jobs} job(s) of the source's superuser (or a managed-service role) now belong to {}, as its other objects",
+                    ident(&pre.target.login)
+                ));
+            }
             if ex.filtered {
                 report
                     .warnings
@@ -700,6 +710,7 @@ async fn load(
         let own: Vec<&(u32, String)> = ex.conversions.iter().flat_map(|c| &c.constraints).collect();
         let mut skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
         skip.extend(&ex.skip_post_data);
+        skip.extend(ex.hypertable_fks.iter().map(|k| k.oid));
         let dropped = restore_section(
             &l,
             &main,
@@ -764,6 +775,7 @@ async fn load(
         cleanup.restoring = None;
         info!("the target left TimescaleDB's restoring mode");
     }
+    add_hypertable_foreign_keys(tgt, &ex.hypertable_fks).await?;
     phases.enter("analyze");
     let on_timescaledb = pre.target.extension("timescaledb").is_some();
     report
@@ -789,6 +801,36 @@ async fn load(
         info!("run state kept in schema tsxfer of the target (--keep-state)");
     } else {
         state::drop_state(tgt).await?;
+    }
+    Ok(())
+}
+
+/// Adds the foreign keys that reference hypertables, out of restoring mode (TimescaleDB
+/// then checks them against the chunks). One an earlier attempt added, or whose table the
+/// filters left out, is passed over.
+async fn add_hypertable_foreign_keys(
+    tgt: &Target,
+    keys: &[catalog::HypertableForeignKey],
+) -> Result<()> {
+    for k in keys {
+        let row = tgt
+            .query_one(
+                "SELECT pg_catalog.to_regclass($1) IS NULL
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                                WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)",
+                &[&k.table, &k.name],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            continue;
+        }
+        tgt.execute(&k.statement).await.map_err(|e| {
+            e.context(format!(
+                "adding the foreign key {} of {} (it references a hypertable)",
+                ident(&k.name),
+                k.table
+            ))
+        })?;
     }
     Ok(())
 }
@@ -944,20 +986,27 @@ async fn analyze(
         let target = target.clone();
         set.spawn(async move {
             let tgt = Target::connect(&target, "analyze").await?;
+            let mut refused = Vec::new();
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some(rel) = next else { break };
-                tgt.execute(&format!("ANALYZE {rel}")).await?;
+                match tgt.execute(&format!("ANALYZE {rel}")).await {
+                    Err(e) if server_refused(&e) => refused.push(format!(
+                        "ANALYZE {rel} failed on the target ({e}); its rows are all there, but it has no statistics until ANALYZE works on it"
+                    )),
+                    other => other?,
+                }
             }
-            Ok::<_, Error>(())
+            Ok::<_, Error>(refused)
         });
     }
-    while let Some(joined) = set.join_next().await {
-        joined.map_err(|e| {
-            Error::new(ErrorKind::Internal, format!("an analyze worker died: {e}"))
-        })??;
-    }
     let mut warnings = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        warnings.extend(joined.map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("an analyze worker died: {e}"))
+        })??);
+    }
+    warnings.sort();
     for r in parents {
         let rel: String = r.get(0);
         if hypertables.contains(&rel) {
@@ -970,6 +1019,13 @@ async fn analyze(
         }
     }
     Ok(warnings)
+}
+
+/// Whether `e` is the server declining a statement (its SQLSTATE says so: the error is
+/// not a lost connection, a shutdown or a lack of resources, which fail the run), such as
+/// TimescaleDB 2.19 failing to ANALYZE hypercore chunks on any server (42704).
+fn server_refused(e: &Error) -> bool {
+    e.kind() == ErrorKind::Schema && !e.is_retryable()
 }
 
 /// Counts every done unit's rows on the target (a table copied in parts once, against
@@ -1152,10 +1208,13 @@ pub async fn clean(target: &ConnInfo) -> Result<String> {
 
 /// What `tsxfer plan` prints: the checks' verdict, the roles, and every unit in the order
 /// the pool would take it. Changes nothing on either side.
-pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
+/// The plan as text, and the first refusal the run would meet (the plan then exits as
+/// the run would).
+pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Error>)> {
     use std::fmt::Write as _;
     let (src, tgt) = connect_both(opts, "plan").await?;
     let mut out = String::new();
+    let mut refusal: Option<Error> = None;
     let verdict = preflight::check(&src, &tgt, &opts.target, false).await;
     let facts = match &verdict {
         Ok(pre) => {
@@ -1171,11 +1230,16 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
         }
         Err(_) => return Err(verdict.err().expect("an error")),
     };
+    if let Err(e) = verdict {
+        refusal = Some(e);
+    }
     if let Err(e) = convert::validate(&src, &opts.hypertables).await {
         let _ = writeln!(out, "preflight: the migration would be refused: {e}");
+        refusal.get_or_insert(self::refusal(e));
     }
     if let Err(e) = filter::check_exclusions(&src, &opts.filters).await {
         let _ = writeln!(out, "preflight: the migration would be refused: {e}");
+        refusal.get_or_insert(e);
     }
     if !opts.filters.is_empty() {
         let _ = writeln!(
@@ -1209,6 +1273,9 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
         Err(e) => {
             let _ = writeln!(out, "pg_dump: {e}");
         }
+    }
+    if let Err(e) = tools {
+        refusal.get_or_insert(e);
     }
     let _ = writeln!(
         out,
@@ -1291,5 +1358,5 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
             if u.binary { "" } else { "  (text COPY)" }
         );
     }
-    Ok(out)
+    Ok((out, refusal))
 }

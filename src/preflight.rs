@@ -163,6 +163,24 @@ pub async fn check_target(
             missing.join(", ")
         )));
     }
+    let names: Vec<String> = source.extensions.iter().map(|e| e.name.clone()).collect();
+    let forbidden: Vec<String> = tgt
+        .query(
+            include_str!("sql/target_uncreatable_extensions.sql"),
+            &[&names],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !forbidden.is_empty() {
+        return Err(refuse(format!(
+            "the target role {} may not create these extensions of the source: {} (they are not trusted, and it is not a superuser); have a superuser of the target run CREATE EXTENSION for each in database {} first",
+            ident(&target.login),
+            forbidden.join(", "),
+            ident(&target.dbname)
+        )));
+    }
     let timescaledb_schema = check_timescaledb(tgt, &source, &target).await?;
     let can_create: bool = tgt
         .query_one(

@@ -136,8 +136,16 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
             owner.to_string()
         }
     };
-    for o in &src.owners {
+    // Schemas first: an owner of a schema then has CREATE on it when it is given the
+    // objects in it.
+    let mut owners: Vec<&OwnedObject> = src.owners.iter().collect();
+    owners.sort_by_key(|o| o.kind != "SCHEMA");
+    let mut schema_owner: BTreeMap<&str, String> = BTreeMap::new();
+    for o in owners {
         let owner = map_owner(&o.owner);
+        if o.kind == "SCHEMA" {
+            schema_owner.insert(&o.schema, owner.clone());
+        }
         if owner == login {
             continue;
         }
@@ -166,6 +174,10 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
             plan.schema_owners.insert((o.schema.clone(), owner));
         }
     }
+    // A schema's owner needs no CREATE lent on it, and taking a lent one back would take
+    // the owner's own right.
+    plan.schema_owners
+        .retain(|(schema, role)| schema_owner.get(schema.as_str()) != Some(role));
     let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
     let mut reset: BTreeSet<(String, String)> = BTreeSet::new();
     for g in &src.grants {
@@ -424,6 +436,31 @@ mod tests {
         assert!(
             p.schema_owners
                 .contains(&("public".to_string(), "app".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_schema_owner_is_given_its_schema_first_and_lent_nothing_on_it() {
+        let owned = |kind: &str, object: &str, owner: &str| OwnedObject {
+            kind: kind.into(),
+            object: object.into(),
+            schema: "app".into(),
+            owner: owner.into(),
+        };
+        let src = SourcePrivileges {
+            owners: vec![
+                owned("TABLE", "\"app\".\"t\"", "app"),
+                owned("TABLE", "\"app\".\"u\"", "other"),
+                owned("SCHEMA", "\"app\"", "app"),
+            ],
+            grants: vec![],
+            defaults: vec![],
+        };
+        let p = plan(&src, &BTreeSet::new(), "tsdbadmin");
+        assert_eq!(p.owners[0], "ALTER SCHEMA \"app\" OWNER TO \"app\"");
+        assert_eq!(
+            p.schema_owners,
+            [("app".to_string(), "other".to_string())].into()
         );
     }
 
