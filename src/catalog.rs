@@ -395,3 +395,45 @@ pub async fn hypertable_foreign_keys(
         })
         .collect())
 }
+
+/// Tables whose row-level security applies to their owner too (`FORCE ROW LEVEL
+/// SECURITY`), quoted and qualified.
+pub async fn forced_row_security(src: &Source) -> Result<Vec<String>> {
+    Ok(src
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relforcerowsecurity AND c.relkind IN ('r', 'p')
+             ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Chunks of the target in TimescaleDB's hypercore access method, by (schema, name), each
+/// with what counts its rows the way COPY reads them out: a hypercore chunk's scans show
+/// its compressed rows too, which COPY leaves out (they travel in the compressed chunk).
+pub async fn hypercore_counts(tgt: &Target) -> Result<HashMap<(String, String), String>> {
+    let rows = tgt
+        .query(
+            "SELECT ch.schema_name::text, ch.table_name::text,
+                    format('SELECT (SELECT count(*) FROM ONLY %1$I.%2$I)
+                                   - (SELECT COALESCE(sum(_ts_meta_count), 0) FROM ONLY %3$I.%4$I)',
+                           ch.schema_name, ch.table_name, cc.schema_name, cc.table_name)
+             FROM _timescaledb_catalog.chunk ch
+             JOIN _timescaledb_catalog.chunk cc ON cc.id = ch.compressed_chunk_id
+             JOIN pg_catalog.pg_namespace n ON n.nspname = ch.schema_name
+             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = ch.table_name
+             JOIN pg_catalog.pg_am a ON a.oid = c.relam
+             WHERE a.amname = 'hypercore'",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
+}

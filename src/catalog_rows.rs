@@ -314,9 +314,10 @@ fn split_on_zero(data: &str, column: usize) -> (Vec<&str>, String) {
 
 /// Recreates the rows of `chunk_column_stats` that stand for a whole hypertable (chunk id
 /// 0). TimescaleDB writes them past the table's foreign key to `chunk`, which a COPY
-/// cannot do; `enable_chunk_skipping` writes them its way, with a row per chunk already
-/// loaded that is deleted again (the source's chunk rows follow), and the row then takes
-/// the source's id and values.
+/// cannot do (nor an UPDATE of a row this transaction wrote); `enable_chunk_skipping`
+/// writes them its way, with the id the sequence is set to (the source's), and a row per
+/// chunk already loaded, which is deleted again (the source's chunk rows follow). In
+/// order of id, so that those passing rows never take the id of one already made.
 async fn write_column_stats_heads(
     tgt: &Target,
     ts: &str,
@@ -336,37 +337,27 @@ async fn write_column_stats_heads(
             })?;
         Ok(line.split('\t').nth(at).unwrap_or_default().to_string())
     };
+    let number = |line: &str, name: &str| -> Result<i32> {
+        let v = field(line, name)?;
+        v.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("chunk_column_stats holds {v:?} where a number belongs"),
+            )
+        })
+    };
+    let mut rows = Vec::new();
+    for line in heads {
+        rows.push((
+            number(line, "id")?,
+            number(line, "hypertable_id")?,
+            copy_text_unescape(&field(line, "column_name")?),
+        ));
+    }
+    rows.sort();
     tgt.execute("SET LOCAL timescaledb.enable_chunk_skipping = on")
         .await?;
-    for line in heads {
-        let (id, hypertable, column) = (
-            field(line, "id")?,
-            field(line, "hypertable_id")?,
-            field(line, "column_name")?,
-        );
-        let (start, end, valid) = (
-            field(line, "range_start")?,
-            field(line, "range_end")?,
-            field(line, "valid")?,
-        );
-        let parse = |v: &str| -> Result<i64> {
-            v.parse().map_err(|_| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!("chunk_column_stats holds {v:?} where a number belongs"),
-                )
-            })
-        };
-        let (id, hypertable, start, end) = (
-            parse(&id)?,
-            parse(&hypertable)?,
-            parse(&start)?,
-            parse(&end)?,
-        );
-        let valid = valid == "t";
-        let column = copy_text_unescape(&column);
-        let id = i32::try_from(id).unwrap_or_default();
-        let hypertable = i32::try_from(hypertable).unwrap_or_default();
+    for (id, hypertable, column) in rows {
         let relation: String = tgt
             .query_one(
                 "SELECT format('%I.%I', schema_name, table_name) FROM _timescaledb_catalog.hypertable WHERE id = $1",
@@ -374,6 +365,11 @@ async fn write_column_stats_heads(
             )
             .await?
             .get(0);
+        tgt.query(
+            "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('_timescaledb_catalog.chunk_column_stats', 'id'), $1, false)",
+            &[&i64::from(id)],
+        )
+        .await?;
         tgt.execute(&format!(
             "SELECT {}.enable_chunk_skipping({}::regclass, {}, true)",
             crate::quote::ident(ts),
@@ -386,13 +382,6 @@ async fn write_column_stats_heads(
             "DELETE FROM _timescaledb_catalog.chunk_column_stats
              WHERE hypertable_id = $1 AND column_name = $2 AND chunk_id <> 0",
             &[&hypertable, &column],
-        )
-        .await?;
-        tgt.query(
-            "UPDATE _timescaledb_catalog.chunk_column_stats
-             SET id = $3, range_start = $4, range_end = $5, valid = $6
-             WHERE hypertable_id = $1 AND column_name = $2 AND chunk_id = 0",
-            &[&hypertable, &column, &id, &start, &end, &valid],
         )
         .await?;
     }
@@ -462,15 +451,6 @@ pub async fn write(
     }
     tgt.execute(&begin).await?;
     let loaded = async {
-        // Sequences first: ids TimescaleDB draws while loading (see
-        // write_column_stats_heads) then come after every id of the source.
-        for (rel, value, called) in &rows.sequences {
-            tgt.execute(&format!(
-                "SELECT pg_catalog.setval({}, {value}, {called})",
-                literal(rel)
-            ))
-            .await?;
-        }
         let mut total = 0;
         for table in &rows.tables {
             let into = format!(
@@ -501,6 +481,13 @@ pub async fn write(
             .await
             .map_err(|e| Error::from(e).context(format!("loading the catalog table {name}")))?;
             total += copied;
+        }
+        for (rel, value, called) in &rows.sequences {
+            tgt.execute(&format!(
+                "SELECT pg_catalog.setval({}, {value}, {called})",
+                literal(rel)
+            ))
+            .await?;
         }
         let jobs = map_job_owners(tgt, owners.managed, owners.login).await?;
         Ok::<_, Error>((total, jobs))

@@ -63,6 +63,12 @@ pub struct Extract {
     /// with the post-data (their entries are not restored).
     #[serde(default)]
     pub hypertable_fks: Vec<HypertableForeignKey>,
+    /// Tables with `FORCE ROW LEVEL SECURITY`, which verification lifts while it counts.
+    #[serde(default)]
+    pub forced_row_security: Vec<String>,
+    /// `ALTER DATABASE ... SET` of the source database, as `name=value`.
+    #[serde(default)]
+    pub database_settings: Vec<String>,
     /// Whether pg_dump filters chose what was read (some objects' owners and grants then
     /// have nothing to apply to).
     pub filtered: bool,
@@ -134,6 +140,8 @@ pub async fn extract(
     }
     let converted: Vec<String> = asked.conversions.iter().map(|c| c.relation()).collect();
     let hypertable_fks = catalog::hypertable_foreign_keys(src, facts, &converted).await?;
+    let forced_row_security = catalog::forced_row_security(src).await?;
+    let database_settings = roles::read_database_settings(src).await?;
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
     let (main, chunk_archives, selection) =
@@ -178,6 +186,8 @@ pub async fn extract(
         catalog,
         skip_post_data: selection.skipped_triggers(),
         hypertable_fks,
+        forced_row_security,
+        database_settings,
         filtered: !asked.filters.is_empty(),
         main_archive: file_name(&main),
         chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),

@@ -569,6 +569,14 @@ async fn load(
     report
         .warnings
         .extend(roles::apply_roles(tgt, &role_plan).await?);
+    report.warnings.extend(
+        privileges::run_and_summarize(
+            tgt,
+            &roles::database_setting_statements(&ex.database_settings, &pre.target.dbname),
+            "database setting",
+        )
+        .await,
+    );
     report.roles_created = role_plan.creates.iter().map(|(r, _)| r.clone()).collect();
     report.roles_existing = role_plan.existing.clone();
     report.roles_needing_password = role_plan.need_password.clone();
@@ -784,7 +792,19 @@ async fn load(
 
     phases.enter("verify");
     let mut done = UnitReport::by_table(state::done_units(tgt).await?);
-    let mismatches = verify(l.target, l.jobs, &mut done).await?;
+    report
+        .warnings
+        .extend(privileges::lift_forced_row_security(tgt, &ex.forced_row_security).await?);
+    let counts_apart = if on_timescaledb {
+        catalog::hypercore_counts(tgt).await?
+    } else {
+        Default::default()
+    };
+    let verified = verify(l.target, l.jobs, &mut done, &counts_apart).await;
+    report
+        .warnings
+        .extend(privileges::force_row_security(tgt, &ex.forced_row_security).await);
+    let mismatches = verified?;
     report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = mismatches;
     if !report.mismatches.is_empty() {
@@ -1035,11 +1055,15 @@ async fn verify(
     target: &ConnInfo,
     jobs: usize,
     done: &mut [(CopyUnit, UnitReport)],
+    counts_apart: &std::collections::HashMap<(String, String), String>,
 ) -> Result<Vec<String>> {
     let work: Vec<(usize, String)> = done
         .iter()
         .enumerate()
-        .map(|(i, (unit, _))| (i, unit.count_sql()))
+        .map(|(i, (unit, _))| {
+            let apart = counts_apart.get(&(unit.schema.clone(), unit.name.clone()));
+            (i, apart.cloned().unwrap_or_else(|| unit.count_sql()))
+        })
         .collect();
     let lanes = jobs.min(work.len()).max(1);
     let mut set = JoinSet::new();

@@ -355,6 +355,51 @@ pub async fn acquire_roles(
     Ok((granted, warnings))
 }
 
+/// Lifts `FORCE ROW LEVEL SECURITY` from those of `tables` (quoted and qualified) that
+/// have it on the target, so that counting their rows as a member of their owner sees all
+/// of them; [`force_row_security`] puts it back. Returns warnings for tables it could not
+/// lift it from.
+pub async fn lift_forced_row_security(tgt: &Target, tables: &[String]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for t in tables {
+        let forced: bool = tgt
+            .query_one(
+                "SELECT COALESCE((SELECT relforcerowsecurity FROM pg_catalog.pg_class
+                                  WHERE oid = pg_catalog.to_regclass($1)), false)",
+                &[t],
+            )
+            .await?
+            .get(0);
+        if !forced {
+            continue;
+        }
+        if let Err(e) = tgt
+            .execute(&format!("ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY"))
+            .await
+        {
+            warnings.push(format!(
+                "{t}: row-level security could not be lifted for counting ({e}); its count goes through its policies"
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Puts `FORCE ROW LEVEL SECURITY` (back) on those of `tables` the target has; returns
+/// warnings for those it could not.
+pub async fn force_row_security(tgt: &Target, tables: &[String]) -> Vec<String> {
+    let statements: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "DO $tsxfer$ BEGIN IF pg_catalog.to_regclass({lit}) IS NOT NULL THEN ALTER TABLE {t} FORCE ROW LEVEL SECURITY; END IF; END $tsxfer$",
+                lit = crate::quote::literal(t)
+            )
+        })
+        .collect();
+    run_and_summarize(tgt, &statements, "forced row-level security").await
+}
+
 /// Gives each future owner CREATE on its schemas where it lacks it (PostgreSQL asks that of
 /// a new owner); returns the statements that take it back.
 pub async fn lend_schema_create(

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod compare;
+mod fidelity;
 mod migrate;
 mod observability;
 mod offline;
