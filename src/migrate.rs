@@ -771,6 +771,7 @@ async fn load(
     ] {
         refusals.extend(privileges::run_and_summarize(tgt, statements, what).await);
     }
+    refusals.extend(privileges::apply_member_grants(tgt, &privilege_plan.member_grants).await?);
     if ex.filtered {
         // Owners and grants are read for the whole source; those of objects the filters
         // left out have nothing to apply to.

@@ -47,12 +47,28 @@ pub struct DefaultGrant {
     pub grantable: bool,
 }
 
+/// A privilege on an extension's object that the source has changed from what the
+/// extension's script left (pg_init_privs): to grant or to revoke again on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberPrivilege {
+    pub kind: String,
+    pub object: String,
+    pub extension: String,
+    pub grant: bool,
+    /// Empty for PUBLIC.
+    pub grantee: String,
+    pub privilege: String,
+    pub grantable: bool,
+}
+
 /// The source's owners and privileges.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourcePrivileges {
     pub owners: Vec<OwnedObject>,
     pub grants: Vec<Grant>,
     pub defaults: Vec<DefaultGrant>,
+    #[serde(default)]
+    pub extension_members: Vec<MemberPrivilege>,
 }
 
 pub async fn read(src: &Source) -> Result<SourcePrivileges> {
@@ -94,10 +110,25 @@ pub async fn read(src: &Source) -> Result<SourcePrivileges> {
             grantable: r.get(5),
         })
         .collect();
+    let extension_members = src
+        .query(include_str!("sql/source_extension_member_acls.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| MemberPrivilege {
+            kind: r.get(0),
+            object: r.get(1),
+            extension: r.get(2),
+            grant: r.get::<_, String>(3) == "GRANT",
+            grantee: r.get(4),
+            privilege: r.get(5),
+            grantable: r.get(6),
+        })
+        .collect();
     Ok(SourcePrivileges {
         owners,
         grants,
         defaults,
+        extension_members,
     })
 }
 
@@ -114,6 +145,9 @@ pub struct PrivilegePlan {
     pub acting_roles: BTreeSet<String>,
     /// (schema, role) pairs that need CREATE on the schema to own objects there.
     pub schema_owners: BTreeSet<(String, String)>,
+    /// (kind, object, statement) for privileges on extensions' objects: applied where the
+    /// login role may act for the object's owner on the target.
+    pub member_grants: Vec<(String, String, String)>,
     pub rewrites: Vec<String>,
 }
 
@@ -268,6 +302,36 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
             }
         ));
     }
+    for m in &src.extension_members {
+        if managed.contains(&m.grantee) {
+            *dropped.entry(m.grantee.clone()).or_default() += 1;
+            continue;
+        }
+        let statement = if m.grant {
+            format!(
+                "GRANT {} ON {} {} TO {}{}",
+                m.privilege,
+                m.kind,
+                m.object,
+                grantee_sql(&m.grantee),
+                if m.grantable {
+                    " WITH GRANT OPTION"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            format!(
+                "REVOKE {} ON {} {} FROM {}",
+                m.privilege,
+                m.kind,
+                m.object,
+                grantee_sql(&m.grantee)
+            )
+        };
+        plan.member_grants
+            .push((m.kind.clone(), m.object.clone(), statement));
+    }
     for (role, n) in dropped {
         plan.rewrites.push(format!(
             "{n} privilege(s) granted to or by {} dropped (a managed-service role)",
@@ -353,6 +417,55 @@ pub async fn acquire_roles(
         }
     }
     Ok((granted, warnings))
+}
+
+/// Applies the privileges on extensions' objects of [`PrivilegePlan::member_grants`]. An
+/// object whose owner on the target the login role cannot act for (an extension a
+/// superuser created) keeps the extension's privileges: GRANT and REVOKE would only warn
+/// there, so those are listed instead. Returns warnings.
+pub async fn apply_member_grants(
+    tgt: &Target,
+    member_grants: &[(String, String, String)],
+) -> Result<Vec<String>> {
+    let mut allowed = Vec::new();
+    let mut not_allowed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (kind, object, statement) in member_grants {
+        let owner_sql = match kind.as_str() {
+            "FUNCTION" | "PROCEDURE" => {
+                "SELECT proowner FROM pg_catalog.pg_proc WHERE oid = pg_catalog.to_regprocedure($1)"
+            }
+            "SCHEMA" => {
+                "SELECT nspowner FROM pg_catalog.pg_namespace WHERE oid = pg_catalog.to_regnamespace($1)"
+            }
+            _ => "SELECT relowner FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)",
+        };
+        let may: Option<bool> = tgt
+            .query(
+                &format!(
+                    "SELECT pg_catalog.pg_has_role(o.owner, 'USAGE') FROM ({owner_sql}) AS o (owner)"
+                ),
+                &[object],
+            )
+            .await?
+            .first()
+            .map(|r| r.get(0));
+        match may {
+            Some(true) => allowed.push(statement.clone()),
+            Some(false) => not_allowed
+                .entry(object.clone())
+                .or_default()
+                .push(statement.clone()),
+            None => {}
+        }
+    }
+    let mut warnings = run_and_summarize(tgt, &allowed, "privilege on an extension's object").await;
+    for (object, statements) in not_allowed {
+        warnings.push(format!(
+            "{object} belongs to an extension whose objects the target role may not change; its privileges stay as the extension made them (run as its owner: {})",
+            statements.join("; ")
+        ));
+    }
+    Ok(warnings)
 }
 
 /// Lifts `FORCE ROW LEVEL SECURITY` from those of `tables` (quoted and qualified) that
@@ -470,6 +583,7 @@ mod tests {
             ],
             grants: vec![],
             defaults: vec![],
+            extension_members: vec![],
         };
         let managed: BTreeSet<String> = ["postgres".to_string()].into();
         let p = plan(&src, &managed, "tsdbadmin");
@@ -500,6 +614,7 @@ mod tests {
             ],
             grants: vec![],
             defaults: vec![],
+            extension_members: vec![],
         };
         let p = plan(&src, &BTreeSet::new(), "tsdbadmin");
         assert_eq!(p.owners[0], "ALTER SCHEMA \"app\" OWNER TO \"app\"");
@@ -531,6 +646,7 @@ mod tests {
                 privilege: "SELECT".into(),
                 grantable: true,
             }],
+            extension_members: vec![],
         };
         let managed: BTreeSet<String> =
             ["postgres".to_string(), "rds_superuser".to_string()].into();

@@ -170,6 +170,30 @@ fn schema_owners_forced_row_security_role_comments_and_database_settings_arrive(
         "{s}"
     );
     assert_eq!(tgt.psql("fid_pl_tgt", &settings("fid_pl_tgt")), s);
+
+    // pgcrypto is trusted: tsdbadmin created it, but its functions belong to the
+    // bootstrap superuser, whose privileges tsdbadmin may not change: said, not lost
+    // without a word.
+    assert!(
+        run.stdout
+            .contains("public.gen_random_uuid() belongs to an extension"),
+        "{run:?}"
+    );
+
+    // A target where the login role may change them gets them as the source has them.
+    let member_acls = "SELECT has_function_privilege('public', 'public.gen_random_uuid()', 'EXECUTE'),
+                              has_function_privilege('tsx_fid_clerk', 'public.gen_random_bytes(integer)', 'EXECUTE')";
+    assert_eq!(src.psql("fid_pl_src", member_acls), "f|t");
+    tgt.create_database("fid_pl_super");
+    tgt.psql("fid_pl_super", "CREATE EXTENSION timescaledb");
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &tgt.superuser_conninfo("fid_pl_super"),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(tgt.psql("fid_pl_super", member_acls), "f|t");
 }
 
 #[test]
