@@ -437,3 +437,25 @@ pub async fn hypercore_counts(tgt: &Target) -> Result<HashMap<(String, String), 
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect())
 }
+
+/// Publications only a superuser may create (`FOR ALL TABLES`) and schemas added to
+/// publications (`FOR TABLES IN SCHEMA`, superuser only in PostgreSQL 15), by the OID of
+/// their archive entry, with a name for each.
+pub async fn superuser_publications(src: &Source) -> Result<Vec<(u32, String)>> {
+    Ok(src
+        .query(
+            "SELECT oid, format('publication %I (FOR ALL TABLES)', pubname) FROM pg_catalog.pg_publication
+             WHERE puballtables
+             UNION ALL
+             SELECT pn.oid, format('publication %I: tables in schema %I', p.pubname, n.nspname)
+             FROM pg_catalog.pg_publication_namespace pn
+             JOIN pg_catalog.pg_publication p ON p.oid = pn.pnpubid
+             JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
+             ORDER BY 2",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}

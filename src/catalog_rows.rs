@@ -413,20 +413,40 @@ fn copy_text_unescape(field: &str) -> String {
 
 /// Gives the jobs of `managed` roles (the source's superuser and the like, which are not
 /// created on the target) to `login`, as every other object of theirs.
-async fn map_job_owners(tgt: &Target, managed: &[String], login: &str) -> Result<u64> {
+async fn map_job_owners(
+    tgt: &Target,
+    managed: &[String],
+    login: &str,
+    jobs: &[i32],
+) -> Result<u64> {
     let rows = tgt
         .query(
             "WITH moved AS (
                  UPDATE _timescaledb_config.bgw_job j
                  SET owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2)::pg_catalog.regrole
-                 WHERE j.owner IN (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY ($1))
+                 WHERE j.id = ANY ($3)
+                   AND j.owner IN (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY ($1))
                    AND j.owner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2)
                  RETURNING 1)
              SELECT count(*) FROM moved",
-            &[&managed, &login],
+            &[&managed, &login, &jobs],
         )
         .await?;
     Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)
+}
+
+/// The ids of the jobs in `rows` (the target's own jobs are not among them).
+fn loaded_jobs(rows: &CatalogRows) -> Vec<i32> {
+    rows.tables
+        .iter()
+        .filter(|t| t.schema == "_timescaledb_config" && t.name == "bgw_job")
+        .flat_map(|t| {
+            let at = t.columns.iter().position(|c| c == "id");
+            t.data
+                .lines()
+                .filter_map(move |l| at.and_then(|a| l.split('\t').nth(a)?.parse().ok()))
+        })
+        .collect()
 }
 
 /// Who owns what on the target, for catalog rows that name a role.
@@ -489,7 +509,7 @@ pub async fn write(
             ))
             .await?;
         }
-        let jobs = map_job_owners(tgt, owners.managed, owners.login).await?;
+        let jobs = map_job_owners(tgt, owners.managed, owners.login, &loaded_jobs(rows)).await?;
         Ok::<_, Error>((total, jobs))
     }
     .await;

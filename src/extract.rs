@@ -69,6 +69,9 @@ pub struct Extract {
     /// `ALTER DATABASE ... SET` of the source database, as `name=value`.
     #[serde(default)]
     pub database_settings: Vec<String>,
+    /// Publications only a superuser may make on the target, by archive entry OID.
+    #[serde(default)]
+    pub superuser_publications: Vec<(u32, String)>,
     /// Whether pg_dump filters chose what was read (some objects' owners and grants then
     /// have nothing to apply to).
     pub filtered: bool,
@@ -142,6 +145,11 @@ pub async fn extract(
     let hypertable_fks = catalog::hypertable_foreign_keys(src, facts, &converted).await?;
     let forced_row_security = catalog::forced_row_security(src).await?;
     let database_settings = roles::read_database_settings(src).await?;
+    let superuser_publications = if facts.major() >= 15 {
+        catalog::superuser_publications(src).await?
+    } else {
+        Vec::new()
+    };
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
     let (main, chunk_archives, selection) =
@@ -188,6 +196,7 @@ pub async fn extract(
         hypertable_fks,
         forced_row_security,
         database_settings,
+        superuser_publications,
         filtered: !asked.filters.is_empty(),
         main_archive: file_name(&main),
         chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),

@@ -719,6 +719,14 @@ async fn load(
         let mut skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
         skip.extend(&ex.skip_post_data);
         skip.extend(ex.hypertable_fks.iter().map(|k| k.oid));
+        if !pre.target.superuser {
+            for (oid, what) in &ex.superuser_publications {
+                skip.insert(*oid);
+                report.rewrites.push(format!(
+                    "{what} not restored (only a superuser may make it); create it there as one"
+                ));
+            }
+        }
         let dropped = restore_section(
             &l,
             &main,

@@ -133,6 +133,21 @@ fn schema_owners_forced_row_security_role_comments_and_database_settings_arrive(
         diffs.join("\n")
     );
 
+    // What only a superuser may make is listed; what follows it in the archive arrives.
+    assert!(
+        run.stdout
+            .contains("publication everything (FOR ALL TABLES) not restored"),
+        "{run:?}"
+    );
+    assert_eq!(
+        tgt.psql(
+            "fid_pl_tgt",
+            "SELECT string_agg(pubname, ',' ORDER BY pubname) FROM pg_publication
+             UNION ALL SELECT count(*)::text FROM pg_statistic_ext WHERE stxname = 'entries_by_clerk'"
+        ),
+        "ledger_feed\n1"
+    );
+
     // Row-level security is forced again after counting.
     assert_eq!(
         tgt.psql(
