@@ -109,6 +109,14 @@ fn chunk_skipping_hypercore_foreign_keys_to_hypertables_and_superuser_jobs_arriv
         run.stdout.contains("job(s) of the source's superuser"),
         "{run:?}"
     );
+    // The target's own jobs stay its own.
+    assert_eq!(
+        tgt.psql(
+            "fid_ts_tgt",
+            "SELECT count(*) FROM _timescaledb_config.bgw_job WHERE id < 1000 AND owner::text <> 'postgres'"
+        ),
+        "0"
+    );
     assert!(!run.all().contains(TSDBADMIN_PASSWORD), "{run:?}");
 }
 
