@@ -32,6 +32,9 @@ pub struct ServerFacts {
     /// `apache`, `timescale`, or empty without TimescaleDB loaded.
     pub timescaledb_license: String,
     pub extensions: Vec<Extension>,
+    /// The foreign-data wrappers the database's foreign servers use.
+    #[serde(default)]
+    pub foreign_data_wrappers: Vec<String>,
 }
 
 impl ServerFacts {
@@ -67,6 +70,7 @@ async fn facts_from_rows(
         max_connections: row.get("max_connections"),
         lock_slots: row.get("lock_slots"),
         timescaledb_license: row.get("timescaledb_license"),
+        foreign_data_wrappers: row.get("foreign_data_wrappers"),
         extensions: ext_rows
             .iter()
             .map(|r| Extension {
@@ -451,6 +455,26 @@ pub async fn superuser_publications(src: &Source) -> Result<Vec<(u32, String)>> 
              FROM pg_catalog.pg_publication_namespace pn
              JOIN pg_catalog.pg_publication p ON p.oid = pn.pnpubid
              JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
+             ORDER BY 2",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// User mappings only a superuser may make (`password_required 'false'`, postgres_fdw's
+/// way of letting a mapping connect without a password), by the tag of their archive
+/// entry (pg_dump gives them no OID there), with a name for each.
+pub async fn superuser_user_mappings(src: &Source) -> Result<Vec<(String, String)>> {
+    Ok(src
+        .query(
+            "SELECT format('USER MAPPING %s SERVER %s', quote_ident(usename), quote_ident(srvname)),
+                    format('user mapping for %s on server %I (password_required false)',
+                           CASE WHEN umuser = 0 THEN 'PUBLIC' ELSE quote_ident(usename) END, srvname)
+             FROM pg_catalog.pg_user_mappings
+             WHERE 'password_required=false' = ANY (umoptions)
              ORDER BY 2",
             &[],
         )

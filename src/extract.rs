@@ -72,6 +72,9 @@ pub struct Extract {
     /// Publications only a superuser may make on the target, by archive entry OID.
     #[serde(default)]
     pub superuser_publications: Vec<(u32, String)>,
+    /// User mappings only a superuser may make on the target, by archive entry tag.
+    #[serde(default)]
+    pub superuser_user_mappings: Vec<(String, String)>,
     /// Whether pg_dump filters chose what was read (some objects' owners and grants then
     /// have nothing to apply to).
     pub filtered: bool,
@@ -150,6 +153,7 @@ pub async fn extract(
     } else {
         Vec::new()
     };
+    let superuser_user_mappings = catalog::superuser_user_mappings(src).await?;
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
     let (main, chunk_archives, selection) =
@@ -197,6 +201,7 @@ pub async fn extract(
         forced_row_security,
         database_settings,
         superuser_publications,
+        superuser_user_mappings,
         filtered: !asked.filters.is_empty(),
         main_archive: file_name(&main),
         chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),

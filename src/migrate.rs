@@ -611,6 +611,15 @@ async fn load(
     let chunk_archives = ex.chunk_paths(&l.archives.dir);
     if milestone < Milestone::Schema {
         phases.enter("schema");
+        let mut skip = BTreeSet::new();
+        if !pre.target.superuser {
+            for (tag, what) in &ex.superuser_user_mappings {
+                skip.insert(schema::user_mapping_entry(tag));
+                report.rewrites.push(format!(
+                    "{what} not restored (only a superuser may make it); create it there as one"
+                ));
+            }
+        }
         let dropped = restore_section(
             &l,
             &main,
@@ -618,6 +627,7 @@ async fn load(
             Section::PreData,
             false,
             &BTreeSet::new(),
+            &skip,
         )
         .await?;
         report.rewrites.extend(dropped);
@@ -734,6 +744,7 @@ async fn load(
             Section::PostData,
             resumed,
             &skip,
+            &BTreeSet::new(),
         )
         .await?;
         report.rewrites.extend(dropped);
@@ -949,6 +960,7 @@ async fn restore_section(
     section: Section,
     tolerate_existing: bool,
     skip: &BTreeSet<u32>,
+    skip_entries: &BTreeSet<String>,
 ) -> Result<Vec<String>> {
     let (name, jobs) = match section {
         Section::PreData => ("pre-data", 1),
@@ -961,7 +973,9 @@ async fn restore_section(
             Section::PreData => schema::pre_data_entries(&toc),
             Section::PostData => schema::post_data_entries(&toc),
         };
-        entries.retain(|e| !skip.contains(&e.oid));
+        entries.retain(|e| {
+            !skip.contains(&e.oid) && !skip_entries.iter().any(|s| e.rest.starts_with(s.as_str()))
+        });
         dropped.extend(left_out);
         l.archives
             .restore(

@@ -181,6 +181,26 @@ pub async fn check_target(
             ident(&target.dbname)
         )));
     }
+    let unusable: Vec<String> = tgt
+        .query(
+            "SELECT w.fdwname::text FROM pg_catalog.pg_foreign_data_wrapper w
+             WHERE w.fdwname = ANY ($1::text[])
+               AND NOT pg_catalog.has_foreign_data_wrapper_privilege(w.oid, 'USAGE')
+             ORDER BY 1",
+            &[&source.foreign_data_wrappers],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !unusable.is_empty() {
+        return Err(refuse(format!(
+            "the source has foreign servers of {}, which the target role {} may not use to make servers; have a superuser of the target run GRANT USAGE ON FOREIGN DATA WRAPPER ... TO {} first",
+            unusable.join(", "),
+            ident(&target.login),
+            ident(&target.login)
+        )));
+    }
     let timescaledb_schema = check_timescaledb(tgt, &source, &target).await?;
     let can_create: bool = tgt
         .query_one(

@@ -250,3 +250,47 @@ fn an_extension_the_target_role_may_not_create_is_refused_before_anything_is_wri
         assert!(plan.stdout.contains("would be refused"), "{plan:?}");
     }
 }
+
+#[test]
+fn foreign_servers_need_their_wrapper_and_superuser_only_mappings_are_listed() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("fid_fdw_src");
+    src.psql(
+        "fid_fdw_src",
+        "CREATE EXTENSION IF NOT EXISTS timescaledb;
+         CREATE EXTENSION postgres_fdw;
+         DO $r$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tsx_fid_remote') THEN
+                 CREATE ROLE tsx_fid_remote NOLOGIN;
+             END IF;
+         END $r$;
+         CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'nowhere');
+         GRANT USAGE ON FOREIGN SERVER elsewhere TO tsx_fid_remote;
+         CREATE USER MAPPING FOR tsx_fid_remote SERVER elsewhere
+             OPTIONS (user 'someone', password_required 'false')",
+    );
+    tgt.create_cloud_like_database("fid_fdw_tgt");
+    tgt.psql("fid_fdw_tgt", "CREATE EXTENSION postgres_fdw");
+    let (source, target) = conninfos(src, "fid_fdw_src", tgt, "fid_fdw_tgt");
+    let run = tsxfer(&["--source", &source, "--target", &target]);
+    assert_refused(&run, 3, "FOREIGN DATA WRAPPER");
+    assert_eq!(
+        tgt.psql("fid_fdw_tgt", "SELECT count(*) FROM pg_foreign_server"),
+        "0"
+    );
+
+    tgt.psql(
+        "fid_fdw_tgt",
+        &format!("GRANT USAGE ON FOREIGN DATA WRAPPER postgres_fdw TO {TSDBADMIN}"),
+    );
+    let run = tsxfer(&["--source", &source, "--target", &target]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "user mapping for tsx_fid_remote on server elsewhere (password_required false) not restored"
+        ),
+        "{run:?}"
+    );
+    let acl = "SELECT has_server_privilege('tsx_fid_remote', 'elsewhere', 'USAGE')";
+    assert_eq!(tgt.psql("fid_fdw_tgt", acl), "t");
+}
