@@ -32,6 +32,9 @@ pub struct ServerFacts {
     /// `apache`, `timescale`, or empty without TimescaleDB loaded.
     pub timescaledb_license: String,
     pub extensions: Vec<Extension>,
+    /// The foreign-data wrappers the database's foreign servers use.
+    #[serde(default)]
+    pub foreign_data_wrappers: Vec<String>,
 }
 
 impl ServerFacts {
@@ -67,6 +70,7 @@ async fn facts_from_rows(
         max_connections: row.get("max_connections"),
         lock_slots: row.get("lock_slots"),
         timescaledb_license: row.get("timescaledb_license"),
+        foreign_data_wrappers: row.get("foreign_data_wrappers"),
         extensions: ext_rows
             .iter()
             .map(|r| Extension {
@@ -338,4 +342,141 @@ pub const IDENTITY_SQL: &str = "SELECT COALESCE(
 /// The source's identity ([`IDENTITY_SQL`]).
 pub async fn source_identity(src: &Source) -> Result<String> {
     Ok(src.query_one(IDENTITY_SQL, &[]).await?.get(0))
+}
+
+/// A foreign key that references a hypertable (or a table that becomes one). pg_restore
+/// would add it while TimescaleDB is in restoring mode, where PostgreSQL checks it against
+/// the hypertable's own (empty) table and fails; added after restoring mode, TimescaleDB
+/// checks it against the chunks and makes one on each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HypertableForeignKey {
+    /// The constraint's OID on the source (its post-data archive entry's).
+    pub oid: u32,
+    /// `ALTER TABLE ... ADD CONSTRAINT ...`, from the source's catalog.
+    pub statement: String,
+    /// The referencing table, quoted and qualified.
+    pub table: String,
+    pub name: String,
+}
+
+/// The foreign keys that reference the hypertables of the source or the tables in
+/// `converted` (quoted and qualified).
+pub async fn hypertable_foreign_keys(
+    src: &Source,
+    facts: &ServerFacts,
+    converted: &[String],
+) -> Result<Vec<HypertableForeignKey>> {
+    let mut referenced: Vec<String> = converted.to_vec();
+    if facts.extension("timescaledb").is_some() {
+        referenced.extend(
+            src.query(
+                "SELECT format('%I.%I', schema_name, table_name) FROM _timescaledb_catalog.hypertable",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, String>(0)),
+        );
+    }
+    if referenced.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(src
+        .query(
+            include_str!("sql/source_hypertable_fks.sql"),
+            &[&referenced],
+        )
+        .await?
+        .iter()
+        .map(|r| HypertableForeignKey {
+            oid: r.get(0),
+            statement: r.get(1),
+            table: r.get(2),
+            name: r.get(3),
+        })
+        .collect())
+}
+
+/// Tables whose row-level security applies to their owner too (`FORCE ROW LEVEL
+/// SECURITY`), quoted and qualified.
+pub async fn forced_row_security(src: &Source) -> Result<Vec<String>> {
+    Ok(src
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relforcerowsecurity AND c.relkind IN ('r', 'p')
+             ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Chunks of the target in TimescaleDB's hypercore access method, by (schema, name), each
+/// with what counts its rows the way COPY reads them out: a hypercore chunk's scans show
+/// its compressed rows too, which COPY leaves out (they travel in the compressed chunk).
+pub async fn hypercore_counts(tgt: &Target) -> Result<HashMap<(String, String), String>> {
+    let rows = tgt
+        .query(
+            "SELECT ch.schema_name::text, ch.table_name::text,
+                    format('SELECT (SELECT count(*) FROM ONLY %1$I.%2$I)
+                                   - (SELECT COALESCE(sum(_ts_meta_count), 0) FROM ONLY %3$I.%4$I)',
+                           ch.schema_name, ch.table_name, cc.schema_name, cc.table_name)
+             FROM _timescaledb_catalog.chunk ch
+             JOIN _timescaledb_catalog.chunk cc ON cc.id = ch.compressed_chunk_id
+             JOIN pg_catalog.pg_namespace n ON n.nspname = ch.schema_name
+             JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = ch.table_name
+             JOIN pg_catalog.pg_am a ON a.oid = c.relam
+             WHERE a.amname = 'hypercore'",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
+}
+
+/// Publications only a superuser may create (`FOR ALL TABLES`) and schemas added to
+/// publications (`FOR TABLES IN SCHEMA`, superuser only in PostgreSQL 15), by the OID of
+/// their archive entry, with a name for each.
+pub async fn superuser_publications(src: &Source) -> Result<Vec<(u32, String)>> {
+    Ok(src
+        .query(
+            "SELECT oid, format('publication %I (FOR ALL TABLES)', pubname) FROM pg_catalog.pg_publication
+             WHERE puballtables
+             UNION ALL
+             SELECT pn.oid, format('publication %I: tables in schema %I', p.pubname, n.nspname)
+             FROM pg_catalog.pg_publication_namespace pn
+             JOIN pg_catalog.pg_publication p ON p.oid = pn.pnpubid
+             JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
+             ORDER BY 2",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// User mappings only a superuser may make (`password_required 'false'`, postgres_fdw's
+/// way of letting a mapping connect without a password), by the tag of their archive
+/// entry (pg_dump gives them no OID there), with a name for each.
+pub async fn superuser_user_mappings(src: &Source) -> Result<Vec<(String, String)>> {
+    Ok(src
+        .query(
+            "SELECT format('USER MAPPING %s SERVER %s', quote_ident(usename), quote_ident(srvname)),
+                    format('user mapping for %s on server %I (password_required false)',
+                           CASE WHEN umuser = 0 THEN 'PUBLIC' ELSE quote_ident(usename) END, srvname)
+             FROM pg_catalog.pg_user_mappings
+             WHERE 'password_required=false' = ANY (umoptions)
+             ORDER BY 2",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }

@@ -294,9 +294,177 @@ pub async fn missing_functions(tgt: &Target) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The catalog table whose rows with chunk id 0 refer to no chunk.
+const COLUMN_STATS: (&str, &str) = ("_timescaledb_catalog", "chunk_column_stats");
+
+/// Splits COPY text rows into those whose `column`-th field is `0` and the others.
+fn split_on_zero(data: &str, column: usize) -> (Vec<&str>, String) {
+    let mut zero = Vec::new();
+    let mut rest = String::new();
+    for line in data.lines() {
+        if line.split('\t').nth(column) == Some("0") {
+            zero.push(line);
+        } else {
+            rest.push_str(line);
+            rest.push('\n');
+        }
+    }
+    (zero, rest)
+}
+
+/// Recreates the rows of `chunk_column_stats` that stand for a whole hypertable (chunk id
+/// 0). TimescaleDB writes them past the table's foreign key to `chunk`, which a COPY
+/// cannot do (nor an UPDATE of a row this transaction wrote); `enable_chunk_skipping`
+/// writes them its way, with the id the sequence is set to (the source's), and a row per
+/// chunk already loaded, which is deleted again (the source's chunk rows follow). In
+/// order of id, so that those passing rows never take the id of one already made.
+async fn write_column_stats_heads(
+    tgt: &Target,
+    ts: &str,
+    table: &CatalogTable,
+    heads: &[&str],
+) -> Result<()> {
+    let field = |line: &str, name: &str| -> Result<String> {
+        let at = table
+            .columns
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("the catalog table chunk_column_stats has no column {name}"),
+                )
+            })?;
+        Ok(line.split('\t').nth(at).unwrap_or_default().to_string())
+    };
+    let number = |line: &str, name: &str| -> Result<i32> {
+        let v = field(line, name)?;
+        v.parse().map_err(|_| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("chunk_column_stats holds {v:?} where a number belongs"),
+            )
+        })
+    };
+    let mut rows = Vec::new();
+    for line in heads {
+        rows.push((
+            number(line, "id")?,
+            number(line, "hypertable_id")?,
+            copy_text_unescape(&field(line, "column_name")?),
+        ));
+    }
+    rows.sort();
+    tgt.execute("SET LOCAL timescaledb.enable_chunk_skipping = on")
+        .await?;
+    for (id, hypertable, column) in rows {
+        let relation: String = tgt
+            .query_one(
+                "SELECT format('%I.%I', schema_name, table_name) FROM _timescaledb_catalog.hypertable WHERE id = $1",
+                &[&hypertable],
+            )
+            .await?
+            .get(0);
+        tgt.query(
+            "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence('_timescaledb_catalog.chunk_column_stats', 'id'), $1, false)",
+            &[&i64::from(id)],
+        )
+        .await?;
+        tgt.execute(&format!(
+            "SELECT {}.enable_chunk_skipping({}::regclass, {}, true)",
+            crate::quote::ident(ts),
+            literal(&relation),
+            literal(&column)
+        ))
+        .await
+        .map_err(|e| e.context(format!("enabling chunk skipping on {relation} ({column})")))?;
+        tgt.query(
+            "DELETE FROM _timescaledb_catalog.chunk_column_stats
+             WHERE hypertable_id = $1 AND column_name = $2 AND chunk_id <> 0",
+            &[&hypertable, &column],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A field of COPY's text format as its value (backslash escapes undone).
+fn copy_text_unescape(field: &str) -> String {
+    let mut out = String::new();
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('v') => out.push('\u{b}'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Gives the jobs of `managed` roles (the source's superuser and the like, which are not
+/// created on the target) to `login`, as every other object of theirs.
+async fn map_job_owners(
+    tgt: &Target,
+    managed: &[String],
+    login: &str,
+    jobs: &[i32],
+) -> Result<u64> {
+    let rows = tgt
+        .query(
+            "WITH moved AS (
+                 UPDATE _timescaledb_config.bgw_job j
+                 SET owner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2)::pg_catalog.regrole
+                 WHERE j.id = ANY ($3)
+                   AND j.owner IN (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY ($1))
+                   AND j.owner <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $2)
+                 RETURNING 1)
+             SELECT count(*) FROM moved",
+            &[&managed, &login, &jobs],
+        )
+        .await?;
+    Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)
+}
+
+/// The ids of the jobs in `rows` (the target's own jobs are not among them).
+fn loaded_jobs(rows: &CatalogRows) -> Vec<i32> {
+    rows.tables
+        .iter()
+        .filter(|t| t.schema == "_timescaledb_config" && t.name == "bgw_job")
+        .flat_map(|t| {
+            let at = t.columns.iter().position(|c| c == "id");
+            t.data
+                .lines()
+                .filter_map(move |l| at.and_then(|a| l.split('\t').nth(a)?.parse().ok()))
+        })
+        .collect()
+}
+
+/// Who owns what on the target, for catalog rows that name a role.
+pub struct CatalogOwners<'a> {
+    /// Source roles not created on the target, whose objects go to `login`.
+    pub managed: &'a [String],
+    pub login: &'a str,
+}
+
 /// Loads `rows` into the target in one transaction, after the pre-data schema (rows of
-/// type `regclass` name its tables). Returns how many rows were loaded.
-pub async fn write(tgt: &Target, rows: &CatalogRows) -> Result<u64> {
+/// type `regclass` name its tables), TimescaleDB being in schema `ts`. Returns how many
+/// rows were loaded, and how many jobs were given to the login role.
+pub async fn write(
+    tgt: &Target,
+    ts: &str,
+    rows: &CatalogRows,
+    owners: &CatalogOwners<'_>,
+) -> Result<(u64, u64)> {
     let mut begin = String::from("BEGIN");
     for (name, value) in TEXT_SETTINGS {
         begin.push_str(&format!("; SET LOCAL {name} = {}", literal(value)));
@@ -315,11 +483,19 @@ pub async fn write(tgt: &Target, rows: &CatalogRows) -> Result<u64> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            let name = format!("{}.{}", table.schema, table.name);
+            let mut data = table.data.clone();
+            let stats = (table.schema.as_str(), table.name.as_str()) == COLUMN_STATS;
+            if let Some(at) = table.columns.iter().position(|c| stats && c == "chunk_id") {
+                let (heads, rest) = split_on_zero(&table.data, at);
+                write_column_stats_heads(tgt, ts, table, &heads).await?;
+                total += heads.len() as u64;
+                data = rest;
+            }
             let sink = tgt.copy_in(&into).await?;
             pin_mut!(sink);
-            let name = format!("{}.{}", table.schema, table.name);
             let copied = async {
-                sink.send(Bytes::from(table.data.clone())).await?;
+                sink.send(Bytes::from(data)).await?;
                 sink.as_mut().finish().await
             }
             .await
@@ -333,13 +509,14 @@ pub async fn write(tgt: &Target, rows: &CatalogRows) -> Result<u64> {
             ))
             .await?;
         }
-        Ok::<_, Error>(total)
+        let jobs = map_job_owners(tgt, owners.managed, owners.login, &loaded_jobs(rows)).await?;
+        Ok::<_, Error>((total, jobs))
     }
     .await;
     match loaded {
-        Ok(total) => {
+        Ok(done) => {
             tgt.execute("COMMIT").await?;
-            Ok(total)
+            Ok(done)
         }
         Err(e) => {
             let _ = tgt.execute("ROLLBACK").await;
@@ -417,6 +594,15 @@ mod tests {
             assert!(!c.contains("{L}"), "{t}: {c}");
         }
         assert_eq!(keep_condition("_timescaledb_catalog.new_thing", "x"), None);
+    }
+
+    #[test]
+    fn whole_hypertable_stats_rows_are_told_apart_by_their_chunk_id() {
+        let data = "1\t1\t0\tk\t-9\t9\tt\n2\t1\t10\tk\t1\t24\tt\n3\t2\t0\ta\\tb\t-9\t9\tf\n";
+        let (heads, rest) = split_on_zero(data, 2);
+        assert_eq!(heads, ["1\t1\t0\tk\t-9\t9\tt", "3\t2\t0\ta\\tb\t-9\t9\tf"]);
+        assert_eq!(rest, "2\t1\t10\tk\t1\t24\tt\n");
+        assert_eq!(copy_text_unescape("a\\tb\\\\c"), "a\tb\\c");
     }
 
     #[test]

@@ -228,7 +228,9 @@ pub async fn validate(src: &Source, specs: &[HypertableSpec]) -> Result<Vec<Conv
 }
 
 impl Conversion {
-    /// The call that turns the (empty) target table into a hypertable.
+    /// The call that turns the (empty) target table into a hypertable, without the time
+    /// index TimescaleDB would add by default: the table gets the indexes it has on the
+    /// source, no more.
     pub fn create_sql(&self, timescaledb_schema: &str) -> String {
         let ts = ident(timescaledb_schema);
         let interval = match (&self.spec.interval, self.integer) {
@@ -237,7 +239,7 @@ impl Conversion {
             (None, _) => String::new(),
         };
         format!(
-            "SELECT {ts}.create_hypertable({}::regclass, {ts}.by_range({}{interval}))",
+            "SELECT {ts}.create_hypertable({}::regclass, {ts}.by_range({}{interval}), create_default_indexes => false)",
             literal(&qualified(&self.spec.schema, &self.spec.table)),
             literal(&self.spec.column),
         )
@@ -290,7 +292,7 @@ mod tests {
         };
         assert_eq!(
             c.create_sql("public"),
-            "SELECT \"public\".create_hypertable('\"s\".\"t\"'::regclass, \"public\".by_range('time', '7 days'::interval))"
+            "SELECT \"public\".create_hypertable('\"s\".\"t\"'::regclass, \"public\".by_range('time', '7 days'::interval), create_default_indexes => false)"
         );
         let c = Conversion {
             spec: parse_spec("t:id:1000").unwrap(),
@@ -299,7 +301,7 @@ mod tests {
         };
         assert!(
             c.create_sql("ts")
-                .ends_with("by_range('id', '1000'::bigint))")
+                .ends_with("by_range('id', '1000'::bigint), create_default_indexes => false)")
         );
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use crate::catalog::{self, ServerFacts};
+use crate::catalog::{self, HypertableForeignKey, ServerFacts};
 use crate::catalog_rows::CatalogRows;
 use crate::conninfo::ConnInfo;
 use crate::convert::Conversion;
@@ -59,6 +59,22 @@ pub struct Extract {
     /// Post-data entries (by OID) not to restore: triggers TimescaleDB would have dropped
     /// with the continuous aggregates the filters left out.
     pub skip_post_data: BTreeSet<u32>,
+    /// Foreign keys to hypertables, added after TimescaleDB's restoring mode instead of
+    /// with the post-data (their entries are not restored).
+    #[serde(default)]
+    pub hypertable_fks: Vec<HypertableForeignKey>,
+    /// Tables with `FORCE ROW LEVEL SECURITY`, which verification lifts while it counts.
+    #[serde(default)]
+    pub forced_row_security: Vec<String>,
+    /// `ALTER DATABASE ... SET` of the source database, as `name=value`.
+    #[serde(default)]
+    pub database_settings: Vec<String>,
+    /// Publications only a superuser may make on the target, by archive entry OID.
+    #[serde(default)]
+    pub superuser_publications: Vec<(u32, String)>,
+    /// User mappings only a superuser may make on the target, by archive entry tag.
+    #[serde(default)]
+    pub superuser_user_mappings: Vec<(String, String)>,
     /// Whether pg_dump filters chose what was read (some objects' owners and grants then
     /// have nothing to apply to).
     pub filtered: bool,
@@ -124,6 +140,16 @@ pub async fn extract(
             u.into_hypertable = true;
         }
     }
+    let converted: Vec<String> = asked.conversions.iter().map(|c| c.relation()).collect();
+    let hypertable_fks = catalog::hypertable_foreign_keys(src, facts, &converted).await?;
+    let forced_row_security = catalog::forced_row_security(src).await?;
+    let database_settings = roles::read_database_settings(src).await?;
+    let superuser_publications = if facts.major() >= 15 {
+        catalog::superuser_publications(src).await?
+    } else {
+        Vec::new()
+    };
+    let superuser_user_mappings = catalog::superuser_user_mappings(src).await?;
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
     let (main, chunk_archives, selection) =
@@ -167,6 +193,11 @@ pub async fn extract(
         conversions: asked.conversions,
         catalog,
         skip_post_data: selection.skipped_triggers(),
+        hypertable_fks,
+        forced_row_security,
+        database_settings,
+        superuser_publications,
+        superuser_user_mappings,
         filtered: !asked.filters.is_empty(),
         main_archive: file_name(&main),
         chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),

@@ -138,9 +138,12 @@ fn plan(runtime: &Runtime, args: PlanArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     match runtime.block_on(migrate::describe_plan(&opts)) {
-        Ok(text) => {
+        Ok((text, refusal)) => {
             print!("{text}");
-            ExitCode::SUCCESS
+            match refusal {
+                Some(e) => fail(&e),
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => fail(&e),
     }

@@ -794,6 +794,15 @@ async fn load_phases(
     report
         .warnings
         .extend(roles::apply_roles(tgt, &role_plan).await?);
+    report.warnings.extend(
+        privileges::run_and_summarize(
+            tgt,
+            &roles::database_setting_statements(&ex.database_settings, &pre.target.dbname),
+            "database setting",
+            |_| true,
+        )
+        .await?,
+    );
     report.roles_created = role_plan.creates.iter().map(|(r, _)| r.clone()).collect();
     report.roles_existing = role_plan.existing.clone();
     report.roles_needing_password = role_plan.need_password.clone();
@@ -829,6 +838,15 @@ async fn load_phases(
     let chunk_archives = ex.chunk_paths(&l.archives.dir);
     if milestone < Milestone::Schema {
         phases.enter("schema");
+        let mut skip = BTreeSet::new();
+        if !pre.target.superuser {
+            for (tag, what) in &ex.superuser_user_mappings {
+                skip.insert(schema::user_mapping_entry(tag));
+                report.rewrites.push(format!(
+                    "{what} not restored (only a superuser may make it); create it there as one"
+                ));
+            }
+        }
         let dropped = restore_section(
             l,
             tgt,
@@ -837,6 +855,7 @@ async fn load_phases(
             Section::PreData,
             false,
             &BTreeSet::new(),
+            &skip,
             drain,
         )
         .await?;
@@ -858,9 +877,19 @@ async fn load_phases(
                 ));
             }
         }
-        if timescale.is_some() {
-            let rows = catalog_rows::write(tgt, &ex.catalog).await?;
+        if let Some(ts) = &timescale {
+            let owners = catalog_rows::CatalogOwners {
+                managed: &role_plan.mapped_to_target_user,
+                login: &pre.target.login,
+            };
+            let (rows, jobs) = catalog_rows::write(tgt, ts, &ex.catalog, &owners).await?;
             info!("TimescaleDB catalog loaded ({rows} rows)");
+            if jobs > 0 {
+                report.rewrites.push(format!(
+                    "{jobs} job(s) of the source's superuser (or a managed-service role) now belong to {}, as its other objects",
+                    ident(&pre.target.login)
+                ));
+            }
             if ex.filtered {
                 report
                     .warnings
@@ -928,6 +957,15 @@ async fn load_phases(
         let own: Vec<&(u32, String)> = ex.conversions.iter().flat_map(|c| &c.constraints).collect();
         let mut skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
         skip.extend(&ex.skip_post_data);
+        skip.extend(ex.hypertable_fks.iter().map(|k| k.oid));
+        if !pre.target.superuser {
+            for (oid, what) in &ex.superuser_publications {
+                skip.insert(*oid);
+                report.rewrites.push(format!(
+                    "{what} not restored (only a superuser may make it); create it there as one"
+                ));
+            }
+        }
         let dropped = restore_section(
             l,
             tgt,
@@ -936,6 +974,7 @@ async fn load_phases(
             Section::PostData,
             resumed,
             &skip,
+            &BTreeSet::new(),
             drain,
         )
         .await?;
@@ -1001,6 +1040,7 @@ async fn load_phases(
     ] {
         refusals.extend(privileges::run_and_summarize(tgt, statements, what, worth_saying).await?);
     }
+    refusals.extend(privileges::apply_member_grants(tgt, &privilege_plan.member_grants).await?);
     report.warnings.extend(refusals);
 
     if let Some(schema) = &timescale {
@@ -1008,6 +1048,7 @@ async fn load_phases(
         cleanup.restoring = None;
         info!("the target left TimescaleDB's restoring mode");
     }
+    add_hypertable_foreign_keys(tgt, &ex.hypertable_fks).await?;
     phases.enter("analyze");
     let on_timescaledb = pre.target.extension("timescaledb").is_some();
     report
@@ -1016,7 +1057,26 @@ async fn load_phases(
 
     phases.enter("verify");
     let mut done = UnitReport::by_table(state::done_units(tgt, book).await?);
-    let mismatches = verify::check_copied(l.target, l.jobs, l.verify, &mut done).await?;
+    // Names as the target's catalog renders them (a dump's list is text from a file).
+    let tables = target_relations(tgt, "r").await?;
+    let forced: Vec<String> = ex
+        .forced_row_security
+        .iter()
+        .filter(|t| tables.contains(*t))
+        .cloned()
+        .collect();
+    report
+        .warnings
+        .extend(privileges::lift_forced_row_security(tgt, &forced).await?);
+    let counts_apart = if on_timescaledb {
+        catalog::hypercore_counts(tgt).await?
+    } else {
+        Default::default()
+    };
+    let verified = verify::check_copied(l.target, l.jobs, l.verify, &mut done, &counts_apart).await;
+    let restored = privileges::force_row_security(tgt, &forced).await;
+    report.warnings.extend(restored?);
+    let mismatches = verified?;
     report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = mismatches;
     if !report.mismatches.is_empty() {
@@ -1033,6 +1093,36 @@ async fn load_phases(
         info!("run state kept in schema tsxfer of the target (--keep-state)");
     } else {
         state::drop_state(tgt).await?;
+    }
+    Ok(())
+}
+
+/// Adds the foreign keys that reference hypertables, out of restoring mode (TimescaleDB
+/// then checks them against the chunks). One an earlier attempt added, or whose table the
+/// filters left out, is passed over.
+async fn add_hypertable_foreign_keys(
+    tgt: &Target,
+    keys: &[catalog::HypertableForeignKey],
+) -> Result<()> {
+    for k in keys {
+        let row = tgt
+            .query_one(
+                "SELECT pg_catalog.to_regclass($1) IS NULL
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                                WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)",
+                &[&k.table, &k.name],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            continue;
+        }
+        tgt.execute(&k.statement).await.map_err(|e| {
+            e.context(format!(
+                "adding the foreign key {} of {} (it references a hypertable)",
+                ident(&k.name),
+                k.table
+            ))
+        })?;
     }
     Ok(())
 }
@@ -1126,6 +1216,7 @@ async fn restore_section(
     section: Section,
     resumed: bool,
     skip: &BTreeSet<u32>,
+    skip_entries: &BTreeSet<String>,
     drain: &AtomicBool,
 ) -> Result<Vec<String>> {
     let (name, jobs) = match section {
@@ -1143,7 +1234,9 @@ async fn restore_section(
             Section::PreData => schema::pre_data_entries(&toc),
             Section::PostData => schema::post_data_entries(&toc),
         };
-        entries.retain(|e| !skip.contains(&e.oid));
+        entries.retain(|e| {
+            !skip.contains(&e.oid) && !skip_entries.iter().any(|s| e.rest.starts_with(s.as_str()))
+        });
         if resumed && section == Section::PostData {
             let all = entries.len();
             entries = schema::post_data_left(tgt, entries, &owners).await?;
@@ -1214,20 +1307,27 @@ async fn analyze(
         let target = target.clone();
         set.spawn(async move {
             let tgt = Target::connect(&target, "analyze").await?;
+            let mut refused = Vec::new();
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
                 let Some(rel) = next else { break };
-                tgt.execute(&format!("ANALYZE {rel}")).await?;
+                match tgt.execute(&format!("ANALYZE {rel}")).await {
+                    Err(e) if server_refused(&e) => refused.push(format!(
+                        "ANALYZE {rel} failed on the target ({e}); its rows are all there, but it has no statistics until ANALYZE works on it"
+                    )),
+                    other => other?,
+                }
             }
-            Ok::<_, Error>(())
+            Ok::<_, Error>(refused)
         });
     }
-    while let Some(joined) = set.join_next().await {
-        joined.map_err(|e| {
-            Error::new(ErrorKind::Internal, format!("an analyze worker died: {e}"))
-        })??;
-    }
     let mut warnings = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        warnings.extend(joined.map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("an analyze worker died: {e}"))
+        })??);
+    }
+    warnings.sort();
     for r in parents {
         let rel: String = r.get(0);
         if hypertables.contains(&rel) {
@@ -1240,6 +1340,13 @@ async fn analyze(
         }
     }
     Ok(warnings)
+}
+
+/// Whether `e` is the server declining a statement (its SQLSTATE says so: the error is
+/// not a lost connection, a shutdown or a lack of resources, which fail the run), such as
+/// TimescaleDB 2.19 failing to ANALYZE hypercore chunks on any server (42704).
+fn server_refused(e: &Error) -> bool {
+    e.kind() == ErrorKind::Schema && !e.is_retryable()
 }
 
 /// `tsxfer worker`: joins the run recorded in the target and copies units with it until
@@ -1387,7 +1494,9 @@ pub async fn clean(target: &ConnInfo) -> Result<String> {
 
 /// What `tsxfer plan` prints: the checks' verdict, the roles, and every unit in the order
 /// the pool would take it. Changes nothing on either side.
-pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
+/// The plan as text, and the first refusal the run would meet (the plan then exits as
+/// the run would).
+pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Error>)> {
     use std::fmt::Write as _;
     // A plan answers at once: a server that cannot be reached is said, not waited for.
     let retry = Retry::new(0, Arc::new(AtomicBool::new(false)));
@@ -1396,6 +1505,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
         .await
         .map_err(refusal)?;
     let mut out = String::new();
+    let mut refusal: Option<Error> = None;
     let verdict = preflight::check(&src, &tgt, &opts.target, false).await;
     let facts = match &verdict {
         Ok(pre) => {
@@ -1411,11 +1521,16 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
         }
         Err(_) => return Err(verdict.err().expect("an error")),
     };
+    if let Err(e) = verdict {
+        refusal = Some(e);
+    }
     if let Err(e) = convert::validate(&src, &opts.hypertables).await {
         let _ = writeln!(out, "preflight: the migration would be refused: {e}");
+        refusal.get_or_insert(self::refusal(e));
     }
     if let Err(e) = filter::check_exclusions(&src, &opts.filters).await {
         let _ = writeln!(out, "preflight: the migration would be refused: {e}");
+        refusal.get_or_insert(e);
     }
     if !opts.filters.is_empty() {
         let _ = writeln!(
@@ -1449,6 +1564,9 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
         Err(e) => {
             let _ = writeln!(out, "pg_dump: {e}");
         }
+    }
+    if let Err(e) = tools {
+        refusal.get_or_insert(e);
     }
     let _ = writeln!(
         out,
@@ -1531,5 +1649,5 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<String> {
             if u.binary { "" } else { "  (text COPY)" }
         );
     }
-    Ok(out)
+    Ok((out, refusal))
 }

@@ -190,6 +190,44 @@ pub async fn check_target(
             missing.join(", ")
         )));
     }
+    let names: Vec<String> = source.extensions.iter().map(|e| e.name.clone()).collect();
+    let forbidden: Vec<String> = tgt
+        .query(
+            include_str!("sql/target_uncreatable_extensions.sql"),
+            &[&names],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !forbidden.is_empty() {
+        return Err(refuse(format!(
+            "the target role {} may not create these extensions of the source: {} (they are not trusted, and it is not a superuser); have a superuser of the target run CREATE EXTENSION for each in database {} first",
+            ident(&target.login),
+            forbidden.join(", "),
+            ident(&target.dbname)
+        )));
+    }
+    let unusable: Vec<String> = tgt
+        .query(
+            "SELECT w.fdwname::text FROM pg_catalog.pg_foreign_data_wrapper w
+             WHERE w.fdwname = ANY ($1::text[])
+               AND NOT pg_catalog.has_foreign_data_wrapper_privilege(w.oid, 'USAGE')
+             ORDER BY 1",
+            &[&source.foreign_data_wrappers],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !unusable.is_empty() {
+        return Err(refuse(format!(
+            "the source has foreign servers of {}, which the target role {} may not use to make servers; have a superuser of the target run GRANT USAGE ON FOREIGN DATA WRAPPER ... TO {} first",
+            unusable.join(", "),
+            ident(&target.login),
+            ident(&target.login)
+        )));
+    }
     let timescaledb_schema = check_timescaledb(tgt, &source, &target).await?;
     let can_create: bool = tgt
         .query_one(

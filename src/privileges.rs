@@ -47,12 +47,28 @@ pub struct DefaultGrant {
     pub grantable: bool,
 }
 
+/// A privilege on an extension's object that the source has changed from what the
+/// extension's script left (pg_init_privs): to grant or to revoke again on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberPrivilege {
+    pub kind: String,
+    pub object: String,
+    pub extension: String,
+    pub grant: bool,
+    /// Empty for PUBLIC.
+    pub grantee: String,
+    pub privilege: String,
+    pub grantable: bool,
+}
+
 /// The source's owners and privileges.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourcePrivileges {
     pub owners: Vec<OwnedObject>,
     pub grants: Vec<Grant>,
     pub defaults: Vec<DefaultGrant>,
+    #[serde(default)]
+    pub extension_members: Vec<MemberPrivilege>,
 }
 
 pub async fn read(src: &Source) -> Result<SourcePrivileges> {
@@ -94,10 +110,25 @@ pub async fn read(src: &Source) -> Result<SourcePrivileges> {
             grantable: r.get(5),
         })
         .collect();
+    let extension_members = src
+        .query(include_str!("sql/source_extension_member_acls.sql"), &[])
+        .await?
+        .iter()
+        .map(|r| MemberPrivilege {
+            kind: r.get(0),
+            object: r.get(1),
+            extension: r.get(2),
+            grant: r.get::<_, String>(3) == "GRANT",
+            grantee: r.get(4),
+            privilege: r.get(5),
+            grantable: r.get(6),
+        })
+        .collect();
     Ok(SourcePrivileges {
         owners,
         grants,
         defaults,
+        extension_members,
     })
 }
 
@@ -152,6 +183,14 @@ impl SourcePrivileges {
                 return bad("privilege", &g.privilege);
             }
         }
+        for m in &self.extension_members {
+            if !KINDS.contains(&m.kind.as_str()) {
+                return bad("object kind", &m.kind);
+            }
+            if !PRIVILEGES.contains(&m.privilege.as_str()) {
+                return bad("privilege", &m.privilege);
+            }
+        }
         for d in &self.defaults {
             if !DEFAULT_OBJECT_TYPES.contains(&d.objtype.as_str()) {
                 return bad("object type", &d.objtype);
@@ -180,6 +219,11 @@ pub async fn resolved_on_target(
             src.grants
                 .iter()
                 .map(|g| (g.kind.as_str(), g.object.as_str())),
+        )
+        .chain(
+            src.extension_members
+                .iter()
+                .map(|m| (m.kind.as_str(), m.object.as_str())),
         )
         .collect();
     let (kinds, objects): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
@@ -229,11 +273,26 @@ pub async fn resolved_on_target(
             }
         })
         .collect();
+    let extension_members = src
+        .extension_members
+        .iter()
+        .filter_map(|m| match name_of(&m.kind, &m.object) {
+            Some(n) => Some(MemberPrivilege {
+                object: n.clone(),
+                ..m.clone()
+            }),
+            None => {
+                left_out += 1;
+                None
+            }
+        })
+        .collect();
     Ok((
         SourcePrivileges {
             owners,
             grants,
             defaults: src.defaults.clone(),
+            extension_members,
         },
         left_out,
     ))
@@ -252,6 +311,9 @@ pub struct PrivilegePlan {
     pub acting_roles: BTreeSet<String>,
     /// (schema, role) pairs that need CREATE on the schema to own objects there.
     pub schema_owners: BTreeSet<(String, String)>,
+    /// (kind, object, statement) for privileges on extensions' objects: applied where the
+    /// login role may act for the object's owner on the target.
+    pub member_grants: Vec<(String, String, String)>,
     pub rewrites: Vec<String>,
 }
 
@@ -274,8 +336,16 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
             owner.to_string()
         }
     };
-    for o in &src.owners {
+    // Schemas first: an owner of a schema then has CREATE on it when it is given the
+    // objects in it.
+    let mut owners: Vec<&OwnedObject> = src.owners.iter().collect();
+    owners.sort_by_key(|o| o.kind != "SCHEMA");
+    let mut schema_owner: BTreeMap<&str, String> = BTreeMap::new();
+    for o in owners {
         let owner = map_owner(&o.owner);
+        if o.kind == "SCHEMA" {
+            schema_owner.insert(&o.schema, owner.clone());
+        }
         if owner == login {
             continue;
         }
@@ -304,6 +374,10 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
             plan.schema_owners.insert((o.schema.clone(), owner));
         }
     }
+    // A schema's owner needs no CREATE lent on it, and taking a lent one back would take
+    // the owner's own right.
+    plan.schema_owners
+        .retain(|(schema, role)| schema_owner.get(schema.as_str()) != Some(role));
     let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
     let mut reset: BTreeSet<(String, String)> = BTreeSet::new();
     for g in &src.grants {
@@ -393,6 +467,36 @@ pub fn plan(src: &SourcePrivileges, managed: &BTreeSet<String>, login: &str) -> 
                 ""
             }
         ));
+    }
+    for m in &src.extension_members {
+        if managed.contains(&m.grantee) {
+            *dropped.entry(m.grantee.clone()).or_default() += 1;
+            continue;
+        }
+        let statement = if m.grant {
+            format!(
+                "GRANT {} ON {} {} TO {}{}",
+                m.privilege,
+                m.kind,
+                m.object,
+                grantee_sql(&m.grantee),
+                if m.grantable {
+                    " WITH GRANT OPTION"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            format!(
+                "REVOKE {} ON {} {} FROM {}",
+                m.privilege,
+                m.kind,
+                m.object,
+                grantee_sql(&m.grantee)
+            )
+        };
+        plan.member_grants
+            .push((m.kind.clone(), m.object.clone(), statement));
     }
     for (role, n) in dropped {
         plan.rewrites.push(format!(
@@ -505,6 +609,104 @@ pub async fn acquire_roles(
     Ok((granted, warnings))
 }
 
+/// Applies the privileges on extensions' objects of [`PrivilegePlan::member_grants`]. An
+/// object whose owner on the target the login role cannot act for (an extension a
+/// superuser created) keeps the extension's privileges: GRANT and REVOKE would only warn
+/// there, so those are listed instead. Returns warnings.
+pub async fn apply_member_grants(
+    tgt: &Target,
+    member_grants: &[(String, String, String)],
+) -> Result<Vec<String>> {
+    let mut allowed = Vec::new();
+    let mut not_allowed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (kind, object, statement) in member_grants {
+        let owner_sql = match kind.as_str() {
+            "FUNCTION" | "PROCEDURE" => {
+                "SELECT proowner FROM pg_catalog.pg_proc WHERE oid = pg_catalog.to_regprocedure($1)"
+            }
+            "SCHEMA" => {
+                "SELECT nspowner FROM pg_catalog.pg_namespace WHERE oid = pg_catalog.to_regnamespace($1)"
+            }
+            _ => "SELECT relowner FROM pg_catalog.pg_class WHERE oid = pg_catalog.to_regclass($1)",
+        };
+        let may: Option<bool> = tgt
+            .query(
+                &format!(
+                    "SELECT pg_catalog.pg_has_role(o.owner, 'USAGE') FROM ({owner_sql}) AS o (owner)"
+                ),
+                &[object],
+            )
+            .await?
+            .first()
+            .map(|r| r.get(0));
+        match may {
+            Some(true) => allowed.push(statement.clone()),
+            Some(false) => not_allowed
+                .entry(object.clone())
+                .or_default()
+                .push(statement.clone()),
+            None => {}
+        }
+    }
+    let mut warnings =
+        run_and_summarize(tgt, &allowed, "privilege on an extension's object", |_| {
+            true
+        })
+        .await?;
+    for (object, statements) in not_allowed {
+        warnings.push(format!(
+            "{object} belongs to an extension whose objects the target role may not change; its privileges stay as the extension made them (run as its owner: {})",
+            statements.join("; ")
+        ));
+    }
+    Ok(warnings)
+}
+
+/// Lifts `FORCE ROW LEVEL SECURITY` from those of `tables` (quoted and qualified) that
+/// have it on the target, so that counting their rows as a member of their owner sees all
+/// of them; [`force_row_security`] puts it back. Returns warnings for tables it could not
+/// lift it from.
+pub async fn lift_forced_row_security(tgt: &Target, tables: &[String]) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for t in tables {
+        let forced: bool = tgt
+            .query_one(
+                "SELECT COALESCE((SELECT relforcerowsecurity FROM pg_catalog.pg_class
+                                  WHERE oid = pg_catalog.to_regclass($1)), false)",
+                &[t],
+            )
+            .await?
+            .get(0);
+        if !forced {
+            continue;
+        }
+        if let Err(e) = tgt
+            .execute(&format!("ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY"))
+            .await
+        {
+            warnings.push(format!(
+                "{t}: row-level security could not be lifted for counting ({e}); its count goes through its policies"
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Puts `FORCE ROW LEVEL SECURITY` (back) on those of `tables` the target has; returns
+/// warnings for those it could not.
+pub async fn force_row_security(tgt: &Target, tables: &[String]) -> Result<Vec<String>> {
+    let statements: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "DO $tsxfer$ BEGIN IF pg_catalog.to_regclass({lit}) IS NOT NULL THEN ALTER TABLE {t} FORCE ROW LEVEL SECURITY; END IF; END $tsxfer$",
+                lit = crate::quote::literal(t)
+            )
+        })
+        .collect();
+    run_and_summarize(tgt, &statements, "forced row-level security", |_| true).await
+}
+
 /// Gives each future owner CREATE on its schemas where it lacks it (PostgreSQL asks that of
 /// a new owner); returns the statements that take it back.
 pub async fn lend_schema_create(
@@ -575,6 +777,7 @@ mod tests {
             ],
             grants: vec![],
             defaults: vec![],
+            extension_members: vec![],
         };
         let managed: BTreeSet<String> = ["postgres".to_string()].into();
         let p = plan(&src, &managed, "tsdbadmin");
@@ -586,6 +789,32 @@ mod tests {
         assert!(
             p.schema_owners
                 .contains(&("public".to_string(), "app".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_schema_owner_is_given_its_schema_first_and_lent_nothing_on_it() {
+        let owned = |kind: &str, object: &str, owner: &str| OwnedObject {
+            kind: kind.into(),
+            object: object.into(),
+            schema: "app".into(),
+            owner: owner.into(),
+        };
+        let src = SourcePrivileges {
+            owners: vec![
+                owned("TABLE", "\"app\".\"t\"", "app"),
+                owned("TABLE", "\"app\".\"u\"", "other"),
+                owned("SCHEMA", "\"app\"", "app"),
+            ],
+            grants: vec![],
+            defaults: vec![],
+            extension_members: vec![],
+        };
+        let p = plan(&src, &BTreeSet::new(), "tsdbadmin");
+        assert_eq!(p.owners[0], "ALTER SCHEMA \"app\" OWNER TO \"app\"");
+        assert_eq!(
+            p.schema_owners,
+            [("app".to_string(), "other".to_string())].into()
         );
     }
 
@@ -611,6 +840,7 @@ mod tests {
                 privilege: "SELECT".into(),
                 grantable: true,
             }],
+            extension_members: vec![],
         };
         let managed: BTreeSet<String> =
             ["postgres".to_string(), "rds_superuser".to_string()].into();

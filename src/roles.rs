@@ -30,6 +30,9 @@ pub struct SourceRole {
     pub settings: Vec<String>,
     /// `name=value` settings for the migrated database only.
     pub database_settings: Vec<String>,
+    /// `COMMENT ON ROLE`.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +147,16 @@ pub fn plan_roles(
             None => {}
         }
         plan.creates.push((role.name.clone(), sql));
+        if let Some(comment) = &role.comment {
+            plan.extras.push((
+                format!("comment on role {}", role.name),
+                format!(
+                    "COMMENT ON ROLE {} IS {}",
+                    ident(&role.name),
+                    literal(comment)
+                ),
+            ));
+        }
         for setting in &role.settings {
             if let Some(stmt) = setting_sql(&format!("ALTER ROLE {}", ident(&role.name)), setting) {
                 plan.extras
@@ -265,6 +278,32 @@ fn setting_sql(head: &str, setting: &str) -> Option<String> {
     Some(format!("{head} SET {} TO {value}", ident(name)))
 }
 
+/// The settings of the source database itself (`ALTER DATABASE ... SET`), as
+/// `name=value`.
+pub async fn read_database_settings(src: &Source) -> Result<Vec<String>> {
+    Ok(src
+        .query(
+            "SELECT COALESCE((SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s
+                              JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+                              WHERE s.setrole = 0 AND d.datname = current_database()),
+                             '{}'::text[])",
+            &[],
+        )
+        .await?
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or_default())
+}
+
+/// `ALTER DATABASE target_db SET ...` for each of `settings`.
+pub fn database_setting_statements(settings: &[String], target_db: &str) -> Vec<String> {
+    let head = format!("ALTER DATABASE {}", ident(target_db));
+    settings
+        .iter()
+        .filter_map(|s| setting_sql(&head, s))
+        .collect()
+}
+
 /// Reads the source's roles and memberships. Returns whether passwords were readable.
 pub async fn read_source_roles(src: &Source) -> Result<(Vec<SourceRole>, Vec<Membership>, bool)> {
     let rows = src.query(include_str!("sql/source_roles.sql"), &[]).await?;
@@ -310,6 +349,7 @@ pub async fn read_source_roles(src: &Source) -> Result<(Vec<SourceRole>, Vec<Mem
                 valid_until: r.get("valid_until"),
                 settings: r.get("settings"),
                 database_settings: r.get("database_settings"),
+                comment: r.get("comment"),
             }
         })
         .collect();
@@ -376,6 +416,7 @@ mod tests {
             password: None,
             settings: vec![],
             database_settings: vec![],
+            comment: None,
         }
     }
 

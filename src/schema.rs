@@ -249,6 +249,12 @@ pub async fn post_data_left(
     Ok(not_present(entries, &present, owners))
 }
 
+/// How an archive listing starts the entry of the user mapping pg_dump tags `tag`
+/// (`USER MAPPING user SERVER server`; such entries have no OID to tell them by).
+pub fn user_mapping_entry(tag: &str) -> String {
+    format!("USER MAPPING - {tag} ")
+}
+
 /// Topological order of `tables` over `references` (table → tables it references), ties
 /// and cycles broken by name so the result is stable.
 pub fn fk_order(tables: &[String], references: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {

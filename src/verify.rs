@@ -97,9 +97,15 @@ struct Found {
 
 /// Reads one unit back from the target: its rows' checksum when asked and known from
 /// the copy, else its count.
-async fn read_unit(tgt: &Target, unit: &CopyUnit, by_content: bool) -> Result<Found> {
+async fn read_unit(
+    tgt: &Target,
+    unit: &CopyUnit,
+    by_content: bool,
+    count_sql: Option<&str>,
+) -> Result<Found> {
     if !by_content {
-        let n: i64 = tgt.query_one(&unit.count_sql(), &[]).await?.get(0);
+        let sql = count_sql.map_or_else(|| unit.count_sql(), str::to_string);
+        let n: i64 = tgt.query_one(&sql, &[]).await?.get(0);
         return Ok(Found {
             rows: n,
             checksum: None,
@@ -163,27 +169,35 @@ fn mismatch_between(
 /// it with what passed through tsxfer. Fills each report's target rows and checksum;
 /// returns one line per mismatch. Units copied without a checksum (large objects, or
 /// by a run under `--verify=count`) are compared by count.
+/// `counts_apart` holds, by (schema, table), the count to use for tables whose rows the
+/// target cannot read back as COPY sent them (hypercore chunks): those are compared by
+/// count.
 pub async fn check_copied(
     target: &ConnInfo,
     jobs: usize,
     mode: VerifyMode,
     done: &mut [(CopyUnit, UnitReport)],
+    counts_apart: &HashMap<(String, String), String>,
 ) -> Result<Vec<String>> {
     if mode == VerifyMode::Off {
         return Ok(Vec::new());
     }
     // Popped largest first, so that the lanes end together.
-    let mut work: Vec<(usize, CopyUnit, bool)> = done
+    let mut work: Vec<(usize, CopyUnit, bool, Option<String>)> = done
         .iter()
         .enumerate()
         .map(|(i, (unit, report))| {
+            let apart = counts_apart
+                .get(&(unit.schema.clone(), unit.name.clone()))
+                .cloned();
             let by_content = mode == VerifyMode::Checksum
                 && unit.kind != UnitKind::LargeObjects
-                && report.outcome.checksum.is_some();
-            (i, unit.clone(), by_content)
+                && report.outcome.checksum.is_some()
+                && apart.is_none();
+            (i, unit.clone(), by_content, apart)
         })
         .collect();
-    work.sort_by_key(|(i, _, _)| done[*i].1.outcome.bytes);
+    work.sort_by_key(|(i, _, _, _)| done[*i].1.outcome.bytes);
     let lanes = jobs.min(work.len()).max(1);
     let queue = Arc::new(Mutex::new(work));
     let mut set = JoinSet::new();
@@ -195,10 +209,13 @@ pub async fn check_copied(
             let mut found = Vec::new();
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some((i, unit, by_content)) = next else {
+                let Some((i, unit, by_content, apart)) = next else {
                     break;
                 };
-                found.push((i, read_unit(&tgt, &unit, by_content).await?));
+                found.push((
+                    i,
+                    read_unit(&tgt, &unit, by_content, apart.as_deref()).await?,
+                ));
             }
             Ok::<_, Error>(found)
         });

@@ -39,6 +39,11 @@ WITH user_ns AS (
     WHERE t.typacl IS NOT NULL AND t.typtype IN ('b', 'd', 'e', 'r', 'c')
       AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_catalog.pg_type'::regclass AND m.objid = t.oid)
     UNION ALL
+    SELECT 'FOREIGN SERVER', quote_ident(s.srvname), '', s.srvowner, s.srvacl
+    FROM pg_catalog.pg_foreign_server s
+    WHERE s.srvacl IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_catalog.pg_foreign_server'::regclass AND m.objid = s.oid)
+    UNION ALL
     SELECT 'LARGE OBJECT', l.oid::text, '', l.lomowner, l.lomacl
     FROM pg_catalog.pg_largeobject_metadata l
     WHERE l.lomacl IS NOT NULL

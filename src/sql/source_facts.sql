@@ -15,4 +15,6 @@ SELECT current_setting('server_version_num')::int AS version_num,
            + current_setting('max_worker_processes')::int8
            + current_setting('max_wal_senders')::int8
            + current_setting('max_prepared_transactions')::int8)) AS lock_slots,
-       COALESCE(current_setting('timescaledb.license', true), '') AS timescaledb_license
+       COALESCE(current_setting('timescaledb.license', true), '') AS timescaledb_license,
+       ARRAY(SELECT DISTINCT w.fdwname::text FROM pg_catalog.pg_foreign_server s
+             JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw ORDER BY 1) AS foreign_data_wrappers

@@ -43,6 +43,11 @@ WHERE t.typtype IN ('b', 'd', 'e', 'r')
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type a WHERE a.typarray = t.oid)
   AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_catalog.pg_type'::regclass AND m.objid = t.oid)
 UNION ALL
+SELECT 'SERVER', quote_ident(s.srvname), '', r.rolname::text
+FROM pg_catalog.pg_foreign_server s
+JOIN pg_catalog.pg_roles r ON r.oid = s.srvowner
+WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_catalog.pg_foreign_server'::regclass AND m.objid = s.oid)
+UNION ALL
 SELECT 'LARGE OBJECT', l.oid::text, '', r.rolname::text
 FROM pg_catalog.pg_largeobject_metadata l
 JOIN pg_catalog.pg_roles r ON r.oid = l.lomowner

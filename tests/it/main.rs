@@ -4,6 +4,7 @@
 mod cluster;
 mod compare;
 mod faults;
+mod fidelity;
 mod first_contact;
 mod migrate;
 mod observability;

@@ -83,6 +83,13 @@ fn plain_tables_become_hypertables_on_the_target() {
     let pk =
         "SELECT count(*) FROM pg_indexes WHERE tablename = 'readings' AND indexdef LIKE '%UNIQUE%'";
     assert_eq!(tgt.psql("src_conv_tgt", pk), "1");
+    // The indexes of the source, and not TimescaleDB's default time index besides.
+    let indexes = "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes
+                   WHERE schemaname = 'public' AND tablename IN ('readings', 'counters')";
+    assert_eq!(
+        tgt.psql("src_conv_tgt", indexes),
+        src.psql("src_conv_src", indexes)
+    );
 }
 
 #[test]
