@@ -154,25 +154,36 @@ fn a_target_backend_killed_mid_copy_is_retried_and_the_run_succeeds() {
     );
 }
 
-#[test]
-fn a_row_the_target_rejects_stops_the_run_cleanly_and_a_rerun_after_the_fix_completes() {
+/// A pair whose first run fails on one unit, leaving its run state behind: a SQL_ASCII
+/// source `{name}_src` with a row (`bad`, id 50) whose bytes the UTF-8 target `{name}_tgt`
+/// (plain PostgreSQL, cloud-like) refuses, next to `good` (1000 rows). Returns the pair's
+/// connection strings after that first run (exit 4).
+pub fn pair_with_a_rejected_row(name: &str) -> (String, String) {
     let (src, tgt) = cluster::clusters();
-    // A SQL_ASCII source holds bytes a UTF-8 target refuses.
+    let (src_db, tgt_db) = (format!("{name}_src"), format!("{name}_tgt"));
     src.psql(
         "postgres",
-        "CREATE DATABASE rs_reject_src ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+        &format!(
+            "CREATE DATABASE {src_db} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ),
     );
     src.psql(
-        "rs_reject_src",
+        &src_db,
         "CREATE TABLE good (id int PRIMARY KEY, t text);
          INSERT INTO good SELECT i, 'fine ' || i FROM generate_series(1, 1000) i;
          CREATE TABLE bad (id int PRIMARY KEY, t text);
          INSERT INTO bad SELECT i, 'fine ' || i FROM generate_series(1, 100) i;
          UPDATE bad SET t = E'caf\\xe9' WHERE id = 50;",
     );
-    tgt.create_cloud_like_database("rs_reject_tgt");
-    tgt.psql("rs_reject_tgt", "DROP EXTENSION timescaledb");
-    let (source, target) = conninfos(src, "rs_reject_src", tgt, "rs_reject_tgt");
+    tgt.create_cloud_like_database(&tgt_db);
+    tgt.psql(&tgt_db, "DROP EXTENSION timescaledb");
+    conninfos(src, &src_db, tgt, &tgt_db)
+}
+
+#[test]
+fn a_row_the_target_rejects_stops_the_run_cleanly_and_a_rerun_after_the_fix_completes() {
+    let (src, tgt) = cluster::clusters();
+    let (source, target) = pair_with_a_rejected_row("rs_reject");
     let run = tsxfer(&["--source", &source, "--target", &target, "-j", "2"]);
     assert_eq!(run.code, 4, "{run:?}");
     let last = run.stderr.lines().last().unwrap_or_default();

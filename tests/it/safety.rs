@@ -115,23 +115,8 @@ fn restart_refuses_to_empty_a_target_whose_run_came_from_another_source() {
 #[test]
 fn the_run_state_names_units_but_nothing_read_from_it_runs_as_sql_on_the_source() {
     let (src, tgt) = cluster::clusters();
-    // A SQL_ASCII source holds bytes a UTF-8 target refuses: the first run stops with
-    // one unit failed and its state left behind.
-    src.psql(
-        "postgres",
-        "CREATE DATABASE sf_state_src ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
-    );
-    src.psql(
-        "sf_state_src",
-        "CREATE TABLE good (id int PRIMARY KEY, t text);
-         INSERT INTO good SELECT i, 'fine ' || i FROM generate_series(1, 1000) i;
-         CREATE TABLE bad (id int PRIMARY KEY, t text);
-         INSERT INTO bad SELECT i, 'fine ' || i FROM generate_series(1, 100) i;
-         UPDATE bad SET t = E'caf\\xe9' WHERE id = 50;",
-    );
-    tgt.create_cloud_like_database("sf_state_tgt");
-    tgt.psql("sf_state_tgt", "DROP EXTENSION timescaledb");
-    let (source, target) = conninfos(src, "sf_state_src", tgt, "sf_state_tgt");
+    // The first run stops with one unit failed and its state left behind.
+    let (source, target) = crate::resume::pair_with_a_rejected_row("sf_state");
     let run = tsxfer(&["--source", &source, "--target", &target, "-j", "2"]);
     assert_eq!(run.code, 4, "{run:?}");
     src.psql("sf_state_src", "UPDATE bad SET t = 'fixed' WHERE id = 50");
