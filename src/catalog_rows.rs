@@ -264,15 +264,17 @@ pub async fn read(
 /// check function, a hypertable's integer "now" function. pg_dump leaves functions out
 /// under `-t`, and under `-n` those of other schemas, while the rows stay with what they
 /// belong to. One line each, for the report.
-pub async fn missing_functions(tgt: &Target) -> Result<Vec<String>> {
+/// Only the jobs `jobs` (those loaded) are looked at: the target's own jobs are its
+/// business.
+pub async fn missing_functions(tgt: &Target, jobs: &[i32]) -> Result<Vec<String>> {
     Ok(tgt
         .query(
             "WITH named (what, schema_name, function_name) AS (
                  SELECT format('job %s calls', id), proc_schema, proc_name
-                 FROM _timescaledb_config.bgw_job
+                 FROM _timescaledb_config.bgw_job WHERE id = ANY ($1)
                  UNION ALL
                  SELECT format('job %s checks its config with', id), check_schema, check_name
-                 FROM _timescaledb_config.bgw_job WHERE check_name IS NOT NULL
+                 FROM _timescaledb_config.bgw_job WHERE check_name IS NOT NULL AND id = ANY ($1)
                  UNION ALL
                  SELECT format('hypertable %I.%I takes its integer now from', h.schema_name, h.table_name),
                         d.integer_now_func_schema, d.integer_now_func
@@ -286,7 +288,7 @@ pub async fn missing_functions(tgt: &Target) -> Result<Vec<String>> {
                                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                                WHERE n.nspname = named.schema_name AND p.proname = named.function_name)
              ORDER BY 1",
-            &[],
+            &[&jobs],
         )
         .await?
         .iter()
@@ -436,7 +438,7 @@ async fn map_job_owners(
 }
 
 /// The ids of the jobs in `rows` (the target's own jobs are not among them).
-fn loaded_jobs(rows: &CatalogRows) -> Vec<i32> {
+pub fn loaded_jobs(rows: &CatalogRows) -> Vec<i32> {
     rows.tables
         .iter()
         .filter(|t| t.schema == "_timescaledb_config" && t.name == "bgw_job")

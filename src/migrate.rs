@@ -891,9 +891,10 @@ async fn load_phases(
                 ));
             }
             if ex.filtered {
-                report
-                    .warnings
-                    .extend(catalog_rows::missing_functions(tgt).await?);
+                report.warnings.extend(
+                    catalog_rows::missing_functions(tgt, &catalog_rows::loaded_jobs(&ex.catalog))
+                        .await?,
+                );
             }
         }
         state::set_milestone(tgt, Milestone::Schema).await?;
