@@ -502,7 +502,7 @@ pub async fn copy_table(
 ) -> Result<UnitOutcome> {
     let started = Instant::now();
     let buffer_size = options.buffer_size;
-    src.begin_snapshot(Some(snapshot))
+    src.enter_snapshot(snapshot)
         .await
         .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
     if !unit.binary {
@@ -557,7 +557,7 @@ pub async fn copy_table(
             ),
         ));
     }
-    src.end().await?;
+    src.unit_read().await?;
     Ok(UnitOutcome {
         rows: written,
         bytes,
@@ -572,7 +572,10 @@ pub async fn copy_table(
 /// (see sql/target_analyze.sql). An inheritance parent is left for that phase: its
 /// ANALYZE reads and locks its children, which other units may still be loading.
 pub async fn analyze_copied(tgt: &Target, unit: &CopyUnit, options: &CopyOptions) -> Result<()> {
-    if !unit.fills_own_table() {
+    // A small table is read again from the buffers whenever it is analyzed: it is left to
+    // the analyze phase, which takes many in one statement (round trips, not reads, are
+    // what thousands of small chunks cost).
+    if !unit.fills_own_table() || unit.estimated_bytes < options.freeze_min_bytes {
         return Ok(());
     }
     if unit.kind == UnitKind::Table {
@@ -609,7 +612,7 @@ pub async fn copy_large_objects(
     debug_assert!(buffer_size > 0);
     let started = Instant::now();
     let slice = i32::try_from(buffer_size).unwrap_or(i32::MAX);
-    src.begin_snapshot(Some(snapshot)).await?;
+    src.enter_snapshot(snapshot).await?;
     let oids = src
         .query(
             "SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject')
@@ -661,7 +664,7 @@ pub async fn copy_large_objects(
             }
         }
     }
-    src.end().await?;
+    src.unit_read().await?;
     Ok(UnitOutcome {
         rows: oids.len() as u64,
         bytes,

@@ -1271,6 +1271,9 @@ const ALREADY_THERE: &[SqlState] = &[
     SqlState::INVALID_TABLE_DEFINITION,
 ];
 
+/// Tables one ANALYZE statement of the analyze phase takes.
+const ANALYZE_BATCH: usize = 50;
+
 /// ANALYZE of every user table the copy pool did not analyze as it loaded it (see
 /// sql/target_analyze.sql): leaves in parallel over the job pool, then the parents of
 /// inheritance trees one at a time (analyzing a parent locks all its children at once,
@@ -1310,13 +1313,30 @@ async fn analyze(
             let tgt = Target::connect(&target, "analyze").await?;
             let mut refused = Vec::new();
             loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some(rel) = next else { break };
-                match tgt.execute(&format!("ANALYZE {rel}")).await {
-                    Err(e) if server_refused(&e) => refused.push(format!(
-                        "ANALYZE {rel} failed on the target ({e}); its rows are all there, but it has no statistics until ANALYZE works on it"
-                    )),
-                    other => other?,
+                // Many tables a statement (one round trip); when the server declines one
+                // of them, each of the batch alone, so the others still get statistics.
+                let batch: Vec<String> = {
+                    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                    let from = q.len().saturating_sub(ANALYZE_BATCH);
+                    q.split_off(from)
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                match tgt.execute(&format!("ANALYZE {}", batch.join(", "))).await {
+                    Err(e) if server_refused(&e) => {}
+                    other => {
+                        other?;
+                        continue;
+                    }
+                }
+                for rel in batch {
+                    match tgt.execute(&format!("ANALYZE {rel}")).await {
+                        Err(e) if server_refused(&e) => refused.push(format!(
+                            "ANALYZE {rel} failed on the target ({e}); its rows are all there, but it has no statistics until ANALYZE works on it"
+                        )),
+                        other => other?,
+                    }
                 }
             }
             Ok::<_, Error>(refused)

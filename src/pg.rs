@@ -308,7 +308,15 @@ fn driver_failure(err: tokio_postgres::Error) -> Failure {
 /// A connection to the source database. Only reads are offered.
 pub struct Source {
     client: Client,
+    /// Units read in the snapshot transaction open for them ([`Source::enter_snapshot`]);
+    /// 0 when none is open.
+    units_in_snapshot: std::sync::atomic::AtomicU32,
 }
+
+/// Units one snapshot transaction of a copy stream reads before it is renewed: sharing it
+/// saves two round trips a unit, and renewing it lets go of the locks it holds (one for
+/// each table read, until the transaction ends).
+const UNITS_PER_SNAPSHOT: u32 = 32;
 
 impl Source {
     pub async fn connect(info: &ConnInfo, role: &str) -> Result<Source> {
@@ -322,7 +330,32 @@ impl Source {
                  SET search_path = pg_catalog",
             )
             .await?;
-        Ok(Source { client })
+        Ok(Source {
+            client,
+            units_in_snapshot: std::sync::atomic::AtomicU32::new(0),
+        })
+    }
+
+    /// Before a unit: the read-only transaction on `snapshot` that the stream's units
+    /// share, opened unless it already is.
+    pub async fn enter_snapshot(&self, snapshot: &str) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.units_in_snapshot.load(Ordering::SeqCst) == 0 {
+            self.begin_snapshot(Some(snapshot)).await?;
+        }
+        self.units_in_snapshot.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// After a unit was read whole: ends the shared transaction once it has read
+    /// [`UNITS_PER_SNAPSHOT`] units.
+    pub async fn unit_read(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.units_in_snapshot.load(Ordering::SeqCst) >= UNITS_PER_SNAPSHOT {
+            self.units_in_snapshot.store(0, Ordering::SeqCst);
+            self.end().await?;
+        }
+        Ok(())
     }
 
     /// Starts a read-only repeatable-read transaction, on `snapshot` when given.
@@ -389,6 +422,21 @@ pub struct Target {
 }
 
 impl Target {
+    /// Runs `sql` (any number of statements, no parameters) in one round trip; returns
+    /// the rows, their values as text.
+    pub async fn simple_rows(&self, sql: &str) -> Result<Vec<tokio_postgres::SimpleQueryRow>> {
+        Ok(self
+            .client
+            .simple_query(sql)
+            .await?
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .collect())
+    }
+
     pub async fn connect(info: &ConnInfo, role: &str) -> Result<Target> {
         let client = connect(info, "target", role).await?;
         client

@@ -182,8 +182,7 @@ async fn one_unit(
     n: usize,
 ) -> Result<Step, Failed> {
     let bare = |error: Error| Failed { unit: None, error };
-    tgt.execute("BEGIN").await.map_err(bare)?;
-    let Some(claimed) = state::claim(tgt).await.map_err(bare)? else {
+    let Some(claimed) = state::begin_and_claim(tgt).await.map_err(bare)? else {
         tgt.execute("ROLLBACK").await.map_err(bare)?;
         return Ok(Step::NothingFree);
     };
@@ -215,15 +214,14 @@ async fn one_unit(
         )),
     }
     .map_err(held)?;
-    state::mark_done(tgt, claimed.id, &outcome, &config.worker)
+    state::mark_done_and_commit(tgt, claimed.id, &outcome, &config.worker)
         .await
-        .map_err(held)?;
-    tgt.execute("COMMIT").await.map_err(|e| {
-        held(
-            e.with_kind(ErrorKind::Copy)
-                .context(format!("committing {} on the target", unit.title())),
-        )
-    })?;
+        .map_err(|e| {
+            held(
+                e.with_kind(ErrorKind::Copy)
+                    .context(format!("committing {} on the target", unit.title())),
+            )
+        })?;
     let analyzing = std::time::Instant::now();
     if let Err(e) = copy::analyze_copied(tgt, unit, &options).await {
         warn!(

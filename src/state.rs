@@ -197,22 +197,6 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// Inside an open target transaction: takes the largest pending unit no other transaction
-/// holds, and keeps it locked until that transaction ends.
-pub async fn claim(tgt: &Target) -> Result<Option<Claimed>> {
-    let rows = tgt
-        .query(
-            "SELECT id, attempts FROM tsxfer.unit WHERE status = 'pending'
-             ORDER BY estimated_bytes DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-            &[],
-        )
-        .await?;
-    Ok(rows.first().map(|r| Claimed {
-        id: r.get(0),
-        attempts: r.get(1),
-    }))
-}
-
 /// Every unit of the run as the state records it, checked to be values tsxfer could
 /// have written (the state may have been edited by anyone who can write to the target).
 pub async fn recorded_units(tgt: &Target) -> Result<Vec<RecordedUnit>> {
@@ -280,26 +264,59 @@ fn recorded_unit(r: &Row) -> Result<RecordedUnit> {
     })
 }
 
-/// Inside the claiming transaction: the unit is done (commits with its data).
-pub async fn mark_done(tgt: &Target, id: i32, outcome: &UnitOutcome, worker: &str) -> Result<()> {
+/// Opens a target transaction and claims the largest pending unit no other transaction
+/// holds, in one round trip; `None` when there is none
+/// (the transaction is then still open).
+pub async fn begin_and_claim(tgt: &Target) -> Result<Option<Claimed>> {
+    let rows = tgt
+        .simple_rows(
+            "BEGIN; SELECT id, attempts FROM tsxfer.unit WHERE status = 'pending'
+             ORDER BY estimated_bytes DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    let number = |i: usize| -> Result<i32> {
+        r.get(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt("a unit's id or attempts is not a number"))
+    };
+    Ok(Some(Claimed {
+        id: number(0)?,
+        attempts: number(1)?,
+    }))
+}
+
+/// Inside the claiming transaction: marks the unit done and commits it with its data, in
+/// one round trip. Every value is one of tsxfer's own
+/// numbers, or the worker's name quoted as a literal.
+pub async fn mark_done_and_commit(
+    tgt: &Target,
+    id: i32,
+    outcome: &UnitOutcome,
+    worker: &str,
+) -> Result<()> {
     let (high, low) = outcome.checksum.map(Checksum::to_parts).unzip();
-    tgt.query(
-        "UPDATE tsxfer.unit SET status = 'done', rows = $2, bytes = $3, seconds = $4,
-                done_by = $5, finished_at = now(), last_error = NULL,
-                checksum_high = $6, checksum_low = $7
-         WHERE id = $1",
-        &[
-            &id,
-            &(outcome.rows as i64),
-            &(outcome.bytes as i64),
-            &outcome.seconds,
-            &worker,
-            &high,
-            &low,
-        ],
-    )
-    .await?;
-    Ok(())
+    let or_null = |v: Option<i64>| v.map_or_else(|| "NULL".to_string(), |v| v.to_string());
+    let seconds = if outcome.seconds.is_finite() {
+        outcome.seconds
+    } else {
+        0.0
+    };
+    tgt.execute(&format!(
+        "UPDATE tsxfer.unit SET status = 'done', rows = {rows}, bytes = {bytes},
+                seconds = {seconds:?}::float8, done_by = {worker}, finished_at = now(),
+                last_error = NULL, checksum_high = {high}, checksum_low = {low}
+         WHERE id = {id};
+         COMMIT",
+        rows = outcome.rows as i64,
+        bytes = outcome.bytes as i64,
+        worker = crate::quote::literal(worker),
+        high = or_null(high),
+        low = or_null(low),
+    ))
+    .await
 }
 
 /// After a failed attempt (its transaction rolled back): counts the attempt, keeps the
