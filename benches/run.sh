@@ -41,7 +41,8 @@
 #   BENCH_JOBS      N for every tool (tsxfer --jobs, pg_dump/pg_restore -j, pgcopydb), default 2
 #   BENCH_VARIANTS  variants to run, default "sparse dense"
 #   BENCH_TOOLS     tools to run, default "seed pgdump pgdump-z0 pgcopydb tsxfer
-#                   tsxfer-offline"; pgdump-z0 is pg_dump -Fd -Z0 (no gzip); it and
+#                   tsxfer-offline"; tsxfer-count is tsxfer with --verify count (to
+#                   weigh what --verify checksum costs); pgdump-z0 is pg_dump -Fd -Z0 (no gzip); it and
 #                   pgcopydb run on the dense variant only; pgcopydb is skipped when it
 #                   is not on PATH; tsxfer-offline is `tsxfer dump` into a directory,
 #                   then `tsxfer restore` from it
@@ -102,7 +103,7 @@ for v in $VARIANTS; do
     [[ $v == sparse || $v == dense || $v == chunks ]] || die "unknown variant '$v' in BENCH_VARIANTS (sparse, dense)"
 done
 for t in $TOOLS; do
-    case $t in seed | pgdump | pgdump-z0 | pgcopydb | tsxfer | tsxfer-offline) ;; *) die "unknown tool '$t' in BENCH_TOOLS" ;; esac
+    case $t in seed | pgdump | pgdump-z0 | pgcopydb | tsxfer | tsxfer-count | tsxfer-offline) ;; *) die "unknown tool '$t' in BENCH_TOOLS" ;; esac
 done
 for prog in initdb pg_ctl psql pg_dump pg_dumpall pg_restore; do
     [[ -x $PG_BIN/$prog ]] || die "$PG_BIN/$prog not found (set TSXFER_PG_BIN, or run scripts/setup.sh)"
@@ -612,9 +613,11 @@ setsid --wait pgcopydb clone --source "$SRC_URI" --target "$TGT_URI" \
 exit $status
 EOF
             ;;
-        tsxfer)
+        tsxfer | tsxfer-count)
+            local extra=$TSXFER_EXTRA
+            [[ $tool == tsxfer-count ]] && extra+=' --verify count'
             printf 'TSXFER=%q\nTGT_ADMIN=%q\nBUFFER=%q\nEXTRA=(%s)\n' "$TSXFER" \
-                "$(tcp_conninfo target "$DB" "$ADMIN" "$ADMIN_PASSWORD")" "$BUFFER" "$TSXFER_EXTRA"
+                "$(tcp_conninfo target "$DB" "$ADMIN" "$ADMIN_PASSWORD")" "$BUFFER" "$extra"
             cat <<'EOF'
 # tsxfer's own peak RSS (VmHWM), sampled until it exits; /usr/bin/time's maximum
 # also covers the pg_dump and pg_restore it runs.
@@ -654,6 +657,7 @@ tool_label() {
     pgdump-z0) echo "pg_dump -Fd -j$JOBS -Z0 + pg_restore -j$JOBS" ;;
     pgcopydb) echo "pgcopydb clone ($(pgcopydb --version 2>/dev/null | awk '/^pgcopydb version/ { print $3 }'))" ;;
     tsxfer) echo "tsxfer --jobs $JOBS" ;;
+    tsxfer-count) echo "tsxfer --jobs $JOBS --verify count" ;;
     tsxfer-offline) echo "tsxfer dump + tsxfer restore, --jobs $JOBS" ;;
     esac
 }
@@ -669,7 +673,7 @@ run_tool() { # <variant> <tool> <source db> <relations> <source fingerprint>
     local dir=$RUNS/$variant-$tool
     mkdir -p "$dir"
     chmod 777 "$dir"
-    if [[ $tool == tsxfer || $tool == tsxfer-offline ]]; then
+    if [[ $tool == tsxfer || $tool == tsxfer-count || $tool == tsxfer-offline ]]; then
         fresh_target_cloud_like
     else
         fresh_target_superuser
@@ -739,6 +743,14 @@ run_tool() { # <variant> <tool> <source db> <relations> <source fingerprint>
             TSXFER_DATA[$variant]=$(jq -r '[.phases[] | select(.phase == "data") | .seconds] | add // 0' "$dir/report.json")
             TSXFER_ANALYZE[$variant]=$(jq -r '.data_analyze_seconds // 0' "$dir/report.json")
             TSXFER_BYTES[$variant]=$bytes
+        fi
+        ((status != 0)) && notes+=("exit status $status: $(grep -m1 '^tsxfer:' "$dir/output.log" | head -c 240)")
+        ;;
+    tsxfer-count)
+        tool_rss=$(cat "$dir/tsxfer-hwm-kb" 2>/dev/null || true)
+        if [[ -f $dir/report.json ]]; then
+            bytes=$(jq '[.units[].bytes] | add // 0' "$dir/report.json")
+            notes+=("phases: $(jq -r '[.phases[] | "\(.phase) \(.seconds * 10 | round / 10) s"] | join(", ")' "$dir/report.json")")
         fi
         ((status != 0)) && notes+=("exit status $status: $(grep -m1 '^tsxfer:' "$dir/output.log" | head -c 240)")
         ;;

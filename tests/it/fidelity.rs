@@ -170,12 +170,12 @@ fn schema_owners_forced_row_security_role_comments_and_database_settings_arrive(
     );
 
     // The schema's owner may still create in it.
-    let create = "SELECT has_schema_privilege('tsx_fid_keeper', 'ledger', 'CREATE')";
+    let create = "SELECT has_schema_privilege('fid_role_keeper', 'ledger', 'CREATE')";
     assert_eq!(src.psql("fid_pl_src", create), "t");
     assert_eq!(tgt.psql("fid_pl_tgt", create), "t");
 
     let comments = "SELECT string_agg(rolname || ': ' || shobj_description(oid, 'pg_authid'), '; ' ORDER BY rolname)
-                    FROM pg_roles WHERE rolname LIKE 'tsx\\_fid\\_%'";
+                    FROM pg_roles WHERE rolname LIKE 'fid\\_role\\_%'";
     let (s, t) = both(src, "fid_pl_src", tgt, "fid_pl_tgt", comments);
     assert!(s.contains("keeps the ledger schema"), "{s}");
     assert_eq!(s, t);
@@ -205,7 +205,7 @@ fn schema_owners_forced_row_security_role_comments_and_database_settings_arrive(
 
     // A target where the login role may change them gets them as the source has them.
     let member_acls = "SELECT has_function_privilege('public', 'public.gen_random_uuid()', 'EXECUTE'),
-                              has_function_privilege('tsx_fid_clerk', 'public.gen_random_bytes(integer)', 'EXECUTE')";
+                              has_function_privilege('fid_role_clerk', 'public.gen_random_bytes(integer)', 'EXECUTE')";
     assert_eq!(src.psql("fid_pl_src", member_acls), "f|t");
     tgt.create_database("fid_pl_super");
     tgt.psql("fid_pl_super", "CREATE EXTENSION timescaledb");
@@ -225,7 +225,7 @@ fn an_extension_the_target_role_may_not_create_is_refused_before_anything_is_wri
     src.create_database("fid_ext_src");
     src.psql(
         "fid_ext_src",
-        "CREATE EXTENSION pg_stat_statements; CREATE ROLE tsx_fid_ext_only NOLOGIN;
+        "CREATE EXTENSION pg_stat_statements; CREATE ROLE fid_role_ext_only NOLOGIN;
          CREATE TABLE kept (id int)",
     );
     tgt.create_cloud_like_database("fid_ext_tgt");
@@ -236,7 +236,7 @@ fn an_extension_the_target_role_may_not_create_is_refused_before_anything_is_wri
         tgt.psql(
             "fid_ext_tgt",
             "SELECT count(*) FROM pg_class WHERE relname = 'kept'
-             UNION ALL SELECT count(*) FROM pg_roles WHERE rolname = 'tsx_fid_ext_only'"
+             UNION ALL SELECT count(*) FROM pg_roles WHERE rolname = 'fid_role_ext_only'"
         ),
         "0\n0"
     );
@@ -251,6 +251,10 @@ fn an_extension_the_target_role_may_not_create_is_refused_before_anything_is_wri
     }
 }
 
+// Roles these tests make are named fid_role_*, outside the fixtures' tsx_* names that
+// compare.rs checks cluster-wide: a role one test adds to the shared source cluster must
+// not show up as missing in another test's comparison running at the same time.
+
 #[test]
 fn foreign_servers_need_their_wrapper_and_superuser_only_mappings_are_listed() {
     let (src, tgt) = cluster::clusters();
@@ -260,13 +264,13 @@ fn foreign_servers_need_their_wrapper_and_superuser_only_mappings_are_listed() {
         "CREATE EXTENSION IF NOT EXISTS timescaledb;
          CREATE EXTENSION postgres_fdw;
          DO $r$ BEGIN
-             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tsx_fid_remote') THEN
-                 CREATE ROLE tsx_fid_remote NOLOGIN;
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fid_role_remote') THEN
+                 CREATE ROLE fid_role_remote NOLOGIN;
              END IF;
          END $r$;
          CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'nowhere');
-         GRANT USAGE ON FOREIGN SERVER elsewhere TO tsx_fid_remote;
-         CREATE USER MAPPING FOR tsx_fid_remote SERVER elsewhere
+         GRANT USAGE ON FOREIGN SERVER elsewhere TO fid_role_remote;
+         CREATE USER MAPPING FOR fid_role_remote SERVER elsewhere
              OPTIONS (user 'someone', password_required 'false')",
     );
     tgt.create_cloud_like_database("fid_fdw_tgt");
@@ -287,10 +291,10 @@ fn foreign_servers_need_their_wrapper_and_superuser_only_mappings_are_listed() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout.contains(
-            "user mapping for tsx_fid_remote on server elsewhere (password_required false) not restored"
+            "user mapping for fid_role_remote on server elsewhere (password_required false) not restored"
         ),
         "{run:?}"
     );
-    let acl = "SELECT has_server_privilege('tsx_fid_remote', 'elsewhere', 'USAGE')";
+    let acl = "SELECT has_server_privilege('fid_role_remote', 'elsewhere', 'USAGE')";
     assert_eq!(tgt.psql("fid_fdw_tgt", acl), "t");
 }
