@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{self, Cluster};
 use crate::compare::compare_databases;
-use crate::{Run, conninfos, tsxfer};
+use crate::resume::finish;
+use crate::{conninfos, tsxfer};
 
 /// Whether this machine has a German locale (`locale-gen de_DE.UTF-8`).
 fn german_available() -> bool {
@@ -90,15 +91,6 @@ fn spawn(args: &[&str], env: &[(&str, &str)]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.spawn().expect("starting tsxfer")
-}
-
-fn finish(child: Child) -> Run {
-    let out = child.wait_with_output().expect("waiting for tsxfer");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.

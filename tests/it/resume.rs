@@ -67,7 +67,8 @@ fn spawn_tsxfer(args: &[&str]) -> Child {
     cmd.spawn().expect("starting tsxfer")
 }
 
-fn finish(child: Child) -> Run {
+/// Waits for a spawned tsxfer and takes what it printed.
+pub fn finish(child: Child) -> Run {
     let out = child.wait_with_output().expect("waiting for tsxfer");
     Run {
         code: out.status.code().unwrap_or(-1),
