@@ -105,14 +105,6 @@ impl UnitBook {
     pub fn units(&self) -> impl Iterator<Item = &CopyUnit> {
         self.units.values()
     }
-
-    pub fn len(&self) -> usize {
-        self.units.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.units.is_empty()
-    }
 }
 
 /// The parts of each table copied in parts cover its pages exactly once: parts 1 to N,
