@@ -263,6 +263,21 @@ pub async fn copy_units(
     Ok(units)
 }
 
+/// Where the large objects are cut into parts of `per_part` objects: the OID of every
+/// `per_part`-th object after the first, in OID order. Any boundaries are correct (the
+/// parts cover every OID whatever they are); these make parts of even counts.
+pub async fn large_object_starts(reader: &Source, per_part: i64) -> Result<Vec<u32>> {
+    let rows = reader
+        .query(
+            "SELECT oid FROM (SELECT oid, row_number() OVER (ORDER BY oid) AS n
+                              FROM pg_catalog.pg_largeobject_metadata) AS m
+             WHERE n > 1 AND (n - 1) % $1 = 0 ORDER BY oid",
+            &[&per_part],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The heap pages (main fork) of the tables `oids` now, read on `sizer` outside the
 /// snapshot: where a table copied in parts is cut. A table that grew since the snapshot
 /// is covered all the same: its last part has no upper bound.

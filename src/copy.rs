@@ -600,12 +600,13 @@ pub async fn analyze_copied(tgt: &Target, unit: &CopyUnit, options: &CopyOptions
     tgt.execute(&format!("ANALYZE {}", unit.relation())).await
 }
 
-/// Copies every large object as of `snapshot`, in slices of `buffer_size` bytes, into the
-/// target transaction the caller has open. Owners and grants are set with the other
-/// privileges.
+/// Copies the large objects of `unit` (all of them, or its range of OIDs) as of
+/// `snapshot`, in slices of `buffer_size` bytes, into the target transaction the caller
+/// has open. Owners and grants are set with the other privileges.
 pub async fn copy_large_objects(
     src: &Source,
     tgt: &Target,
+    unit: &CopyUnit,
     snapshot: &str,
     buffer_size: usize,
 ) -> Result<UnitOutcome> {
@@ -615,8 +616,11 @@ pub async fn copy_large_objects(
     src.enter_snapshot(snapshot).await?;
     let oids = src
         .query(
-            "SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject')
-             FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
+            &format!(
+                "SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject')
+                 FROM pg_catalog.pg_largeobject_metadata WHERE {} ORDER BY oid",
+                unit.large_object_condition()
+            ),
             &[],
         )
         .await?;
@@ -685,7 +689,7 @@ pub async fn copy_unit(
     stream: usize,
 ) -> Result<UnitOutcome> {
     if unit.kind == UnitKind::LargeObjects {
-        let outcome = copy_large_objects(src, tgt, snapshot, options.buffer_size).await?;
+        let outcome = copy_large_objects(src, tgt, unit, snapshot, options.buffer_size).await?;
         progress.unit_progress(stream, unit.kind, outcome.bytes, outcome.rows);
         Ok(outcome)
     } else {

@@ -233,6 +233,7 @@ pub async fn split_big_tables(
     units: Vec<CopyUnit>,
     split: plan::Split,
 ) -> Result<Vec<CopyUnit>> {
+    let units = split_large_objects(reader, units).await?;
     let big = split.tables(&units);
     if big.is_empty() {
         return Ok(units);
@@ -256,6 +257,23 @@ pub async fn split_big_tables(
         );
     }
     Ok(units)
+}
+
+/// Cuts the large objects into parts of [`plan::large_objects_per_part`] objects, each
+/// copied and committed alone.
+async fn split_large_objects(reader: &Source, units: Vec<CopyUnit>) -> Result<Vec<CopyUnit>> {
+    let mut out = Vec::with_capacity(units.len());
+    for u in units {
+        let count = u.estimated_rows.unwrap_or(0);
+        let per_part = plan::large_objects_per_part(count);
+        if u.kind == UnitKind::LargeObjects && u.pages.is_none() && count > per_part {
+            let starts = catalog::large_object_starts(reader, per_part).await?;
+            out.extend(plan::split_large_objects(u, &starts));
+        } else {
+            out.push(u);
+        }
+    }
+    Ok(out)
 }
 
 /// TimescaleDB 2.19 writes a one-byte placeholder for a compressed column whose values

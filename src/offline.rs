@@ -40,10 +40,16 @@ use crate::unit_book::{RecordedUnit, UnitBook};
 
 /// The manifest format this build writes. Format 2 may cut a table into parts (units with
 /// a range of pages): a reader of format 1 would load every part's file as the whole
-/// table, so it must refuse the dump.
-pub const FORMAT: u32 = 2;
-/// The manifest formats this build reads (format 1 is format 2 without parts).
-const READS: [u64; 2] = [1, 2];
+/// table, so it must refuse the dump. Format 3 writes large objects in slices, as rows of
+/// (oid, comment, offset, data), and may cut them into parts by OID.
+pub const FORMAT: u32 = 3;
+/// The manifest formats this build reads (format 1 is format 2 without parts; formats 1
+/// and 2 hold each large object whole, as a row of (oid, comment, data)).
+const READS: [u64; 3] = [1, 2, 3];
+/// The first format that holds large objects in slices.
+const LARGE_OBJECT_SLICES: u32 = 3;
+/// The most bytes of a large object one row of a dump holds.
+const LARGE_OBJECT_SLICE: i32 = 1 << 20;
 const MANIFEST: &str = "manifest.json";
 const ROLES: &str = "roles.json";
 const SCHEMA_DIR: &str = "schema";
@@ -279,12 +285,23 @@ fn unit_file_name(index: usize, unit: &CopyUnit) -> String {
 }
 
 /// The source side of a unit in a dump: its binary COPY stream. Large objects travel as
-/// rows of (oid, comment, data).
+/// rows of (oid, comment, offset, data) of at most [`LARGE_OBJECT_SLICE`] bytes each, the
+/// comment on the first slice only, so that no object is read whole (a value cannot pass
+/// 1 GB) and the server holds one slice per object at a time.
 fn dump_sql(unit: &CopyUnit) -> String {
     if unit.kind == UnitKind::LargeObjects {
-        "COPY (SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject'), pg_catalog.lo_get(oid) \
-         FROM pg_catalog.pg_largeobject_metadata ORDER BY oid) TO STDOUT (FORMAT binary)"
-            .into()
+        let n = LARGE_OBJECT_SLICE;
+        format!(
+            "COPY (WITH RECURSIVE slice(loid, comment, off, data) AS (
+                     SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject'), 0::int8,
+                            pg_catalog.lo_get(oid, 0, {n})
+                     FROM pg_catalog.pg_largeobject_metadata WHERE {}
+                   UNION ALL
+                     SELECT loid, NULL, off + {n}, pg_catalog.lo_get(loid, off + {n}, {n})
+                     FROM slice WHERE pg_catalog.octet_length(data) = {n})
+                   SELECT loid, comment, off, data FROM slice) TO STDOUT (FORMAT binary)",
+            unit.large_object_condition()
+        )
     } else {
         unit.copy_out_sql()
     }
@@ -452,6 +469,8 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// Reads unit files of a dump for `restore`.
 pub struct DumpReader {
     dir: PathBuf,
+    /// The dump's manifest format: how its large objects are written.
+    format: u32,
     files: HashMap<(UnitKind, u32, u32), UnitFile>,
     pool: rayon::ThreadPool,
 }
@@ -465,6 +484,7 @@ impl DumpReader {
         }
         Ok(DumpReader {
             dir: dir.to_path_buf(),
+            format: manifest.format,
             files,
             pool,
         })
@@ -492,10 +512,13 @@ impl DumpReader {
                     format!("the dump's manifest has no file for {}", unit.title()),
                 )
             })?;
+        let sliced = self.format >= LARGE_OBJECT_SLICES;
         let sink = if unit.kind == UnitKind::LargeObjects {
-            tgt.execute(
-                "CREATE TEMPORARY TABLE tsxfer_large_objects (loid oid, comment text, data bytea) ON COMMIT DROP",
-            )
+            tgt.execute(if sliced {
+                "CREATE TEMPORARY TABLE tsxfer_large_objects (loid oid, comment text, off int8, data bytea) ON COMMIT DROP"
+            } else {
+                "CREATE TEMPORARY TABLE tsxfer_large_objects (loid oid, comment text, data bytea) ON COMMIT DROP"
+            })
             .await?;
             tgt.copy_in("COPY pg_temp.tsxfer_large_objects FROM STDIN (FORMAT binary)")
                 .await
@@ -600,20 +623,40 @@ impl DumpReader {
             ));
         }
         if unit.kind == UnitKind::LargeObjects {
-            tgt.execute(
-                "SELECT pg_catalog.lo_from_bytea(loid, data) FROM pg_temp.tsxfer_large_objects;
+            let make = if sliced {
+                "SELECT pg_catalog.lo_create(loid) FROM pg_temp.tsxfer_large_objects WHERE off = 0;
+                 SELECT pg_catalog.lo_put(loid, off, data) FROM pg_temp.tsxfer_large_objects
+                 WHERE pg_catalog.octet_length(data) > 0;"
+            } else {
+                "SELECT pg_catalog.lo_from_bytea(loid, data) FROM pg_temp.tsxfer_large_objects;"
+            };
+            tgt.execute(&format!(
+                "{make}
                  DO $$DECLARE r record; BEGIN
                    FOR r IN SELECT loid, comment FROM pg_temp.tsxfer_large_objects WHERE comment IS NOT NULL LOOP
                      EXECUTE format('COMMENT ON LARGE OBJECT %s IS %L', r.loid, r.comment);
                    END LOOP;
                  END$$",
-            )
+            ))
             .await
             .map_err(|e| e.with_kind(ErrorKind::Copy).context("making the large objects"))?;
         }
-        progress.unit_progress(stream, unit.kind, 0, written - rows_reported);
+        // A sliced large object is several rows of the file: count the objects.
+        let rows = if unit.kind == UnitKind::LargeObjects && sliced {
+            let objects: i64 = tgt
+                .query_one(
+                    "SELECT count(*) FROM pg_temp.tsxfer_large_objects WHERE off = 0",
+                    &[],
+                )
+                .await?
+                .get(0);
+            objects as u64
+        } else {
+            written
+        };
+        progress.unit_progress(stream, unit.kind, 0, rows - rows_reported);
         Ok(UnitOutcome {
-            rows: written,
+            rows,
             bytes,
             seconds: started.elapsed().as_secs_f64(),
             blocked_seconds: blocked.as_secs_f64(),
@@ -1041,6 +1084,16 @@ fn prepare_dir(opts: &DumpOptions, source_id: &str) -> Result<Option<Manifest>> 
             ),
         ));
     }
+    if m.format != FORMAT {
+        return Err(Error::new(
+            ErrorKind::Preflight,
+            format!(
+                "{} holds an unfinished dump in format {} that this tsxfer (format {FORMAT}) cannot finish; start over with --restart",
+                dir.display(),
+                m.format
+            ),
+        ));
+    }
     if m.extract.source_id != source_id {
         return Err(Error::new(
             ErrorKind::Preflight,
@@ -1371,11 +1424,11 @@ mod tests {
         assert!(e.message().contains("manifest.json is missing"), "{e}");
         fs::write(
             dir.path().join(MANIFEST),
-            r#"{"format": 3, "tsxfer_version": "9.9.9"}"#,
+            r#"{"format": 4, "tsxfer_version": "9.9.9"}"#,
         )
         .unwrap();
         let e = read_manifest(dir.path()).unwrap_err();
-        assert!(e.message().contains("format 3"), "{e}");
+        assert!(e.message().contains("format 4"), "{e}");
         assert!(e.message().contains("9.9.9"), "{e}");
         fs::write(dir.path().join(MANIFEST), "{\"format\": 1, ").unwrap();
         let e = read_manifest(dir.path()).unwrap_err();

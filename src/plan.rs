@@ -154,12 +154,42 @@ impl CopyUnit {
     /// Whether the unit is a whole plain table or partition bigger than `threshold`, to
     /// be copied in parts (a configuration table's condition keeps it whole).
     pub fn splits(&self, threshold: i64) -> bool {
-        self.can_be_split() && self.pages.is_none() && self.estimated_bytes > threshold
+        matches!(self.kind, UnitKind::Table | UnitKind::Partition)
+            && self.can_be_split()
+            && self.pages.is_none()
+            && self.estimated_bytes > threshold
     }
 
-    /// Whether the unit may be copied in parts: a whole plain table or partition.
+    /// Whether the unit may be copied in parts: a whole plain table or partition (by
+    /// ranges of its pages), or the large objects (by ranges of their OIDs).
     pub fn can_be_split(&self) -> bool {
-        matches!(self.kind, UnitKind::Table | UnitKind::Partition) && self.filter.is_none()
+        matches!(
+            self.kind,
+            UnitKind::Table | UnitKind::Partition | UnitKind::LargeObjects
+        ) && self.filter.is_none()
+    }
+
+    /// The large objects the unit takes, as a condition on `oid` (large-object units
+    /// only): its range of OIDs when the large objects are copied in parts.
+    pub fn large_object_condition(&self) -> String {
+        debug_assert_eq!(self.kind, UnitKind::LargeObjects);
+        let bounds: Vec<String> = self
+            .pages
+            .map(|p| {
+                [
+                    (p.from > 0).then(|| format!("oid >= {}::pg_catalog.oid", p.from)),
+                    p.to.map(|to| format!("oid < {to}::pg_catalog.oid")),
+                ]
+            })
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        if bounds.is_empty() {
+            "true".into()
+        } else {
+            bounds.join(" AND ")
+        }
     }
 
     /// Which part of its table the unit is (0 for a whole table).
@@ -414,6 +444,54 @@ pub fn split_units(
     out
 }
 
+/// Large objects one unit copies (at least), each unit in its own target transaction: a
+/// run that stops keeps the parts it committed.
+pub const LARGE_OBJECTS_PER_UNIT: i64 = 1000;
+
+/// How many large objects each part takes when there are `count`: at least
+/// [`LARGE_OBJECTS_PER_UNIT`], and few enough that there are at most [`MAX_PARTS`] parts.
+pub fn large_objects_per_part(count: i64) -> i64 {
+    let parts = i64::from(MAX_PARTS);
+    LARGE_OBJECTS_PER_UNIT.max((count + parts - 1) / parts)
+}
+
+/// Cuts the large-objects unit `unit` into parts that start at the OIDs `starts` (in
+/// order, the first OID of parts 2 to N, [`large_objects_per_part`] objects apart on the
+/// source): part 1 has no lower bound and the last no upper one, so the parts cover every
+/// OID once whatever the boundaries are.
+pub fn split_large_objects(unit: CopyUnit, starts: &[u32]) -> Vec<CopyUnit> {
+    let starts: Vec<u32> = starts.iter().copied().filter(|&s| s > 0).collect();
+    if starts.is_empty()
+        || starts.len() >= MAX_PARTS as usize
+        || starts.windows(2).any(|w| w[0] >= w[1])
+    {
+        return vec![unit];
+    }
+    let count = unit.estimated_rows.unwrap_or(0);
+    let per_part = large_objects_per_part(count);
+    let parts = starts.len() as u32 + 1;
+    (0..parts)
+        .map(|i| {
+            let mut part = unit.clone();
+            let before = i64::from(i) * per_part;
+            let rows = if i + 1 < parts {
+                per_part
+            } else {
+                (count - before).max(0)
+            };
+            part.estimated_rows = Some(rows);
+            part.estimated_bytes = unit.estimated_bytes / i64::from(parts);
+            part.pages = Some(Pages {
+                part: i + 1,
+                parts,
+                from: if i == 0 { 0 } else { starts[i as usize - 1] },
+                to: starts.get(i as usize).copied(),
+            });
+            part
+        })
+        .collect()
+}
+
 /// Human-readable byte count (binary units).
 pub fn human_bytes(bytes: i64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -627,5 +705,43 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn large_objects_are_cut_at_their_oids_and_the_parts_cover_every_oid_once() {
+        let whole = CopyUnit::large_objects(2500, 25_000);
+        assert_eq!(whole.large_object_condition(), "true");
+        let parts = split_large_objects(whole.clone(), &[5000, 9000]);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            parts[0].large_object_condition(),
+            "oid < 5000::pg_catalog.oid"
+        );
+        assert_eq!(
+            parts[1].large_object_condition(),
+            "oid >= 5000::pg_catalog.oid AND oid < 9000::pg_catalog.oid"
+        );
+        assert_eq!(
+            parts[2].large_object_condition(),
+            "oid >= 9000::pg_catalog.oid"
+        );
+        let rows: Vec<_> = parts.iter().map(|p| p.estimated_rows).collect();
+        assert_eq!(rows, [Some(1000), Some(1000), Some(500)]);
+        assert_eq!(parts[1].title(), "large objects (part 2 of 3)");
+        assert!(parts.iter().all(|p| !p.fills_own_table()));
+        for bad in [&[][..], &[9000, 5000], &[5000, 5000], &[0]] {
+            let kept = split_large_objects(whole.clone(), bad);
+            assert_eq!(kept.len(), 1, "{bad:?}");
+            assert!(kept[0].pages.is_none());
+        }
+    }
+
+    #[test]
+    fn large_object_parts_stay_within_the_most_parts_a_unit_book_takes() {
+        assert_eq!(large_objects_per_part(10), LARGE_OBJECTS_PER_UNIT);
+        assert_eq!(large_objects_per_part(5_000_000), 4883);
+        assert!(5_000_000 / large_objects_per_part(5_000_000) < i64::from(MAX_PARTS));
+        let big = CopyUnit::large_objects(1, 1);
+        assert!(!big.splits(0), "large objects are not cut by pages");
     }
 }
