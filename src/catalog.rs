@@ -346,17 +346,9 @@ pub async fn populated_matviews(src: &Source) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Who a database is, for telling whether a recorded run came from it: the cluster's
-/// system identifier where the role may read it, else host and port, and the database.
-pub const IDENTITY_SQL: &str = "SELECT COALESCE(
-     CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
-          THEN (SELECT system_identifier::text FROM pg_catalog.pg_control_system()) END,
-     COALESCE(pg_catalog.host(pg_catalog.inet_server_addr()), 'local') || ':' || pg_catalog.current_setting('port'))
-     || '/' || pg_catalog.current_database()";
-
-/// The source's identity ([`IDENTITY_SQL`]).
+/// The source's identity ([`crate::pg::IDENTITY_SQL`]).
 pub async fn source_identity(src: &Source) -> Result<String> {
-    Ok(src.query_one(IDENTITY_SQL, &[]).await?.get(0))
+    Ok(src.query_one(crate::pg::IDENTITY_SQL, &[]).await?.get(0))
 }
 
 /// A foreign key that references a hypertable (or a table that becomes one). pg_restore

@@ -259,7 +259,7 @@ fn rayon_pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 fn now_utc() -> String {
-    let (y, mo, d, h, mi, s) = crate::cli::utc_fields(std::time::SystemTime::now());
+    let (y, mo, d, h, mi, s) = crate::report::utc_fields(std::time::SystemTime::now());
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 

@@ -10,6 +10,14 @@ use crate::conninfo::{ConnInfo, Endpoint, SessionAttrs};
 use crate::error::{Error, ErrorKind, Result};
 use crate::tls::{Found, Roots, SslMode};
 
+/// Who a database is, for telling whether a recorded run came from it: the cluster's
+/// system identifier where the role may read it, else host and port, and the database.
+pub const IDENTITY_SQL: &str = "SELECT COALESCE(
+     CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+          THEN (SELECT system_identifier::text FROM pg_catalog.pg_control_system()) END,
+     COALESCE(pg_catalog.host(pg_catalog.inet_server_addr()), 'local') || ':' || pg_catalog.current_setting('port'))
+     || '/' || pg_catalog.current_database()";
+
 /// Opens a connection as libpq would: each server of the connection string in turn, with
 /// TLS as `sslmode` says, until one accepts and is the kind `target_session_attrs` asks
 /// for. `side` ("source"/"target") and `role` (what this connection does) go into
@@ -508,12 +516,8 @@ impl Target {
         Ok(row.get(0))
     }
 
-    /// Who this database is ([`crate::catalog::IDENTITY_SQL`]).
+    /// Who this database is ([`IDENTITY_SQL`]).
     pub async fn identity(&self) -> Result<String> {
-        Ok(self
-            .client
-            .query_one(crate::catalog::IDENTITY_SQL, &[])
-            .await?
-            .get(0))
+        Ok(self.client.query_one(IDENTITY_SQL, &[]).await?.get(0))
     }
 }
