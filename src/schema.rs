@@ -385,6 +385,7 @@ impl ChildGroup {
 }
 
 impl Drop for ChildGroup {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         if let Some(pgid) = self.0 {
             // SAFETY: kill(2) with a negative pid signals that process group; it touches

@@ -464,6 +464,7 @@ impl Cluster {
 
 // --- process-wide state -------------------------------------------------------
 
+#[allow(unsafe_code)]
 unsafe extern "C" {
     fn atexit(cb: extern "C" fn()) -> i32;
     fn geteuid() -> u32;
@@ -473,6 +474,7 @@ unsafe extern "C" {
 static STARTED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static SUBDIR_COUNTER: Mutex<u32> = Mutex::new(0);
 
+#[allow(unsafe_code)]
 fn register_for_exit(data_dir: &Path) {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
@@ -608,6 +610,7 @@ fn unique_subdir(root: &Path, name: &str) -> PathBuf {
 
 // --- helpers --------------------------------------------------------------------
 
+#[allow(unsafe_code)]
 fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { geteuid() == 0 }
