@@ -6,6 +6,9 @@
 //! - `relay`: `tsxfer::copy::Gather`, the source side of every table unit (live and
 //!   dumped): every piece is counted and gathered into a `BytesMut`, which is split off
 //!   and frozen into `Bytes` for the target each time it holds `--buffer-size` bytes.
+//! - `relay_hashing`: the same relay at 1 MiB buffers with its checksum and without it
+//!   (counting and gathering only), over realistic rows (metrics, a 136-byte event row
+//!   of three integers, a timestamptz and a 100-byte text, and 354-byte wide rows).
 //! - `row_hasher`: `tsxfer::checksum::RowHasher`, the per-row checksum `Gather` computes
 //!   of every buffer it hands on (`--verify=checksum`), over the buffers the relay hands
 //!   on (256 KiB) for each row shape, and over text rows; `relay` includes it.
@@ -53,6 +56,11 @@ const SHAPES: &[Shape] = &[
             None,
             None,
         ],
+    },
+    // A realistic event row: bigint, two ints, timestamptz and a 100-byte text.
+    Shape {
+        name: "event_136B",
+        fields: &[Some(8), Some(4), Some(4), Some(8), Some(100)],
     },
     // Eight 40-byte text columns.
     Shape {
@@ -179,6 +187,29 @@ fn relay(pieces: &[Bytes], buffer_size: usize) -> (u64, usize) {
     (gather.rows(), handed)
 }
 
+/// [`relay`] without the checksum: what `Gather` did before it hashed, counting and
+/// gathering only, to weigh what hashing adds to the relay.
+fn relay_unhashed(pieces: &[Bytes], buffer_size: usize) -> (u64, usize) {
+    let mut counter = RowCounter::new(true);
+    let mut buf = BytesMut::with_capacity(buffer_size);
+    let mut handed = 0usize;
+    for piece in pieces {
+        counter.feed(piece);
+        buf.extend_from_slice(piece);
+        if buf.len() >= buffer_size {
+            black_box(buf.split().freeze());
+            buf.reserve(buffer_size);
+            handed += 1;
+        }
+    }
+    if !buf.is_empty() {
+        black_box(buf.split().freeze());
+        handed += 1;
+    }
+    assert!(counter.complete());
+    (counter.rows(), handed)
+}
+
 fn relay_buffers(c: &mut Criterion) {
     let mut group = c.benchmark_group("relay");
     for shape in SHAPES
@@ -200,6 +231,32 @@ fn relay_buffers(c: &mut Criterion) {
                 |b, messages| b.iter(|| relay(messages, size)),
             );
         }
+    }
+    group.finish();
+}
+
+/// The relay with and without its checksum, at the default buffer size, over realistic
+/// rows (one CopyData message per row).
+fn relay_hashing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("relay_hashing");
+    for shape in SHAPES
+        .iter()
+        .filter(|s| matches!(s.name, "metrics_70B" | "event_136B" | "wide_354B"))
+    {
+        let (messages, rows) = binary_messages(shape);
+        assert_eq!(relay(&messages, 1 << 20).0, rows);
+        assert_eq!(relay_unhashed(&messages, 1 << 20).0, rows);
+        group.throughput(Throughput::Bytes(total_len(&messages)));
+        group.bench_with_input(
+            BenchmarkId::new(shape.name, "hashed"),
+            &messages,
+            |b, messages| b.iter(|| relay(messages, 1 << 20)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new(shape.name, "unhashed"),
+            &messages,
+            |b, messages| b.iter(|| relay_unhashed(messages, 1 << 20)),
+        );
     }
     group.finish();
 }
@@ -376,6 +433,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = row_counter, relay_buffers, row_hasher, placeholder_rewriter, offline
+    targets = row_counter, relay_buffers, relay_hashing, row_hasher, placeholder_rewriter, offline
 }
 criterion_main!(copy_path);

@@ -7,6 +7,8 @@
 use serde::{Serialize, Serializer};
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::framing::{CopyFraming, FramingVisitor};
+
 /// Session settings, for this transaction, under which every server writes a value in
 /// text COPY the same way (dates, intervals, time zones, floats, bytea), so that a text
 /// unit's rows read from the source and read back from the target compare by bytes. A
@@ -64,192 +66,93 @@ impl<'de> serde::Deserialize<'de> for Checksum {
     }
 }
 
-/// Where a binary stream's framing stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Skip(usize),
-    ExtensionLength,
-    FieldCount,
-    FieldLength,
-    /// The current row's last value has passed: the row is whole.
-    RowEnd,
-    Trailer,
-}
-
-/// 11-byte signature and 4-byte flags field open every binary COPY stream.
-const BINARY_HEADER_FIXED: usize = 15;
-
 /// Hashes the rows of a COPY stream as it passes, whatever its piece boundaries: lines
 /// in text format (without their newline), tuples in binary format (field count, lengths
 /// and values; the header and trailer are not rows). A row split over pieces is gathered
 /// before it is hashed; a row inside one piece is hashed where it lies.
 #[derive(Debug, Clone)]
 pub struct RowHasher {
-    binary: bool,
+    framing: CopyFraming,
+    sums: RowSums,
+}
+
+/// What a [`RowHasher`] keeps between pieces.
+#[derive(Debug, Clone, Default)]
+struct RowSums {
     sum: u128,
     rows: u64,
-    phase: Phase,
-    after_skip: Phase,
-    acc: [u8; 4],
-    acc_len: usize,
-    fields_left: u16,
     /// The bytes of a row begun in an earlier piece.
     carry: Vec<u8>,
     in_row: bool,
 }
 
+/// A [`RowSums`] following one piece.
+struct HashPiece<'a> {
+    sums: &'a mut RowSums,
+    data: &'a [u8],
+    /// Where the current row began in `data`; `None` while it began in an earlier piece
+    /// (its bytes so far are in `carry`) or no row is open.
+    from: Option<usize>,
+}
+
+impl FramingVisitor for HashPiece<'_> {
+    fn tuple_start(&mut self, at: usize) {
+        self.from = Some(at);
+        self.sums.in_row = true;
+    }
+
+    fn row_end(&mut self, at: usize) {
+        let row = &self.data[self.from.unwrap_or(0)..at];
+        let sums = &mut *self.sums;
+        let hash = if sums.carry.is_empty() {
+            xxh3_128(row)
+        } else {
+            sums.carry.extend_from_slice(row);
+            let hash = xxh3_128(&sums.carry);
+            sums.carry.clear();
+            hash
+        };
+        sums.sum = sums.sum.wrapping_add(hash);
+        sums.rows += 1;
+        sums.in_row = false;
+        self.from = None;
+    }
+
+    fn trailer(&mut self) {
+        self.sums.in_row = false;
+        self.sums.carry.clear();
+        self.from = None;
+    }
+}
+
 impl RowHasher {
     pub fn new(binary: bool) -> RowHasher {
         RowHasher {
-            binary,
-            sum: 0,
-            rows: 0,
-            phase: Phase::Skip(BINARY_HEADER_FIXED),
-            after_skip: Phase::ExtensionLength,
-            acc: [0; 4],
-            acc_len: 0,
-            fields_left: 0,
-            carry: Vec::new(),
-            in_row: false,
+            framing: CopyFraming::new(binary),
+            sums: RowSums::default(),
         }
     }
 
     /// The rows hashed so far.
     pub fn rows(&self) -> u64 {
-        self.rows + u64::from(self.phase == Phase::RowEnd)
+        self.sums.rows
     }
 
     /// The checksum of the rows so far.
     pub fn checksum(&self) -> Checksum {
-        if self.phase == Phase::RowEnd {
-            return Checksum(self.sum.wrapping_add(xxh3_128(&self.carry)));
-        }
-        Checksum(self.sum)
-    }
-
-    fn add(&mut self, row: &[u8]) {
-        self.sum = self.sum.wrapping_add(xxh3_128(row));
-        self.rows += 1;
-    }
-
-    /// The row that began at `from` of `data` (or in an earlier piece) ends at `to`.
-    fn end_row(&mut self, data: &[u8], from: Option<usize>, to: usize) {
-        if self.carry.is_empty() {
-            self.add(&data[from.unwrap_or(0)..to]);
-        } else {
-            let mut carry = std::mem::take(&mut self.carry);
-            carry.extend_from_slice(&data[from.unwrap_or(0)..to]);
-            self.add(&carry);
-            carry.clear();
-            self.carry = carry;
-        }
-        self.in_row = false;
+        Checksum(self.sums.sum)
     }
 
     pub fn feed(&mut self, data: &[u8]) {
-        if self.binary {
-            self.feed_binary(data);
-        } else {
-            self.feed_text(data);
-        }
-    }
-
-    fn feed_text(&mut self, data: &[u8]) {
-        let mut from = 0;
-        for end in memchr::memchr_iter(b'\n', data) {
-            self.end_row(data, Some(from), end);
-            from = end + 1;
-        }
-        self.carry.extend_from_slice(&data[from..]);
-    }
-
-    fn feed_binary(&mut self, data: &[u8]) {
-        // Where the current row began in `data`; `None` while it began in an earlier
-        // piece (its bytes so far are in `carry`) or no row is open.
-        let mut row_from: Option<usize> = None;
-        let mut at = 0;
-        loop {
-            if self.phase == Phase::RowEnd {
-                self.end_row(data, row_from, at);
-                row_from = None;
-                self.phase = Phase::FieldCount;
-            }
-            if at == data.len() {
-                break;
-            }
-            match self.phase {
-                Phase::Trailer => return,
-                Phase::RowEnd => unreachable!("handled above"),
-                Phase::Skip(left) => {
-                    let n = left.min(data.len() - at);
-                    at += n;
-                    self.phase = if n == left {
-                        self.after_skip
-                    } else {
-                        Phase::Skip(left - n)
-                    };
-                }
-                phase => {
-                    if phase == Phase::FieldCount && self.acc_len == 0 {
-                        self.in_row = true;
-                        row_from = Some(at);
-                    }
-                    let need = if phase == Phase::FieldCount { 2 } else { 4 };
-                    let take = (need - self.acc_len).min(data.len() - at);
-                    self.acc[self.acc_len..self.acc_len + take]
-                        .copy_from_slice(&data[at..at + take]);
-                    self.acc_len += take;
-                    at += take;
-                    if self.acc_len < need {
-                        continue;
-                    }
-                    self.acc_len = 0;
-                    match phase {
-                        Phase::ExtensionLength => {
-                            let len = u32::from_be_bytes(self.acc) as usize;
-                            self.skip_then(len, Phase::FieldCount);
-                        }
-                        Phase::FieldCount => {
-                            let count = i16::from_be_bytes([self.acc[0], self.acc[1]]);
-                            if count < 0 {
-                                self.phase = Phase::Trailer;
-                                self.in_row = false;
-                                self.carry.clear();
-                                return;
-                            }
-                            self.fields_left = count as u16;
-                            self.phase = if count == 0 {
-                                Phase::RowEnd
-                            } else {
-                                Phase::FieldLength
-                            };
-                        }
-                        _ => {
-                            let len = i32::from_be_bytes(self.acc);
-                            self.fields_left -= 1;
-                            let next = if self.fields_left == 0 {
-                                Phase::RowEnd
-                            } else {
-                                Phase::FieldLength
-                            };
-                            self.skip_then(len.max(0) as usize, next);
-                        }
-                    }
-                }
-            }
-        }
-        if self.in_row {
-            self.carry
-                .extend_from_slice(&data[row_from.unwrap_or(0)..data.len()]);
-        }
-    }
-
-    fn skip_then(&mut self, len: usize, next: Phase) {
-        if len == 0 {
-            self.phase = next;
-        } else {
-            self.after_skip = next;
-            self.phase = Phase::Skip(len);
+        let mut piece = HashPiece {
+            sums: &mut self.sums,
+            data,
+            from: None,
+        };
+        self.framing.feed(data, &mut piece);
+        let from = piece.from.unwrap_or(0);
+        if self.sums.in_row {
+            self.sums.carry.extend_from_slice(&data[from..]);
         }
     }
 }
@@ -259,24 +162,7 @@ mod tests {
     use super::*;
 
     fn binary_stream(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
-        let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
-        out.extend_from_slice(&0u32.to_be_bytes());
-        out.extend_from_slice(&3u32.to_be_bytes());
-        out.extend_from_slice(b"ext");
-        for row in rows {
-            out.extend_from_slice(&(row.len() as i16).to_be_bytes());
-            for field in row {
-                match field {
-                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                    Some(v) => {
-                        out.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                        out.extend_from_slice(v);
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out
+        crate::framing::tests::binary_stream(rows, b"ext")
     }
 
     fn hash_in_pieces(stream: &[u8], binary: bool, size: usize) -> (Checksum, u64) {

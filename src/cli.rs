@@ -216,8 +216,9 @@ pub struct RestoreArgs {
 
     /// What to check once the data is copied: `checksum` reads every unit back from the
     /// target and compares its rows' checksum (and count) with the rows that passed
-    /// through tsxfer; `count` compares row counts only; `off` checks nothing.
-    #[arg(long, value_enum, default_value_t = VerifyMode::Checksum)]
+    /// through tsxfer; `count` (the default: see README's Verification) compares row
+    /// counts only; `off` checks nothing.
+    #[arg(long, value_enum, default_value_t)]
     pub verify: VerifyMode,
 
     #[command(flatten)]
@@ -540,8 +541,9 @@ pub struct ResumeArgs {
 
     /// What to check once the data is copied: `checksum` reads every unit back from the
     /// target and compares its rows' checksum (and count) with the rows that passed
-    /// through tsxfer; `count` compares row counts only; `off` checks nothing.
-    #[arg(long, value_enum, default_value_t = VerifyMode::Checksum)]
+    /// through tsxfer; `count` (the default: see README's Verification) compares row
+    /// counts only; `off` checks nothing.
+    #[arg(long, value_enum, default_value_t)]
     pub verify: VerifyMode,
 }
 
@@ -776,7 +778,7 @@ impl TransferArgs {
             hypertables: Vec::new(),
             filters: Default::default(),
             split_bytes: 0,
-            verify: VerifyMode::Checksum,
+            verify: VerifyMode::default(),
         })
     }
 }

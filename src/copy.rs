@@ -12,6 +12,7 @@ use tokio_postgres::CopyInSink;
 
 use crate::checksum::{self, Checksum, RowHasher};
 use crate::error::{Error, ErrorKind, Result, pg_message};
+use crate::framing::{CopyFraming, FramingVisitor};
 use crate::pg::{Source, Target};
 use crate::plan::{CopyUnit, UnitKind};
 use crate::progress::Progress;
@@ -30,140 +31,50 @@ pub struct UnitOutcome {
     pub checksum: Option<Checksum>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Skip(usize),
-    ExtensionLength,
-    FieldCount,
-    FieldLength,
-    Trailer,
-}
-
 /// Counts the rows of a COPY stream as it passes, whatever the chunk boundaries: lines in
 /// text format, tuples in binary format (whose framing it follows without decoding values).
 #[derive(Debug, Clone)]
 pub struct RowCounter {
-    binary: bool,
-    rows: u64,
-    phase: Phase,
-    after_skip: Phase,
-    acc: [u8; 4],
-    acc_len: usize,
-    fields_left: u16,
+    framing: CopyFraming,
+    rows: Rows,
 }
 
-/// 11-byte signature and 4-byte flags field open every binary COPY stream.
-const BINARY_HEADER_FIXED: usize = 15;
+/// A [`FramingVisitor`] that counts rows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rows(u64);
+
+impl FramingVisitor for Rows {
+    #[inline]
+    fn row_begin(&mut self, _fields: usize) {
+        self.0 += 1;
+    }
+}
 
 impl RowCounter {
     pub fn new(binary: bool) -> RowCounter {
         RowCounter {
-            binary,
-            rows: 0,
-            phase: Phase::Skip(BINARY_HEADER_FIXED),
-            after_skip: Phase::ExtensionLength,
-            acc: [0; 4],
-            acc_len: 0,
-            fields_left: 0,
+            framing: CopyFraming::new(binary),
+            rows: Rows::default(),
         }
     }
 
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.rows.0
     }
 
     /// A binary stream is whole once its trailer has been seen.
     pub fn complete(&self) -> bool {
-        !self.binary || self.phase == Phase::Trailer
+        self.framing.complete()
     }
 
-    pub fn feed(&mut self, mut data: &[u8]) {
-        if !self.binary {
-            self.rows += data.iter().filter(|&&b| b == b'\n').count() as u64;
-            return;
-        }
-        while !data.is_empty() {
-            match self.phase {
-                Phase::Trailer => return,
-                Phase::Skip(left) => {
-                    let n = left.min(data.len());
-                    data = &data[n..];
-                    self.phase = if n == left {
-                        self.after_skip
-                    } else {
-                        Phase::Skip(left - n)
-                    };
-                }
-                phase => {
-                    let need = if phase == Phase::FieldCount { 2 } else { 4 };
-                    let take = (need - self.acc_len).min(data.len());
-                    self.acc[self.acc_len..self.acc_len + take].copy_from_slice(&data[..take]);
-                    self.acc_len += take;
-                    data = &data[take..];
-                    if self.acc_len < need {
-                        continue;
-                    }
-                    self.acc_len = 0;
-                    match phase {
-                        Phase::ExtensionLength => {
-                            let len = u32::from_be_bytes(self.acc) as usize;
-                            self.skip_then(len, Phase::FieldCount);
-                        }
-                        Phase::FieldCount => {
-                            let count = i16::from_be_bytes([self.acc[0], self.acc[1]]);
-                            if count < 0 {
-                                self.phase = Phase::Trailer;
-                            } else {
-                                self.rows += 1;
-                                self.fields_left = count as u16;
-                                self.phase = if count == 0 {
-                                    Phase::FieldCount
-                                } else {
-                                    Phase::FieldLength
-                                };
-                            }
-                        }
-                        _ => {
-                            let len = i32::from_be_bytes(self.acc);
-                            self.fields_left -= 1;
-                            let next = if self.fields_left == 0 {
-                                Phase::FieldCount
-                            } else {
-                                Phase::FieldLength
-                            };
-                            self.skip_then(len.max(0) as usize, next);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn skip_then(&mut self, len: usize, next: Phase) {
-        if len == 0 {
-            self.phase = next;
-        } else {
-            self.after_skip = next;
-            self.phase = Phase::Skip(len);
-        }
+    pub fn feed(&mut self, data: &[u8]) {
+        self.framing.feed(data, &mut self.rows);
     }
 }
 
 /// TimescaleDB's "every value of this batch is NULL" compressed value, as its send
 /// function writes it: the algorithm number alone (`COMPRESSION_ALGORITHM_NULL`).
 const NULL_PLACEHOLDER: u8 = 6;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RewritePhase {
-    Skip(usize),
-    ExtensionLength,
-    FieldCount,
-    FieldLength,
-    /// A one-byte value of a rewritten column: its length is held back until the byte
-    /// shows whether it is the placeholder.
-    OneByteValue,
-    Trailer,
-}
 
 /// Turns TimescaleDB's one-byte "all values NULL" placeholder into SQL NULL in chosen
 /// columns of a binary COPY stream, as the stream passes, whatever its chunk boundaries.
@@ -172,16 +83,71 @@ enum RewritePhase {
 /// copied through unchanged: the framing is followed, values are not decoded.
 #[derive(Debug, Clone)]
 pub struct NullPlaceholderRewriter {
+    framing: CopyFraming,
+    state: Rewrite,
+}
+
+/// What a [`NullPlaceholderRewriter`] keeps between pieces.
+#[derive(Debug, Clone)]
+struct Rewrite {
     /// Per field position: whether it is a compressed_data column.
-    rewrite: Vec<bool>,
-    phase: RewritePhase,
-    after_skip: RewritePhase,
-    acc: [u8; 4],
-    acc_len: usize,
-    /// The field the next length belongs to, and how many the row has.
-    field: usize,
-    fields: usize,
+    columns: Vec<bool>,
+    /// A length word of a rewritten column is being held back (not yet written out).
+    held: bool,
+    /// The held length is 1: the value's byte decides what is written.
+    one_byte: bool,
     rewritten: u64,
+}
+
+/// A [`Rewrite`] turning one piece into `out`.
+struct RewritePiece<'a> {
+    state: &'a mut Rewrite,
+    input: &'a [u8],
+    out: &'a mut BytesMut,
+    /// Bytes of `input` from here on are passed through unless held.
+    run: usize,
+}
+
+impl FramingVisitor for RewritePiece<'_> {
+    #[inline]
+    fn field_start(&mut self, field: usize, at: usize) {
+        if self.state.columns.get(field).copied().unwrap_or(false) {
+            self.out.extend_from_slice(&self.input[self.run..at]);
+            self.state.held = true;
+        }
+    }
+
+    #[inline]
+    fn field_length(&mut self, _field: usize, len: i32, at: usize) {
+        if !self.state.held {
+            return;
+        }
+        if len == 1 {
+            self.state.one_byte = true;
+        } else {
+            self.out.extend_from_slice(&len.to_be_bytes());
+            self.state.held = false;
+            self.run = at;
+        }
+    }
+
+    #[inline]
+    fn value(&mut self, _field: usize, bytes: &[u8], at: usize) {
+        if !self.state.one_byte {
+            return;
+        }
+        let value = bytes[0];
+        if value == NULL_PLACEHOLDER {
+            self.out.extend_from_slice(&(-1i32).to_be_bytes());
+            self.state.rewritten += 1;
+        } else {
+            self.out.extend_from_slice(&1i32.to_be_bytes());
+            self.out.extend_from_slice(&[value]);
+        }
+        self.state.one_byte = false;
+        self.state.held = false;
+        self.run = at + 1;
+    }
 }
 
 impl NullPlaceholderRewriter {
@@ -195,136 +161,34 @@ impl NullPlaceholderRewriter {
             }
         }
         NullPlaceholderRewriter {
-            rewrite,
-            phase: RewritePhase::Skip(BINARY_HEADER_FIXED),
-            after_skip: RewritePhase::ExtensionLength,
-            acc: [0; 4],
-            acc_len: 0,
-            field: 0,
-            fields: 0,
-            rewritten: 0,
+            framing: CopyFraming::new(true),
+            state: Rewrite {
+                columns: rewrite,
+                held: false,
+                one_byte: false,
+                rewritten: 0,
+            },
         }
     }
 
     /// How many placeholders became NULL so far.
     pub fn rewritten(&self) -> u64 {
-        self.rewritten
-    }
-
-    fn holds_current_field(&self) -> bool {
-        self.rewrite.get(self.field).copied().unwrap_or(false)
+        self.state.rewritten
     }
 
     /// Appends to `out` what `input` becomes. A length field of a rewritten column is
     /// held back until its value is known, so `out` may lag `input` by up to 5 bytes.
     pub fn push(&mut self, input: &[u8], out: &mut BytesMut) {
-        // Bytes from `run` up to the position are passed through in one piece.
-        let mut run = 0;
-        let mut at = 0;
-        while at < input.len() {
-            match self.phase {
-                RewritePhase::Trailer => break,
-                RewritePhase::Skip(left) => {
-                    let n = left.min(input.len() - at);
-                    at += n;
-                    self.phase = if n == left {
-                        self.after_skip
-                    } else {
-                        RewritePhase::Skip(left - n)
-                    };
-                }
-                RewritePhase::OneByteValue => {
-                    out.extend_from_slice(&input[run..at]);
-                    let value = input[at];
-                    at += 1;
-                    run = at;
-                    if value == NULL_PLACEHOLDER {
-                        out.extend_from_slice(&(-1i32).to_be_bytes());
-                        self.rewritten += 1;
-                    } else {
-                        out.extend_from_slice(&self.acc);
-                        out.extend_from_slice(&[value]);
-                    }
-                    self.next_field();
-                }
-                phase => {
-                    let held = phase == RewritePhase::FieldLength && self.holds_current_field();
-                    let need = if phase == RewritePhase::FieldCount {
-                        2
-                    } else {
-                        4
-                    };
-                    let take = (need - self.acc_len).min(input.len() - at);
-                    self.acc[self.acc_len..self.acc_len + take]
-                        .copy_from_slice(&input[at..at + take]);
-                    if held {
-                        out.extend_from_slice(&input[run..at]);
-                        run = at + take;
-                    }
-                    self.acc_len += take;
-                    at += take;
-                    if self.acc_len < need {
-                        continue;
-                    }
-                    self.acc_len = 0;
-                    match phase {
-                        RewritePhase::ExtensionLength => {
-                            let len = u32::from_be_bytes(self.acc) as usize;
-                            self.skip_then(len, RewritePhase::FieldCount);
-                        }
-                        RewritePhase::FieldCount => {
-                            let count = i16::from_be_bytes([self.acc[0], self.acc[1]]);
-                            self.field = 0;
-                            if count < 0 {
-                                self.phase = RewritePhase::Trailer;
-                            } else {
-                                self.fields = count as usize;
-                                self.phase = if count == 0 {
-                                    RewritePhase::FieldCount
-                                } else {
-                                    RewritePhase::FieldLength
-                                };
-                            }
-                        }
-                        _ => {
-                            let len = i32::from_be_bytes(self.acc);
-                            if held && len == 1 {
-                                self.phase = RewritePhase::OneByteValue;
-                                continue;
-                            }
-                            if held {
-                                out.extend_from_slice(&self.acc);
-                            }
-                            let after = self.field_done();
-                            self.skip_then(len.max(0) as usize, after);
-                        }
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(&input[run..]);
-    }
-
-    /// The phase after the current field's value; moves on to the next field.
-    fn field_done(&mut self) -> RewritePhase {
-        self.field += 1;
-        if self.field == self.fields {
-            RewritePhase::FieldCount
-        } else {
-            RewritePhase::FieldLength
-        }
-    }
-
-    fn next_field(&mut self) {
-        self.phase = self.field_done();
-    }
-
-    fn skip_then(&mut self, len: usize, next: RewritePhase) {
-        if len == 0 {
-            self.phase = next;
-        } else {
-            self.after_skip = next;
-            self.phase = RewritePhase::Skip(len);
+        let mut piece = RewritePiece {
+            state: &mut self.state,
+            input,
+            out,
+            run: 0,
+        };
+        self.framing.feed(input, &mut piece);
+        if !piece.state.held {
+            let run = piece.run;
+            piece.out.extend_from_slice(&input[run..]);
         }
     }
 }
@@ -700,28 +564,7 @@ pub async fn copy_unit(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A binary COPY stream with the given rows of (nullable) fields.
-    fn binary_stream(rows: &[Vec<Option<&[u8]>>], extension: &[u8]) -> Vec<u8> {
-        let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
-        out.extend_from_slice(&0u32.to_be_bytes());
-        out.extend_from_slice(&(extension.len() as u32).to_be_bytes());
-        out.extend_from_slice(extension);
-        for row in rows {
-            out.extend_from_slice(&(row.len() as i16).to_be_bytes());
-            for field in row {
-                match field {
-                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                    Some(v) => {
-                        out.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                        out.extend_from_slice(v);
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out
-    }
+    use crate::framing::tests::{binary_stream, random_cuts};
 
     #[test]
     fn binary_rows_are_counted_across_any_chunking() {
@@ -836,6 +679,51 @@ mod tests {
         assert!(hooked.freezes(&unit));
         unit.kind = UnitKind::Hypertable;
         assert!(!options.freezes(&unit));
+    }
+
+    #[test]
+    fn counter_rewriter_and_hasher_agree_whatever_the_pieces() {
+        let big = vec![NULL_PLACEHOLDER; 9000];
+        let ph: &[u8] = &[NULL_PLACEHOLDER];
+        let (ab, seven, empty): (&[u8], &[u8], &[u8]) = (b"\x01\x02", &[7], b"");
+        let rows: Vec<Vec<Option<&[u8]>>> = (0..40)
+            .map(|i| match i % 4 {
+                0 => vec![Some(ab), Some(ph), Some(ph)],
+                1 => vec![None, Some(&big[..]), Some(seven)],
+                2 => vec![Some(ph), None, Some(empty)],
+                _ => vec![],
+            })
+            .collect();
+        let input = binary_stream(&rows, b"ext");
+        let whole = {
+            let mut out = BytesMut::new();
+            let mut r = NullPlaceholderRewriter::new(&[1, 2], 3);
+            r.push(&input, &mut out);
+            (out.to_vec(), r.rewritten())
+        };
+        assert_eq!(whole.1, 20);
+        let mut reference = RowHasher::new(true);
+        reference.feed(&whole.0);
+        assert_eq!(reference.rows(), 40);
+        for seed in 1..40u64 {
+            let cuts = random_cuts(input.len(), 1 + seed as usize * 97, seed);
+            let mut counter = RowCounter::new(true);
+            let mut rewriter = NullPlaceholderRewriter::new(&[1, 2], 3);
+            let mut out = BytesMut::new();
+            for cut in &cuts {
+                counter.feed(&input[cut.clone()]);
+                rewriter.push(&input[cut.clone()], &mut out);
+            }
+            assert_eq!(counter.rows(), 40, "seed {seed}");
+            assert!(counter.complete(), "seed {seed}");
+            assert_eq!((out.to_vec(), rewriter.rewritten()), whole, "seed {seed}");
+            let mut hasher = RowHasher::new(true);
+            for cut in random_cuts(out.len(), 1 + seed as usize * 31, seed + 1000) {
+                hasher.feed(&out[cut]);
+            }
+            assert_eq!(hasher.rows(), 40, "seed {seed}");
+            assert_eq!(hasher.checksum(), reference.checksum(), "seed {seed}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod copy;
 pub mod error;
 pub mod extract;
 pub mod filter;
+pub mod framing;
 pub mod hypertables;
 pub mod metrics;
 pub mod migrate;

@@ -22,12 +22,15 @@ use crate::progress::Progress;
 use crate::quote;
 use crate::report::{Report, UnitReport};
 
-/// What a run checks once its data is copied (`--verify`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// What a run checks once its data is copied (`--verify`). The default is `count`:
+/// reading every unit back for its checksum cost more than 15% of a run's wall time on
+/// the benches (README, Verification).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum VerifyMode {
     /// Nothing.
     Off,
     /// Every unit's row count on the target against the rows read from the source.
+    #[default]
     Count,
     /// Counts, and every unit's rows read back from the target against the checksum of
     /// the rows that passed through tsxfer.

@@ -168,6 +168,8 @@ fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
         "3",
         "--metrics-addr",
         "off",
+        "--verify",
+        "checksum",
         "--report",
         report.to_str().unwrap(),
     ]);

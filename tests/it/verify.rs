@@ -198,6 +198,8 @@ fn a_target_trigger_that_alters_rows_as_they_arrive_fails_the_run_by_content() {
         &pair.1,
         "--jobs",
         "2",
+        "--verify",
+        "checksum",
         "--keep-state",
     ]);
     assert_eq!(run.code, 5, "{run:?}");
