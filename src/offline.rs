@@ -1383,6 +1383,21 @@ mod tests {
     }
 
     #[test]
+    fn files_of_earlier_dumps_still_decompress() {
+        // Earlier versions wrote level 3 with the level's own window.
+        let data = stream(700_001);
+        let file = zstd::encode_all(&data[..], 3).unwrap();
+        let mut out = Vec::new();
+        let (read, _) = decompress(&file[..], 65_536, |p| {
+            out.extend_from_slice(&p);
+            true
+        })
+        .unwrap();
+        assert_eq!(read, file.len() as u64);
+        assert!(out == data);
+    }
+
+    #[test]
     fn a_changed_byte_changes_the_checksum_or_fails_decompression() {
         let (mut file, _, sha) = compress(Vec::new(), 3, [Bytes::from(stream(200_000))]).unwrap();
         let at = file.len() / 2;
