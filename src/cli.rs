@@ -160,9 +160,10 @@ pub struct DumpArgs {
     #[command(flatten)]
     pub streams: StreamArgs,
 
-    /// zstd compression level of the unit files: 1 (fastest) to 19 (smallest); negative
-    /// levels are faster still and compress less.
-    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+    /// zstd compression level of the unit files: 1 (fastest, and smallest on random
+    /// text) to 19 (smallest on most data, slowest); negative levels are faster still and
+    /// compress less.
+    #[arg(long, default_value_t = crate::offline::DEFAULT_COMPRESS_LEVEL, allow_negative_numbers = true)]
     pub compress_level: i32,
 
     #[command(flatten)]

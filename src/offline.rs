@@ -57,6 +57,16 @@ const DATA_DIR: &str = "data";
 const JOURNAL: &str = "done.jsonl";
 /// TimescaleDB's catalog rows, under `SCHEMA_DIR`.
 const CATALOG: &str = "timescaledb-catalog.json";
+/// `tsxfer dump`'s zstd level. Level 1 gives smaller files than 3 to 9 on random text
+/// (binary COPY of md5 text and jsonb: the higher levels' short matches cost more than
+/// the literals they replace), takes half the CPU of 3, and with the window below is
+/// smaller than 3 on the bench dataset too; README's offline section has the figures.
+pub const DEFAULT_COMPRESS_LEVEL: i32 = 1;
+/// zstd window of the unit files, with long-distance matching: 16 MiB finds repeats
+/// further apart than one TOASTed value (the level's own window is 512 KiB) and keeps
+/// each stream's compressor at about 30 MB and decompressor at 16 MiB, within every
+/// decoder's default limit (2^27), so readers of earlier dumps read these.
+const WINDOW_LOG: u32 = 24;
 
 /// Where a dump keeps its schema archives.
 pub fn schema_dir(dir: &Path) -> PathBuf {
@@ -101,6 +111,10 @@ pub struct Manifest {
     /// Set once every unit is written: only a complete dump can be restored.
     pub completed_at: Option<String>,
     pub compress_level: i32,
+    /// The zstd window (log2 of its bytes, long-distance matching on) of the unit files;
+    /// absent in dumps of earlier versions, which used the level's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress_window_log: Option<u32>,
     /// Every snapshot units were read in: more than one when the dump was resumed.
     pub snapshots: Vec<String>,
     /// The source's roles as the manifest lists them (their definitions are in roles.json).
@@ -327,8 +341,8 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Compresses `pieces` at zstd `level` into `out`; returns `out` with the compressed
-/// size and its SHA-256.
+/// Compresses `pieces` at zstd `level` (window [`WINDOW_LOG`], long-distance matching)
+/// into `out`; returns `out` with the compressed size and its SHA-256.
 pub fn compress<W: Write>(
     out: W,
     level: i32,
@@ -340,6 +354,8 @@ pub fn compress<W: Write>(
         bytes: 0,
     };
     let mut encoder = zstd::Encoder::new(hashing, level)?;
+    encoder.window_log(WINDOW_LOG)?;
+    encoder.long_distance_matching(true)?;
     for piece in pieces {
         encoder.write_all(&piece)?;
     }
@@ -1246,6 +1262,7 @@ pub async fn dump(
                 started_at: now_utc(),
                 completed_at: None,
                 compress_level: opts.compress_level,
+                compress_window_log: Some(WINDOW_LOG),
                 snapshots: vec![snapshot.clone()],
                 roles: extract
                     .roles
@@ -1390,6 +1407,47 @@ mod tests {
         assert_eq!(out, data);
         assert_eq!(sizes, [300_000, 300_000, 300_000, 100_003]);
         assert_eq!((read, sha_read), (bytes, sha));
+    }
+
+    #[test]
+    fn repeats_further_apart_than_the_levels_window_are_found() {
+        // 4 MiB that do not compress, twice: only a window of more than 4 MiB sees the
+        // second copy as a repeat of the first.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let block: Vec<u8> = (0..4 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let pieces = [Bytes::from(block.clone()), Bytes::from(block.clone())];
+        let (file, _, _) = compress(Vec::new(), DEFAULT_COMPRESS_LEVEL, pieces).unwrap();
+        assert!(file.len() < block.len() * 11 / 10, "{} bytes", file.len());
+        let mut out = Vec::new();
+        decompress(&file[..], 1 << 20, |p| {
+            out.extend_from_slice(&p);
+            true
+        })
+        .unwrap();
+        assert!(out.len() == 2 * block.len() && out[..block.len()] == block[..]);
+        assert!(out[block.len()..] == block[..]);
+    }
+
+    #[test]
+    fn files_of_earlier_dumps_still_decompress() {
+        // Earlier versions wrote level 3 with the level's own window.
+        let data = stream(700_001);
+        let file = zstd::encode_all(&data[..], 3).unwrap();
+        let mut out = Vec::new();
+        let (read, _) = decompress(&file[..], 65_536, |p| {
+            out.extend_from_slice(&p);
+            true
+        })
+        .unwrap();
+        assert_eq!(read, file.len() as u64);
+        assert!(out == data);
     }
 
     #[test]

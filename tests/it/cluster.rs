@@ -616,7 +616,7 @@ fn running_as_root() -> bool {
     unsafe { geteuid() == 0 }
 }
 
-fn pg_bin() -> PathBuf {
+pub fn pg_bin() -> PathBuf {
     std::env::var_os("TSXFER_PG_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PG_BIN))
