@@ -222,6 +222,9 @@ pub struct CopyOptions {
     pub freeze_min_bytes: i64,
     /// The target has `pg_stat_force_next_flush()` (PostgreSQL 15 and later).
     pub flush_stats: bool,
+    /// Hash the rows as they pass (`--verify checksum`): about half of what the relay
+    /// costs in CPU on narrow rows, so it is done only when the checksum is compared.
+    pub checksum: bool,
 }
 
 impl CopyOptions {
@@ -232,12 +235,14 @@ impl CopyOptions {
         plain_truncate: bool,
         shared_buffers: i64,
         server_version_num: i32,
+        checksum: bool,
     ) -> CopyOptions {
         CopyOptions {
             buffer_size,
             plain_truncate,
             freeze_min_bytes: shared_buffers / 512,
             flush_stats: server_version_num >= 150_000,
+            checksum,
         }
     }
 
@@ -256,20 +261,22 @@ impl CopyOptions {
 pub struct Gather {
     counter: RowCounter,
     rewriter: Option<NullPlaceholderRewriter>,
-    hasher: RowHasher,
+    hasher: Option<RowHasher>,
     buf: BytesMut,
     buffer_size: usize,
     rows_handed: u64,
 }
 
 impl Gather {
-    pub fn new(unit: &CopyUnit, buffer_size: usize) -> Gather {
+    /// Gathers `unit`'s stream into buffers of `buffer_size` bytes, hashing its rows when
+    /// `checksum` is asked.
+    pub fn new(unit: &CopyUnit, buffer_size: usize, checksum: bool) -> Gather {
         Gather {
             counter: RowCounter::new(unit.binary),
             rewriter: unit
                 .placeholder_positions()
                 .map(|p| NullPlaceholderRewriter::new(&p, unit.columns.len())),
-            hasher: RowHasher::new(unit.binary),
+            hasher: checksum.then(|| RowHasher::new(unit.binary)),
             buf: BytesMut::with_capacity(buffer_size),
             buffer_size,
             rows_handed: 0,
@@ -294,7 +301,9 @@ impl Gather {
             return None;
         }
         let piece = self.buf.split().freeze();
-        self.hasher.feed(&piece);
+        if let Some(h) = self.hasher.as_mut() {
+            h.feed(&piece);
+        }
         self.buf.reserve(self.buffer_size);
         let rows = self.counter.rows() - self.rows_handed;
         self.rows_handed = self.counter.rows();
@@ -306,9 +315,9 @@ impl Gather {
     }
 
     /// The checksum of the rows handed on so far (after the placeholder rewrite: what the
-    /// target gets).
-    pub fn checksum(&self) -> Checksum {
-        self.hasher.checksum()
+    /// target gets), when they are hashed.
+    pub fn checksum(&self) -> Option<Checksum> {
+        self.hasher.as_ref().map(RowHasher::checksum)
     }
 
     /// Fails unless the stream reached its end marker (`doing` names the work).
@@ -379,7 +388,7 @@ pub async fn copy_table(
     let sink = target_sink(tgt, unit, options).await?;
     pin_mut!(out);
     pin_mut!(sink);
-    let mut gather = Gather::new(unit, buffer_size);
+    let mut gather = Gather::new(unit, buffer_size, options.checksum);
     let mut bytes = 0u64;
     let mut blocked = Duration::ZERO;
     loop {
@@ -427,7 +436,7 @@ pub async fn copy_table(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         blocked_seconds: blocked.as_secs_f64(),
-        checksum: Some(gather.checksum()),
+        checksum: gather.checksum(),
     })
 }
 
@@ -666,14 +675,14 @@ mod tests {
 
     #[test]
     fn only_big_enough_tables_are_frozen_and_chunks_only_under_plain_truncate() {
-        let options = CopyOptions::new(1 << 20, true, 512 << 20, 150_000);
+        let options = CopyOptions::new(1 << 20, true, 512 << 20, 150_000, true);
         let mut unit = CopyUnit::table(1, "s".into(), "t".into(), UnitKind::Chunk);
         unit.estimated_bytes = 1 << 20;
         assert!(options.freezes(&unit));
         unit.estimated_bytes -= 1;
         assert!(!options.freezes(&unit));
         unit.estimated_bytes = 1 << 30;
-        let hooked = CopyOptions::new(1 << 20, false, 512 << 20, 150_000);
+        let hooked = CopyOptions::new(1 << 20, false, 512 << 20, 150_000, true);
         assert!(!hooked.freezes(&unit));
         unit.kind = UnitKind::Table;
         assert!(hooked.freezes(&unit));

@@ -912,6 +912,7 @@ async fn load_phases(
             retries: l.retries,
             worker: worker_name("coordinator"),
             units: book.clone(),
+            checksum: l.verify == VerifyMode::Checksum,
         };
         let end = pool::run(config, phases.progress.clone(), drain.clone()).await;
         report.units = unit_reports(tgt, book).await?;
@@ -1075,6 +1076,17 @@ async fn load_phases(
         Default::default()
     };
     let verified = verify::check_copied(l.target, l.jobs, l.verify, &mut done, &counts_apart).await;
+    if l.verify == VerifyMode::Checksum {
+        let unhashed = done
+            .iter()
+            .filter(|(u, r)| u.kind != UnitKind::LargeObjects && r.outcome.checksum.is_none())
+            .count();
+        if unhashed > 0 {
+            report.warnings.push(format!(
+                "{unhashed} unit(s) were copied by an earlier run without --verify checksum: they are verified by count only"
+            ));
+        }
+    }
     let restored = privileges::force_row_security(tgt, &forced).await;
     report.warnings.extend(restored?);
     let mismatches = verified?;
@@ -1442,6 +1454,9 @@ pub async fn run_worker(
         retries: opts.retries,
         worker: me.clone(),
         units: book,
+        // The coordinator's --verify is not known here: hash, so that a checksum run
+        // finds every unit's checksum whoever copied it.
+        checksum: true,
     };
     let end = pool::run(config, progress, drain).await?;
     let (units, rows, bytes) = state::done_by(&tgt, &me).await?;

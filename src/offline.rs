@@ -920,7 +920,8 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
     d.pool.spawn(move || {
         let _ = done_tx.send(write_compressed(&file, level, rx));
     });
-    let mut gather = Gather::new(unit, d.opts.buffer_size);
+    // A dump records every unit's checksum: the restore verifies by content.
+    let mut gather = Gather::new(unit, d.opts.buffer_size, true);
     let mut bytes = 0u64;
     loop {
         let next = out.next().await;
@@ -961,7 +962,9 @@ async fn dump_unit(src: &Source, d: &Dumping, index: usize, stream: usize) -> Re
         rows: gather.rows(),
         stream_bytes: bytes,
         snapshot: d.snapshot.clone(),
-        checksum: (unit.kind != UnitKind::LargeObjects).then(|| gather.checksum()),
+        checksum: gather
+            .checksum()
+            .filter(|_| unit.kind != UnitKind::LargeObjects),
     })
 }
 

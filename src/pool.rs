@@ -48,6 +48,8 @@ pub struct PoolConfig {
     pub worker: String,
     /// The run's units by their id in the run state.
     pub units: Arc<UnitBook>,
+    /// Hash each unit's rows as they pass, for `--verify checksum`.
+    pub checksum: bool,
 }
 
 /// How a pool ended when nothing failed.
@@ -169,7 +171,13 @@ async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Targe
             &[],
         )
         .await?;
-    let options = CopyOptions::new(config.buffer_size, row.get(0), row.get(1), row.get(2));
+    let options = CopyOptions::new(
+        config.buffer_size,
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        config.checksum,
+    );
     Ok((src, tgt, options))
 }
 
