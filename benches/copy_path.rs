@@ -164,13 +164,12 @@ fn row_counter(c: &mut Criterion) {
     group.finish();
 }
 
-/// `copy_table`'s loop without the network: count, gather, and hand a frozen buffer on
+/// `copy_table`'s loop without the network: `tsxfer::copy::Gather` counts the rows,
+/// hashes them when `checksum` (`--verify checksum`), and hands a frozen buffer on
 /// whenever `buffer_size` bytes are gathered (and at the end).
-/// What a table unit's source side does with its stream: `tsxfer::copy::Gather` counts
-/// the rows and hands on buffers of `buffer_size` bytes.
-fn relay(pieces: &[Bytes], buffer_size: usize) -> (u64, usize) {
+fn relay(pieces: &[Bytes], buffer_size: usize, checksum: bool) -> (u64, usize) {
     let unit = CopyUnit::table(1, "public".into(), "t".into(), UnitKind::Table);
-    let mut gather = Gather::new(&unit, buffer_size);
+    let mut gather = Gather::new(&unit, buffer_size, checksum);
     let mut handed = 0usize;
     for piece in pieces {
         gather.push(piece);
@@ -187,29 +186,6 @@ fn relay(pieces: &[Bytes], buffer_size: usize) -> (u64, usize) {
     (gather.rows(), handed)
 }
 
-/// [`relay`] without the checksum: what `Gather` did before it hashed, counting and
-/// gathering only, to weigh what hashing adds to the relay.
-fn relay_unhashed(pieces: &[Bytes], buffer_size: usize) -> (u64, usize) {
-    let mut counter = RowCounter::new(true);
-    let mut buf = BytesMut::with_capacity(buffer_size);
-    let mut handed = 0usize;
-    for piece in pieces {
-        counter.feed(piece);
-        buf.extend_from_slice(piece);
-        if buf.len() >= buffer_size {
-            black_box(buf.split().freeze());
-            buf.reserve(buffer_size);
-            handed += 1;
-        }
-    }
-    if !buf.is_empty() {
-        black_box(buf.split().freeze());
-        handed += 1;
-    }
-    assert!(counter.complete());
-    (counter.rows(), handed)
-}
-
 fn relay_buffers(c: &mut Criterion) {
     let mut group = c.benchmark_group("relay");
     for shape in SHAPES
@@ -217,7 +193,7 @@ fn relay_buffers(c: &mut Criterion) {
         .filter(|s| matches!(s.name, "metrics_70B" | "toasted_34KiB"))
     {
         let (messages, rows) = binary_messages(shape);
-        assert_eq!(relay(&messages, 1 << 20).0, rows);
+        assert_eq!(relay(&messages, 1 << 20, true).0, rows);
         group.throughput(Throughput::Bytes(total_len(&messages)));
         for (label, size) in [
             ("64KiB", 64usize << 10),
@@ -228,7 +204,7 @@ fn relay_buffers(c: &mut Criterion) {
             group.bench_with_input(
                 BenchmarkId::new(shape.name, label),
                 &messages,
-                |b, messages| b.iter(|| relay(messages, size)),
+                |b, messages| b.iter(|| relay(messages, size, true)),
             );
         }
     }
@@ -244,18 +220,18 @@ fn relay_hashing(c: &mut Criterion) {
         .filter(|s| matches!(s.name, "metrics_70B" | "event_136B" | "wide_354B"))
     {
         let (messages, rows) = binary_messages(shape);
-        assert_eq!(relay(&messages, 1 << 20).0, rows);
-        assert_eq!(relay_unhashed(&messages, 1 << 20).0, rows);
+        assert_eq!(relay(&messages, 1 << 20, true).0, rows);
+        assert_eq!(relay(&messages, 1 << 20, false).0, rows);
         group.throughput(Throughput::Bytes(total_len(&messages)));
         group.bench_with_input(
             BenchmarkId::new(shape.name, "hashed"),
             &messages,
-            |b, messages| b.iter(|| relay(messages, 1 << 20)),
+            |b, messages| b.iter(|| relay(messages, 1 << 20, true)),
         );
         group.bench_with_input(
             BenchmarkId::new(shape.name, "unhashed"),
             &messages,
-            |b, messages| b.iter(|| relay_unhashed(messages, 1 << 20)),
+            |b, messages| b.iter(|| relay(messages, 1 << 20, false)),
         );
     }
     group.finish();
