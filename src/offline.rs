@@ -48,8 +48,6 @@ pub const FORMAT: u32 = 3;
 const READS: [u64; 3] = [1, 2, 3];
 /// The first format that holds large objects in slices.
 const LARGE_OBJECT_SLICES: u32 = 3;
-/// The most bytes of a large object one row of a dump holds.
-const LARGE_OBJECT_SLICE: i32 = 1 << 20;
 const MANIFEST: &str = "manifest.json";
 const ROLES: &str = "roles.json";
 const SCHEMA_DIR: &str = "schema";
@@ -298,24 +296,11 @@ fn unit_file_name(index: usize, unit: &CopyUnit) -> String {
     format!("{DATA_DIR}/{index:06}-{name}.copy.zst")
 }
 
-/// The source side of a unit in a dump: its binary COPY stream. Large objects travel as
-/// rows of (oid, comment, offset, data) of at most [`LARGE_OBJECT_SLICE`] bytes each, the
-/// comment on the first slice only, so that no object is read whole (a value cannot pass
-/// 1 GB) and the server holds one slice per object at a time.
+/// The source side of a unit in a dump: its binary COPY stream; large objects in slices
+/// ([`CopyUnit::large_objects_copy_out_sql`]).
 fn dump_sql(unit: &CopyUnit) -> String {
     if unit.kind == UnitKind::LargeObjects {
-        let n = LARGE_OBJECT_SLICE;
-        format!(
-            "COPY (WITH RECURSIVE slice(loid, comment, off, data) AS (
-                     SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject'), 0::int8,
-                            pg_catalog.lo_get(oid, 0, {n})
-                     FROM pg_catalog.pg_largeobject_metadata WHERE {}
-                   UNION ALL
-                     SELECT loid, NULL, off + {n}, pg_catalog.lo_get(loid, off + {n}, {n})
-                     FROM slice WHERE pg_catalog.octet_length(data) = {n})
-                   SELECT loid, comment, off, data FROM slice) TO STDOUT (FORMAT binary)",
-            unit.large_object_condition()
-        )
+        unit.large_objects_copy_out_sql()
     } else {
         unit.copy_out_sql()
     }

@@ -169,6 +169,25 @@ impl CopyUnit {
         ) && self.filter.is_none()
     }
 
+    /// The unit's large objects as a binary COPY of rows (oid, comment, offset, data) of
+    /// at most [`LARGE_OBJECT_SLICE`] bytes each, the comment on the first slice only
+    /// (large-object units only). No object is read whole, so none is limited by the
+    /// 1 GB of a value, and the server holds one slice per object at a time.
+    pub fn large_objects_copy_out_sql(&self) -> String {
+        let n = LARGE_OBJECT_SLICE;
+        format!(
+            "COPY (WITH RECURSIVE slice(loid, comment, off, data) AS (
+                     SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject'), 0::int8,
+                            pg_catalog.lo_get(oid, 0, {n})
+                     FROM pg_catalog.pg_largeobject_metadata WHERE {}
+                   UNION ALL
+                     SELECT loid, NULL, off + {n}, pg_catalog.lo_get(loid, off + {n}, {n})
+                     FROM slice WHERE pg_catalog.octet_length(data) = {n})
+                   SELECT loid, comment, off, data FROM slice) TO STDOUT (FORMAT binary)",
+            self.large_object_condition()
+        )
+    }
+
     /// The large objects the unit takes, as a condition on `oid` (large-object units
     /// only): its range of OIDs when the large objects are copied in parts.
     pub fn large_object_condition(&self) -> String {
@@ -443,6 +462,9 @@ pub fn split_units(
     }
     out
 }
+
+/// The most bytes of a large object one row of a COPY of large objects holds.
+pub const LARGE_OBJECT_SLICE: i32 = 1 << 20;
 
 /// Large objects one unit copies (at least), each unit in its own target transaction: a
 /// run that stops keeps the parts it committed.

@@ -262,13 +262,13 @@ struct Comparison {
 /// The rows `tsxfer verify` reads of a unit on the source, the same on the target: a
 /// table's own rows; a chunk's rows as queries see them (decompressed when the chunk is
 /// compressed, on either side); a hypertable's rows through the hypertable; every large
-/// object's oid and bytes.
+/// object's oid, comment and bytes, in slices.
 fn compare_sql(unit: &CopyUnit) -> String {
     let columns: Vec<String> = unit.columns.iter().map(|c| quote::ident(c)).collect();
     let format = if unit.binary { "binary" } else { "text" };
     let rel = unit.relation();
     match unit.kind {
-        UnitKind::LargeObjects => "COPY (SELECT oid, pg_catalog.lo_get(oid) FROM pg_catalog.pg_largeobject_metadata) TO STDOUT (FORMAT binary)".into(),
+        UnitKind::LargeObjects => unit.large_objects_copy_out_sql(),
         UnitKind::Chunk | UnitKind::Hypertable => format!(
             "COPY (SELECT {} FROM {rel}) TO STDOUT (FORMAT {format})",
             columns.join(", ")
