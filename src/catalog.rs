@@ -228,14 +228,11 @@ pub async fn copy_units(
         columns.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
     }
     let mut sizes: HashMap<u32, i64> = HashMap::new();
-    // pg_table_size locks a table and its TOAST table until the end of the transaction.
+    // Sizing locks a table and its TOAST table until the end of the transaction.
     for batch in oids.chunks(facts.lock_batch(1000) / 2) {
         let batch = batch.to_vec();
         for r in sizer
-            .query(
-                "SELECT o, pg_catalog.pg_table_size(o) FROM unnest($1::oid[]) AS o",
-                &[&batch],
-            )
+            .query(include_str!("sql/source_table_sizes.sql"), &[&batch])
             .await?
         {
             let size: Option<i64> = r.get(1);

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -152,8 +153,16 @@ pub async fn extract(
     let superuser_user_mappings = catalog::superuser_user_mappings(src).await?;
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
-    let (main, chunk_archives, selection) =
-        dump_schema(archives, conninfo, src, facts, snapshot, asked.filters).await?;
+    let (main, chunk_archives, selection) = dump_schema(
+        archives,
+        conninfo,
+        src,
+        facts,
+        snapshot,
+        asked.filters,
+        asked.split.streams,
+    )
+    .await?;
     if !asked.filters.is_empty() {
         let (kept, note) =
             filter_units(archives, &main, src, asked.filters, &selection, units).await?;
@@ -309,17 +318,21 @@ async fn filter_units(
     }
     let before = units.len();
     let some = filters.includes_only_some();
+    let chunks = selection.chunk_tables();
     let kept: Vec<CopyUnit> = units
         .into_iter()
         .filter(|u| match u.kind {
-            UnitKind::Chunk | UnitKind::CompressedChunk => selection.keeps_chunk(u.oid),
+            UnitKind::Chunk | UnitKind::CompressedChunk => {
+                chunks.get(&u.oid).is_none_or(|c| c.kept)
+            }
             UnitKind::LargeObjects | UnitKind::ExtensionConfig => !some,
             _ => dumped.contains(&u.oid),
         })
         .filter(|u| {
             !no_data.contains(&u.oid)
-                && !selection
-                    .chunk_owner(u.oid)
+                && !chunks
+                    .get(&u.oid)
+                    .and_then(|c| c.owner)
                     .is_some_and(|h| no_data.contains(&h))
         })
         .collect();
@@ -333,7 +346,8 @@ async fn filter_units(
 
 /// pg_dump of the schema: everything but the chunk tables (with what the filters keep of
 /// TimescaleDB's hypertables, see [`hypertables::dump_main`]), then the chunk tables of the
-/// kept hypertables in batches sized from the source's lock table. Returns (main archive,
+/// kept hypertables in batches sized from the source's lock table, `jobs` dumps at a time
+/// (see [`schema::chunk_batches`]). Returns (main archive,
 /// chunk archives, what the filters keep).
 async fn dump_schema(
     archives: &Archives,
@@ -342,6 +356,7 @@ async fn dump_schema(
     facts: &ServerFacts,
     snapshot: &str,
     filters: &Filters,
+    jobs: usize,
 ) -> Result<(PathBuf, Vec<PathBuf>, Selection)> {
     let mut main_args: Vec<String> = Vec::new();
     let mut chunk_archives = Vec::new();
@@ -362,7 +377,8 @@ async fn dump_schema(
     )
     .await?;
     let chunks = selection.kept_chunk_tables();
-    for (i, batch) in chunks.chunks(facts.lock_batch(CHUNK_BATCH)).enumerate() {
+    let (size, at_once) = schema::chunk_batches(chunks.len(), facts.lock_batch(CHUNK_BATCH), jobs);
+    let dumps = chunks.chunks(size).enumerate().map(|(i, batch)| {
         let mut args = vec!["--schema-only".to_string()];
         args.extend(
             batch
@@ -370,7 +386,11 @@ async fn dump_schema(
                 .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
         );
         let file = format!("chunks-{i:04}.dump");
-        chunk_archives.push(archives.dump(conninfo, snapshot, &file, args).await?);
+        async move { archives.dump(conninfo, snapshot, &file, args).await }
+    });
+    let mut dumped = futures_util::stream::iter(dumps).buffered(at_once);
+    while let Some(archive) = dumped.next().await {
+        chunk_archives.push(archive?);
     }
     if !chunks.is_empty() {
         info!(

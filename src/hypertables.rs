@@ -7,7 +7,7 @@
 //! catalog row or job. A kept hypertable keeps all its chunks. A kept aggregate needs
 //! what it is built on; a left-out one goes as if dropped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::catalog_rows::{self, ConfigRelation};
@@ -65,6 +65,15 @@ struct ContinuousAggregate {
 struct Chunk {
     hypertable_id: i32,
     table: Relation,
+}
+
+/// A chunk (or compressed chunk) table, as the unit filter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkTable {
+    /// Whether its hypertable is kept.
+    pub kept: bool,
+    /// The table OID of the hypertable whose rows it holds.
+    pub owner: Option<u32>,
 }
 
 /// A relation TimescaleDB made for a hypertable or aggregate: kept with it, or not at all.
@@ -301,27 +310,31 @@ impl Selection {
             .collect()
     }
 
-    /// Whether the chunk (or compressed chunk) table `oid` belongs to a kept hypertable.
-    pub fn keeps_chunk(&self, oid: u32) -> bool {
-        !self
-            .chunks
-            .iter()
-            .any(|c| c.table.oid == Some(oid) && self.left_out.contains(&c.hypertable_id))
-    }
-
-    /// The table OID of the hypertable whose rows the chunk (or compressed chunk) table
-    /// `oid` holds, if it is a chunk.
-    pub fn chunk_owner(&self, oid: u32) -> Option<u32> {
-        let chunk = self.chunks.iter().find(|c| c.table.oid == Some(oid))?;
-        let hypertable = self
-            .hypertables
-            .iter()
-            .find(|h| h.id == chunk.hypertable_id)?;
-        let user = match hypertable.compresses {
-            Some(raw) => self.hypertables.iter().find(|h| h.id == raw)?,
-            None => hypertable,
+    /// The chunk (and compressed chunk) tables by OID, each with whether its hypertable is
+    /// kept and the table OID of the hypertable whose rows it holds: built once, so that
+    /// filtering the units is linear in the chunks.
+    pub fn chunk_tables(&self) -> HashMap<u32, ChunkTable> {
+        let hypertables: HashMap<i32, &Hypertable> =
+            self.hypertables.iter().map(|h| (h.id, h)).collect();
+        let owner = |id: i32| {
+            let h = hypertables.get(&id)?;
+            let user = match h.compresses {
+                Some(raw) => hypertables.get(&raw)?,
+                None => h,
+            };
+            user.table.oid
         };
-        user.table.oid
+        self.chunks
+            .iter()
+            .filter_map(|c| {
+                let oid = c.table.oid?;
+                let table = ChunkTable {
+                    kept: !self.left_out.contains(&c.hypertable_id),
+                    owner: owner(c.hypertable_id),
+                };
+                Some((oid, table))
+            })
+            .collect()
     }
 
     /// Invalidation triggers not to restore: those of kept hypertables whose continuous
@@ -660,8 +673,14 @@ mod tests {
                 ("_timescaledb_internal".into(), "_hyper_3_3_chunk".into()),
             ]
         );
-        assert!(!s.keeps_chunk(404));
-        assert!(s.keeps_chunk(401));
+        let chunks = s.chunk_tables();
+        let chunk = |kept, owner| ChunkTable { kept, owner };
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(chunks[&401], chunk(true, Some(101)));
+        // A compressed chunk's rows are its hypertable's.
+        assert_eq!(chunks[&402], chunk(true, Some(101)));
+        assert_eq!(chunks[&403], chunk(true, Some(103)));
+        assert_eq!(chunks[&404], chunk(false, Some(108)));
         assert_eq!(s.skipped_triggers(), [501, 502].into());
         // Only the daily one left out: the hourly one's materialization loses its trigger.
         s.left_out = [10].into();

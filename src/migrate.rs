@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio::task::JoinSet;
 use tokio_postgres::error::SqlState;
 use tracing::info;
@@ -1232,46 +1233,64 @@ async fn restore_section(
     skip_entries: &BTreeSet<String>,
     drain: &AtomicBool,
 ) -> Result<Vec<String>> {
-    let (name, jobs) = match section {
+    let (name, main_jobs) = match section {
         Section::PreData => ("pre-data", 1),
         Section::PostData => ("post-data", l.jobs),
     };
     let owners: BTreeSet<String> = l.ex.roles.roles.iter().map(|r| r.name.clone()).collect();
-    let mut dropped = Vec::new();
-    for archive in std::iter::once(main).chain(chunk_archives.iter().map(PathBuf::as_path)) {
-        if section == Section::PostData {
-            check_drain(drain)?;
-        }
-        let toc = l.archives.toc(archive, Some(name)).await?;
-        let (mut entries, left_out) = match section {
-            Section::PreData => schema::pre_data_entries(&toc),
-            Section::PostData => schema::post_data_entries(&toc),
-        };
-        entries.retain(|e| {
-            !skip.contains(&e.oid) && !skip_entries.iter().any(|s| e.rest.starts_with(s.as_str()))
-        });
-        if resumed && section == Section::PostData {
-            let all = entries.len();
-            entries = schema::post_data_left(tgt, entries, &owners).await?;
-            if entries.len() < all {
-                info!(
-                    "{} of {all} post-data entries of {} were made by an earlier attempt",
-                    all - entries.len(),
-                    archive.display()
-                );
+    let restore_one = |archive: &std::path::Path, jobs: usize| {
+        let owners = &owners;
+        let archive = archive.to_path_buf();
+        async move {
+            if section == Section::PostData {
+                check_drain(drain)?;
             }
+            let toc = l.archives.toc(&archive, Some(name)).await?;
+            let (mut entries, left_out) = match section {
+                Section::PreData => schema::pre_data_entries(&toc),
+                Section::PostData => schema::post_data_entries(&toc),
+            };
+            entries.retain(|e| {
+                !skip.contains(&e.oid)
+                    && !skip_entries.iter().any(|s| e.rest.starts_with(s.as_str()))
+            });
+            if resumed && section == Section::PostData {
+                let all = entries.len();
+                entries = schema::post_data_left(tgt, entries, owners).await?;
+                if entries.len() < all {
+                    info!(
+                        "{} of {all} post-data entries of {} were made by an earlier attempt",
+                        all - entries.len(),
+                        archive.display()
+                    );
+                }
+            }
+            l.archives
+                .restore(
+                    l.target,
+                    &archive,
+                    &entries,
+                    jobs,
+                    false,
+                    &format!("{name} restore"),
+                )
+                .await?;
+            Ok::<_, Error>(left_out)
         }
-        dropped.extend(left_out);
-        l.archives
-            .restore(
-                l.target,
-                archive,
-                &entries,
-                jobs,
-                false,
-                &format!("{name} restore"),
-            )
-            .await?;
+    };
+    let mut dropped = restore_one(main, main_jobs).await?;
+    // The chunk archives hold independent tables: they are restored side by side, each
+    // pg_restore with its share of the jobs.
+    let at_once = l.jobs.clamp(1, chunk_archives.len().max(1));
+    let each = (l.jobs / at_once).max(1);
+    let mut restored = futures_util::stream::iter(
+        chunk_archives
+            .iter()
+            .map(|archive| restore_one(archive, each)),
+    )
+    .buffered(at_once);
+    while let Some(left_out) = restored.next().await {
+        dropped.extend(left_out?);
     }
     Ok(dropped)
 }

@@ -1,0 +1,26 @@
+-- The bytes a table's COPY is expected to carry, for the tables $1. The heap and its TOAST
+-- table by their main forks (the free space and visibility maps hold no rows). A table of
+-- one page or less holds what its rows are wide (by their statistics, when analyzed)
+-- rather than the page: thousands of chunks of a few rows are not thousands of 8 KiB.
+-- pg_relation_size locks the table and its TOAST table until the end of the transaction.
+SELECT o,
+       CASE
+           WHEN heap <= current_setting('block_size')::int8 AND c.reltuples > 0
+                AND w.width IS NOT NULL
+           THEN LEAST(heap, (c.reltuples * (w.width + 24))::int8) + toast
+           ELSE heap + toast
+       END AS bytes
+FROM unnest($1::oid[]) AS o
+JOIN pg_catalog.pg_class c ON c.oid = o
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (
+    SELECT COALESCE(pg_catalog.pg_relation_size(o, 'main'), 0) AS heap,
+           CASE WHEN c.reltoastrelid = 0 THEN 0
+                ELSE COALESCE(pg_catalog.pg_relation_size(c.reltoastrelid, 'main'), 0)
+           END AS toast
+) AS s
+LEFT JOIN LATERAL (
+    SELECT sum(st.avg_width)::int8 AS width
+    FROM pg_catalog.pg_stats st
+    WHERE st.schemaname = n.nspname AND st.tablename = c.relname AND NOT st.inherited
+) AS w ON true
