@@ -9,7 +9,7 @@
 //! - `relay_hashing`: the same relay at 1 MiB buffers with its checksum and without it
 //!   (counting and gathering only), over realistic rows (metrics, a 136-byte event row
 //!   of three integers, a timestamptz and a 100-byte text, and 354-byte wide rows).
-//! - `row_hasher`: `tsxfer::checksum::RowHasher`, the per-row checksum `Gather` computes
+//! - `row_hasher`: `tsxfer::copy::checksum::RowHasher`, the per-row checksum `Gather` computes
 //!   of every buffer it hands on (`--verify=checksum`), over the buffers the relay hands
 //!   on (256 KiB) for each row shape, and over text rows; `relay` includes it.
 //! - `placeholder_rewriter`: `tsxfer::copy::NullPlaceholderRewriter` over compressed-chunk
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tsxfer::checksum::RowHasher;
+use tsxfer::copy::checksum::RowHasher;
 use tsxfer::copy::{Gather, NullPlaceholderRewriter, RowCounter};
 use tsxfer::plan::{CopyUnit, UnitKind};
 
@@ -320,14 +320,14 @@ fn offline(c: &mut Criterion) {
             &pieces,
             |b, pieces| {
                 b.iter(|| {
-                    tsxfer::offline::compress(Vec::new(), level, pieces.iter().cloned())
+                    tsxfer::dump::compress(Vec::new(), level, pieces.iter().cloned())
                         .unwrap()
                         .1
                 })
             },
         );
     }
-    let (file, _, _) = tsxfer::offline::compress(Vec::new(), 3, pieces.iter().cloned()).unwrap();
+    let (file, _, _) = tsxfer::dump::compress(Vec::new(), 3, pieces.iter().cloned()).unwrap();
     eprintln!(
         "offline: the metrics stream compresses to {:.1}% at level 3",
         100.0 * file.len() as f64 / total_len(&pieces) as f64
@@ -337,7 +337,7 @@ fn offline(c: &mut Criterion) {
         &file,
         |b, file| {
             b.iter(|| {
-                tsxfer::offline::decompress(&file[..], 256 << 10, |p| {
+                tsxfer::dump::decompress(&file[..], 256 << 10, |p| {
                     black_box(p);
                     true
                 })

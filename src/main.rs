@@ -9,15 +9,14 @@ use clap::{CommandFactory, Parser};
 use tokio::runtime::Runtime;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
-
 use tsxfer::cli::{
     Cli, Command, CompareArgs, DumpArgs, LogFormat, Metrics, MigrateArgs, Output, PlanArgs,
     RestoreArgs, TargetArgs, WorkerArgs, expand_config,
 };
 use tsxfer::error::{Error, ErrorKind};
-use tsxfer::migrate::{self, Job};
-use tsxfer::offline;
-use tsxfer::progress::{Progress, Screen};
+use tsxfer::observe::progress::{Progress, Screen};
+use tsxfer::run::dump;
+use tsxfer::run::{self, Job};
 
 /// Whether stderr gets colours: on a terminal, unless NO_COLOR is set (no-color.org).
 fn colour() -> bool {
@@ -137,7 +136,7 @@ fn plan(runtime: &Runtime, args: PlanArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
-    match runtime.block_on(migrate::describe_plan(&opts)) {
+    match runtime.block_on(run::describe_plan(&opts)) {
         Ok((text, refusal)) => {
             print!("{text}");
             match refusal {
@@ -203,7 +202,7 @@ fn load_target(
         let watch = screen.watch(progress.clone());
         let drain = Arc::new(AtomicBool::new(false));
         let (signals, abort) = watch_signals(drain.clone());
-        let outcome = migrate::run(job, progress.clone(), drain, abort).await;
+        let outcome = run::run(job, progress.clone(), drain, abort).await;
         signals.abort();
         watch.stop();
         outcome
@@ -228,7 +227,7 @@ fn load_target(
 }
 
 /// Writes `report` to `path` (making its directory), saying where when `say`.
-fn write_report(report: &tsxfer::report::Report, path: &Path, say: bool) {
+fn write_report(report: &tsxfer::observe::report::Report, path: &Path, say: bool) {
     let written = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => std::fs::create_dir_all(dir).map_err(Error::from),
         None => Ok(()),
@@ -250,7 +249,7 @@ fn env(key: &str) -> Option<String> {
 fn serve_metrics(runtime: &Runtime, metrics: Metrics, jobs: usize) -> Result<Arc<Progress>, Error> {
     if let Some(addr) = metrics.addr {
         let _in_runtime = runtime.enter();
-        tsxfer::metrics::serve(addr, jobs)?;
+        tsxfer::observe::metrics::serve(addr, jobs)?;
         info!("metrics on http://{addr}/metrics");
     }
     Ok(Arc::new(Progress::new(jobs)))
@@ -326,7 +325,7 @@ fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
         metrics,
         opts.jobs,
         "aborted: the units in flight were not written; run the same command again with --allow-inconsistent to finish",
-        |progress, drain| offline::dump(&opts, progress, drain),
+        |progress, drain| dump::dump(&opts, progress, drain),
         |summary| print!("{}", summary.text(&opts.dir)),
     )
 }
@@ -348,7 +347,7 @@ fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
         metrics,
         opts.jobs,
         "aborted: units in flight were rolled back",
-        |progress, drain| migrate::run_worker(&opts, progress, drain),
+        |progress, drain| run::run_worker(&opts, progress, drain),
         |summary| println!("{summary}"),
     )
 }
@@ -371,7 +370,7 @@ fn compare(runtime: &Runtime, screen: &Screen, args: CompareArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
-    let mut report = tsxfer::report::Report {
+    let mut report = tsxfer::observe::report::Report {
         source: opts.source.describe(),
         target: opts.target.describe(),
         jobs: opts.jobs,
@@ -380,7 +379,7 @@ fn compare(runtime: &Runtime, screen: &Screen, args: CompareArgs) -> ExitCode {
     let result = runtime.block_on(async {
         let watch = screen.watch(progress.clone());
         let outcome = tokio::select! {
-            r = tsxfer::verify::compare(&opts, progress.clone(), &mut report) => r,
+            r = tsxfer::run::verify::compare(&opts, progress.clone(), &mut report) => r,
             () = interrupted() => Err(Error::new(ErrorKind::Interrupted, "stopped on request; nothing was written")),
         };
         watch.stop();
@@ -407,7 +406,7 @@ fn compare(runtime: &Runtime, screen: &Screen, args: CompareArgs) -> ExitCode {
 /// `tsxfer status` and `tsxfer clean`: one call on the target, its text printed.
 fn on_target<F, Fut>(runtime: &Runtime, args: TargetArgs, f: F) -> ExitCode
 where
-    F: FnOnce(tsxfer::conninfo::ConnInfo) -> Fut,
+    F: FnOnce(tsxfer::pg::conninfo::ConnInfo) -> Fut,
     Fut: std::future::Future<Output = Result<String, Error>>,
 {
     let target = match args.into_conninfo() {
@@ -483,10 +482,10 @@ fn main() -> ExitCode {
         Some(Command::Plan(args)) => plan(&runtime, args),
         Some(Command::Worker(args)) => worker(&runtime, &screen, args),
         Some(Command::Status(args)) => {
-            on_target(&runtime, args, |t| async move { migrate::status(&t).await })
+            on_target(&runtime, args, |t| async move { run::status(&t).await })
         }
         Some(Command::Clean(args)) => {
-            on_target(&runtime, args, |t| async move { migrate::clean(&t).await })
+            on_target(&runtime, args, |t| async move { run::clean(&t).await })
         }
         Some(Command::Migrate(args)) => run(&runtime, &screen, args),
         Some(Command::Dump(args)) => dump(&runtime, &screen, args),

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tsxfer::metrics::{METRICS, MetricType, PHASES};
+use tsxfer::observe::metrics::{METRICS, MetricType, PHASES};
 
 use crate::cluster::{self, TSDBADMIN_PASSWORD};
 use crate::{conninfos, load_source, tsxfer};

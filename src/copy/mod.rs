@@ -1,0 +1,758 @@
+//! The copy path: source `COPY ... TO STDOUT` → a bounded buffer → target
+//! `COPY ... FROM STDIN`, one unit per pair of transactions. Nothing waits in an unbounded
+//! queue: when the target is slower, sending blocks, so the source stream is not polled,
+//! so the driver stops reading the source socket.
+
+pub mod checksum;
+pub mod framing;
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt, pin_mut};
+use serde::Serialize;
+use tokio_postgres::CopyInSink;
+
+use crate::copy::checksum::{Checksum, RowHasher};
+use crate::copy::framing::{CopyFraming, FramingVisitor};
+use crate::error::{Error, ErrorKind, Result, pg_message};
+use crate::pg::{Source, Target};
+use crate::plan::{CopyUnit, UnitKind};
+
+/// What copying one unit did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnitOutcome {
+    pub rows: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Time spent waiting for the target to take the next buffer.
+    pub blocked_seconds: f64,
+    /// The checksum of the rows as they were sent to the target (table units; see
+    /// [`crate::copy::checksum`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
+}
+
+/// Counts the rows of a COPY stream as it passes, whatever the chunk boundaries: lines in
+/// text format, tuples in binary format (whose framing it follows without decoding values).
+#[derive(Debug, Clone)]
+pub struct RowCounter {
+    framing: CopyFraming,
+    rows: Rows,
+}
+
+/// A [`FramingVisitor`] that counts rows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rows(u64);
+
+impl FramingVisitor for Rows {
+    #[inline]
+    fn row_begin(&mut self, _fields: usize) {
+        self.0 += 1;
+    }
+}
+
+impl RowCounter {
+    pub fn new(binary: bool) -> RowCounter {
+        RowCounter {
+            framing: CopyFraming::new(binary),
+            rows: Rows::default(),
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows.0
+    }
+
+    /// A binary stream is whole once its trailer has been seen.
+    pub fn complete(&self) -> bool {
+        self.framing.complete()
+    }
+
+    pub fn feed(&mut self, data: &[u8]) {
+        self.framing.feed(data, &mut self.rows);
+    }
+}
+
+/// TimescaleDB's "every value of this batch is NULL" compressed value, as its send
+/// function writes it: the algorithm number alone (`COMPRESSION_ALGORITHM_NULL`).
+const NULL_PLACEHOLDER: u8 = 6;
+
+/// Turns TimescaleDB's one-byte "all values NULL" placeholder into SQL NULL in chosen
+/// columns of a binary COPY stream, as the stream passes, whatever its chunk boundaries.
+/// TimescaleDB 2.19 writes that placeholder but its receive function cannot load it
+/// (timescaledb#8893); it reads a NULL there as the same thing. Everything else is
+/// copied through unchanged: the framing is followed, values are not decoded.
+#[derive(Debug, Clone)]
+pub struct NullPlaceholderRewriter {
+    framing: CopyFraming,
+    state: Rewrite,
+}
+
+/// What a [`NullPlaceholderRewriter`] keeps between pieces.
+#[derive(Debug, Clone)]
+struct Rewrite {
+    /// Per field position: whether it is a compressed_data column.
+    columns: Vec<bool>,
+    /// A length word of a rewritten column is being held back (not yet written out).
+    held: bool,
+    /// The held length is 1: the value's byte decides what is written.
+    one_byte: bool,
+    rewritten: u64,
+}
+
+/// A [`Rewrite`] turning one piece into `out`.
+struct RewritePiece<'a> {
+    state: &'a mut Rewrite,
+    input: &'a [u8],
+    out: &'a mut BytesMut,
+    /// Bytes of `input` from here on are passed through unless held.
+    run: usize,
+}
+
+impl FramingVisitor for RewritePiece<'_> {
+    #[inline]
+    fn field_start(&mut self, field: usize, at: usize) {
+        if self.state.columns.get(field).copied().unwrap_or(false) {
+            self.out.extend_from_slice(&self.input[self.run..at]);
+            self.state.held = true;
+        }
+    }
+
+    #[inline]
+    fn field_length(&mut self, _field: usize, len: i32, at: usize) {
+        if !self.state.held {
+            return;
+        }
+        if len == 1 {
+            self.state.one_byte = true;
+        } else {
+            self.out.extend_from_slice(&len.to_be_bytes());
+            self.state.held = false;
+            self.run = at;
+        }
+    }
+
+    #[inline]
+    fn value(&mut self, _field: usize, bytes: &[u8], at: usize) {
+        if !self.state.one_byte {
+            return;
+        }
+        let value = bytes[0];
+        if value == NULL_PLACEHOLDER {
+            self.out.extend_from_slice(&(-1i32).to_be_bytes());
+            self.state.rewritten += 1;
+        } else {
+            self.out.extend_from_slice(&1i32.to_be_bytes());
+            self.out.extend_from_slice(&[value]);
+        }
+        self.state.one_byte = false;
+        self.state.held = false;
+        self.run = at + 1;
+    }
+}
+
+impl NullPlaceholderRewriter {
+    /// `columns` are the positions (from 0, in the COPY column list) of the
+    /// compressed_data columns; `width` is the number of columns.
+    pub fn new(columns: &[usize], width: usize) -> NullPlaceholderRewriter {
+        let mut rewrite = vec![false; width];
+        for &c in columns {
+            if c < width {
+                rewrite[c] = true;
+            }
+        }
+        NullPlaceholderRewriter {
+            framing: CopyFraming::new(true),
+            state: Rewrite {
+                columns: rewrite,
+                held: false,
+                one_byte: false,
+                rewritten: 0,
+            },
+        }
+    }
+
+    /// How many placeholders became NULL so far.
+    pub fn rewritten(&self) -> u64 {
+        self.state.rewritten
+    }
+
+    /// Appends to `out` what `input` becomes. A length field of a rewritten column is
+    /// held back until its value is known, so `out` may lag `input` by up to 5 bytes.
+    pub fn push(&mut self, input: &[u8], out: &mut BytesMut) {
+        let mut piece = RewritePiece {
+            state: &mut self.state,
+            input,
+            out,
+            run: 0,
+        };
+        self.framing.feed(input, &mut piece);
+        if !piece.state.held {
+            let run = piece.run;
+            piece.out.extend_from_slice(&input[run..]);
+        }
+    }
+}
+
+/// A COPY error of `unit` on one side (`source` or `target`), with the driver's cause (so
+/// that [`crate::error::decide`] retries a transient one).
+pub fn copy_error(unit: &CopyUnit, side: &str, err: tokio_postgres::Error) -> Error {
+    let text = format!(
+        "copying {} {}: the {side} says: {}",
+        unit.kind.label(),
+        unit.title(),
+        pg_message(&err)
+    );
+    Error::from_pg(err)
+        .with_kind(ErrorKind::Copy)
+        .reworded(text)
+}
+
+/// What the relay reports as it moves a unit. The run's progress implements it (the
+/// terminal and the metrics, in `observe`), so the relay is built and benchmarked
+/// without either.
+pub trait Observer: Sync {
+    /// `bytes` and `rows` of a unit of `kind` moved on stream number `stream`.
+    fn moved(&self, stream: usize, kind: UnitKind, bytes: u64, rows: u64);
+    /// The relay waited `seconds` for the target to take a buffer.
+    fn blocked(&self, seconds: f64);
+}
+
+/// How units are copied over one pair of connections.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyOptions {
+    /// Bytes gathered before they are handed to the target.
+    pub buffer_size: usize,
+    /// TRUNCATE on the target connection is PostgreSQL's own: TimescaleDB is not there or
+    /// is in restoring mode. Otherwise TimescaleDB's TRUNCATE of a chunk also empties the
+    /// chunk's compressed chunk, so chunks are not truncated (nor frozen) then.
+    pub plain_truncate: bool,
+    /// Units smaller than this are not frozen: committing a TRUNCATE scans the target's
+    /// whole buffer pool (about 15 ns a buffer here: 0.7 ms at 512 MB, 13 ms at 8 GB),
+    /// which only pays off for a table of at least 1/512 of `shared_buffers`.
+    pub freeze_min_bytes: i64,
+    /// The target has `pg_stat_force_next_flush()` (PostgreSQL 15 and later).
+    pub flush_stats: bool,
+    /// Hash the rows as they pass (`--verify checksum`): about half of what the relay
+    /// costs in CPU on narrow rows, so it is done only when the checksum is compared.
+    pub checksum: bool,
+}
+
+impl CopyOptions {
+    /// The options of a target connection whose server (`server_version_num`) has
+    /// `shared_buffers` bytes of buffer pool.
+    pub fn new(
+        buffer_size: usize,
+        plain_truncate: bool,
+        shared_buffers: i64,
+        server_version_num: i32,
+        checksum: bool,
+    ) -> CopyOptions {
+        CopyOptions {
+            buffer_size,
+            plain_truncate,
+            freeze_min_bytes: shared_buffers / 512,
+            flush_stats: server_version_num >= 150_000,
+            checksum,
+        }
+    }
+
+    /// Whether `unit` is loaded with COPY FREEZE after TRUNCATE ONLY of its table.
+    pub fn freezes(&self, unit: &CopyUnit) -> bool {
+        unit.fills_own_table()
+            && unit.estimated_bytes >= self.freeze_min_bytes
+            && (self.plain_truncate
+                || !matches!(unit.kind, UnitKind::Chunk | UnitKind::CompressedChunk))
+    }
+}
+
+/// The source side of a table unit as tsxfer hands it on: its COPY stream counted, the
+/// placeholders rewritten where the unit needs it, gathered into buffers of
+/// `buffer_size` bytes, and its rows hashed as they are handed on.
+pub struct Gather {
+    counter: RowCounter,
+    rewriter: Option<NullPlaceholderRewriter>,
+    hasher: Option<RowHasher>,
+    buf: BytesMut,
+    buffer_size: usize,
+    rows_handed: u64,
+}
+
+impl Gather {
+    /// Gathers `unit`'s stream into buffers of `buffer_size` bytes, hashing its rows when
+    /// `checksum` is asked.
+    pub fn new(unit: &CopyUnit, buffer_size: usize, checksum: bool) -> Gather {
+        Gather {
+            counter: RowCounter::new(unit.binary),
+            rewriter: unit
+                .placeholder_positions()
+                .map(|p| NullPlaceholderRewriter::new(&p, unit.columns.len())),
+            hasher: checksum.then(|| RowHasher::new(unit.binary)),
+            buf: BytesMut::with_capacity(buffer_size),
+            buffer_size,
+            rows_handed: 0,
+        }
+    }
+
+    /// Takes one piece the source sent.
+    pub fn push(&mut self, piece: &[u8]) {
+        self.counter.feed(piece);
+        match self.rewriter.as_mut() {
+            Some(r) => r.push(piece, &mut self.buf),
+            None => self.buf.extend_from_slice(piece),
+        }
+    }
+
+    /// A buffer to hand on, with the rows completed since the last one: once a full
+    /// buffer is gathered, or whatever is left at the `end` of the stream.
+    pub fn ready(&mut self, end: bool) -> Option<(Bytes, u64)> {
+        let full = self.buf.len() >= self.buffer_size;
+        let last = end && !self.buf.is_empty();
+        if !full && !last {
+            return None;
+        }
+        let piece = self.buf.split().freeze();
+        if let Some(h) = self.hasher.as_mut() {
+            h.feed(&piece);
+        }
+        self.buf.reserve(self.buffer_size);
+        let rows = self.counter.rows() - self.rows_handed;
+        self.rows_handed = self.counter.rows();
+        Some((piece, rows))
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.counter.rows()
+    }
+
+    /// The checksum of the rows handed on so far (after the placeholder rewrite: what the
+    /// target gets), when they are hashed.
+    pub fn checksum(&self) -> Option<Checksum> {
+        self.hasher.as_ref().map(RowHasher::checksum)
+    }
+
+    /// Fails unless the stream reached its end marker (`doing` names the work).
+    pub fn check_complete(&self, unit: &CopyUnit, doing: &str) -> Result<()> {
+        if self.counter.complete() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Copy,
+            format!(
+                "{doing} {}: the source's COPY stream ended before its end marker",
+                unit.title()
+            ),
+        ))
+    }
+}
+
+/// Opens the target side of a table unit in the transaction the caller has open: COPY
+/// FREEZE into the table emptied in this transaction where `options` allow it, a plain
+/// COPY otherwise.
+pub async fn target_sink(
+    tgt: &Target,
+    unit: &CopyUnit,
+    options: CopyOptions,
+) -> Result<CopyInSink<Bytes>> {
+    let freeze = options.freezes(unit);
+    if freeze {
+        tgt.execute(&unit.truncate_sql()).await.map_err(|e| {
+            e.with_kind(ErrorKind::Copy)
+                .context(format!("emptying {} on the target", unit.title()))
+        })?;
+    }
+    let copy_in = if freeze {
+        unit.frozen_copy_in_sql()
+    } else {
+        unit.copy_in_sql()
+    };
+    tgt.copy_in(&copy_in).await.map_err(|e| {
+        e.with_kind(ErrorKind::Copy)
+            .context(format!("writing {} into the target", unit.title()))
+    })
+}
+
+/// Copies one table unit, its rows as of `snapshot`, into the target transaction the
+/// caller has open (and commits). On error the caller must drop both connections: they
+/// may be mid-COPY.
+pub async fn copy_table(
+    src: &Source,
+    tgt: &Target,
+    unit: &CopyUnit,
+    snapshot: &str,
+    options: CopyOptions,
+    progress: &dyn Observer,
+    stream: usize,
+) -> Result<UnitOutcome> {
+    let started = Instant::now();
+    let buffer_size = options.buffer_size;
+    src.enter_snapshot(snapshot)
+        .await
+        .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
+    if !unit.binary {
+        src.query(checksum::TEXT_SETTINGS, &[]).await?;
+    }
+    let out = src.copy_out(&unit.copy_out_sql()).await.map_err(|e| {
+        e.with_kind(ErrorKind::Copy)
+            .context(format!("reading {} from the source", unit.title()))
+    })?;
+    let sink = target_sink(tgt, unit, options).await?;
+    pin_mut!(out);
+    pin_mut!(sink);
+    let mut gather = Gather::new(unit, buffer_size, options.checksum);
+    let mut bytes = 0u64;
+    let mut blocked = Duration::ZERO;
+    loop {
+        let next = out.next().await;
+        let end = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.map_err(|e| copy_error(unit, "source", e))?;
+            bytes += chunk.len() as u64;
+            gather.push(&chunk);
+        }
+        if let Some((piece, rows)) = gather.ready(end) {
+            let len = piece.len() as u64;
+            let wait = Instant::now();
+            sink.send(piece)
+                .await
+                .map_err(|e| copy_error(unit, "target", e))?;
+            let waited = wait.elapsed();
+            blocked += waited;
+            progress.blocked(waited.as_secs_f64());
+            progress.moved(stream, unit.kind, len, rows);
+        }
+        if end {
+            break;
+        }
+    }
+    gather.check_complete(unit, "copying")?;
+    let written = sink
+        .as_mut()
+        .finish()
+        .await
+        .map_err(|e| copy_error(unit, "target", e))?;
+    if written != gather.rows() {
+        return Err(Error::new(
+            ErrorKind::Copy,
+            format!(
+                "copying {}: {} rows read from the source but the target took {written}",
+                unit.title(),
+                gather.rows()
+            ),
+        ));
+    }
+    src.unit_read().await?;
+    Ok(UnitOutcome {
+        rows: written,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        blocked_seconds: blocked.as_secs_f64(),
+        checksum: gather.checksum(),
+    })
+}
+
+/// ANALYZE of a copied unit's table, once its transaction has committed, while its pages
+/// are still in the target's buffers; the analyze phase then only takes what this left
+/// (see sql/target_analyze.sql). An inheritance parent is left for that phase: its
+/// ANALYZE reads and locks its children, which other units may still be loading.
+pub async fn analyze_copied(tgt: &Target, unit: &CopyUnit, options: &CopyOptions) -> Result<()> {
+    // A small table is read again from the buffers whenever it is analyzed: it is left to
+    // the analyze phase, which takes many in one statement (round trips, not reads, are
+    // what thousands of small chunks cost).
+    if !unit.fills_own_table() || unit.estimated_bytes < options.freeze_min_bytes {
+        return Ok(());
+    }
+    if unit.kind == UnitKind::Table {
+        let parent: bool = tgt
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = pg_catalog.to_regclass($1))",
+                &[&unit.relation()],
+            )
+            .await?
+            .get(0);
+        if parent {
+            return Ok(());
+        }
+    }
+    // The unit's inserts wait in this session's statistics until their next flush (at
+    // most once a second). Flushed after the ANALYZE, they would count as changes since
+    // it, and autovacuum would analyze the table once more.
+    if options.flush_stats {
+        tgt.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
+            .await?;
+    }
+    tgt.execute(&format!("ANALYZE {}", unit.relation())).await
+}
+
+/// Copies the large objects of `unit` (all of them, or its range of OIDs) as of
+/// `snapshot`, in slices of `buffer_size` bytes, into the target transaction the caller
+/// has open. Owners and grants are set with the other privileges.
+pub async fn copy_large_objects(
+    src: &Source,
+    tgt: &Target,
+    unit: &CopyUnit,
+    snapshot: &str,
+    buffer_size: usize,
+) -> Result<UnitOutcome> {
+    debug_assert!(buffer_size > 0);
+    let started = Instant::now();
+    let slice = i32::try_from(buffer_size).unwrap_or(i32::MAX);
+    src.enter_snapshot(snapshot).await?;
+    let oids = src
+        .query(
+            &format!(
+                "SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject')
+                 FROM pg_catalog.pg_largeobject_metadata WHERE {} ORDER BY oid",
+                unit.large_object_condition()
+            ),
+            &[],
+        )
+        .await?;
+    let lo_error = |side: &str, oid: u32, e: Error| {
+        e.with_kind(ErrorKind::Copy)
+            .context(format!("copying large object {oid}: the {side} says"))
+    };
+    let mut bytes = 0u64;
+    for row in &oids {
+        let oid: u32 = row.get(0);
+        tgt.query_one("SELECT pg_catalog.lo_create($1)", &[&oid])
+            .await
+            .map_err(|e| lo_error("target", oid, e))?;
+        if let Some(comment) = row.get::<_, Option<String>>(1) {
+            tgt.execute(&format!(
+                "COMMENT ON LARGE OBJECT {oid} IS {}",
+                crate::quote::literal(&comment)
+            ))
+            .await
+            .map_err(|e| lo_error("target", oid, e))?;
+        }
+        let mut offset: i64 = 0;
+        loop {
+            let piece: Vec<u8> = src
+                .query_one(
+                    "SELECT pg_catalog.lo_get($1, $2, $3)",
+                    &[&oid, &offset, &slice],
+                )
+                .await
+                .map_err(|e| lo_error("source", oid, e))?
+                .get(0);
+            if piece.is_empty() {
+                break;
+            }
+            tgt.query_one(
+                "SELECT pg_catalog.lo_put($1, $2, $3)",
+                &[&oid, &offset, &piece],
+            )
+            .await
+            .map_err(|e| lo_error("target", oid, e))?;
+            offset += piece.len() as i64;
+            bytes += piece.len() as u64;
+            if piece.len() < buffer_size {
+                break;
+            }
+        }
+    }
+    src.unit_read().await?;
+    Ok(UnitOutcome {
+        rows: oids.len() as u64,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        blocked_seconds: 0.0,
+        checksum: None,
+    })
+}
+
+/// Copies `unit`, whatever its kind, on stream number `stream`.
+pub async fn copy_unit(
+    src: &Source,
+    tgt: &Target,
+    unit: &CopyUnit,
+    snapshot: &str,
+    options: CopyOptions,
+    progress: &dyn Observer,
+    stream: usize,
+) -> Result<UnitOutcome> {
+    if unit.kind == UnitKind::LargeObjects {
+        let outcome = copy_large_objects(src, tgt, unit, snapshot, options.buffer_size).await?;
+        progress.moved(stream, unit.kind, outcome.bytes, outcome.rows);
+        Ok(outcome)
+    } else {
+        copy_table(src, tgt, unit, snapshot, options, progress, stream).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copy::framing::tests::{binary_stream, random_cuts};
+
+    #[test]
+    fn binary_rows_are_counted_across_any_chunking() {
+        let big = vec![7u8; 70_000];
+        let rows: Vec<Vec<Option<&[u8]>>> = vec![
+            vec![Some(b"abc"), None, Some(b"")],
+            vec![Some(&big), Some(b"\xff\xff\xff\xff")],
+            vec![],
+            vec![None],
+        ];
+        let stream = binary_stream(&rows, b"ext!");
+        for chunk in [1, 2, 3, 5, 7, 64, 4096, stream.len()] {
+            let mut c = RowCounter::new(true);
+            assert!(!c.complete());
+            for piece in stream.chunks(chunk) {
+                c.feed(piece);
+            }
+            assert_eq!(c.rows(), 4, "chunk size {chunk}");
+            assert!(c.complete(), "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_binary_stream_is_not_complete() {
+        let stream = binary_stream(&[vec![Some(b"x")]], b"");
+        let mut c = RowCounter::new(true);
+        c.feed(&stream[..stream.len() - 2]);
+        assert_eq!(c.rows(), 1);
+        assert!(!c.complete());
+    }
+
+    /// Runs `stream` through a rewriter of `columns` (of 3), cut at `cuts`.
+    fn rewrite(stream: &[u8], columns: &[usize], cuts: &[usize]) -> (Vec<u8>, u64) {
+        let mut r = NullPlaceholderRewriter::new(columns, 3);
+        let mut out = BytesMut::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
+            r.push(&stream[from..cut], &mut out);
+            from = cut;
+        }
+        (out.to_vec(), r.rewritten())
+    }
+
+    #[test]
+    fn placeholders_become_null_in_chosen_columns_at_every_chunk_boundary() {
+        let big = vec![NULL_PLACEHOLDER; 300];
+        let ph: &[u8] = &[NULL_PLACEHOLDER];
+        let input_rows: Vec<Vec<Option<&[u8]>>> = vec![
+            vec![Some(b"\x01\x02"), Some(ph), Some(ph)],
+            vec![None, Some(&[5]), Some(b"")],
+            vec![Some(ph), Some(&big), None],
+            vec![Some(&[NULL_PLACEHOLDER, 0]), Some(ph), Some(ph)],
+        ];
+        // Columns 1 and 2 are compressed_data: their placeholders go, column 0's stays.
+        let expected_rows: Vec<Vec<Option<&[u8]>>> = vec![
+            vec![Some(b"\x01\x02"), None, None],
+            vec![None, Some(&[5]), Some(b"")],
+            vec![Some(ph), Some(&big), None],
+            vec![Some(&[NULL_PLACEHOLDER, 0]), None, None],
+        ];
+        let input = binary_stream(&input_rows, b"ext");
+        let expected = binary_stream(&expected_rows, b"ext");
+        for cut in 0..=input.len() {
+            assert_eq!(
+                rewrite(&input, &[1, 2], &[cut]),
+                (expected.clone(), 4),
+                "one cut at {cut}"
+            );
+        }
+        for size in 1..=9 {
+            let cuts: Vec<usize> = (size..input.len()).step_by(size).collect();
+            assert_eq!(
+                rewrite(&input, &[1, 2], &cuts),
+                (expected.clone(), 4),
+                "pieces of {size}"
+            );
+        }
+        let mut counter = RowCounter::new(true);
+        counter.feed(&expected);
+        assert_eq!(counter.rows(), 4);
+        assert!(counter.complete());
+    }
+
+    #[test]
+    fn a_stream_without_placeholders_passes_unchanged() {
+        let stream = binary_stream(&[vec![Some(b"a"), Some(b"bc"), None], vec![]], b"");
+        for cut in 0..=stream.len() {
+            assert_eq!(rewrite(&stream, &[0, 1, 2], &[cut]), (stream.clone(), 0));
+        }
+        assert_eq!(
+            rewrite(
+                &binary_stream(&[vec![Some(&[NULL_PLACEHOLDER])]], b""),
+                &[],
+                &[]
+            ),
+            (binary_stream(&[vec![Some(&[NULL_PLACEHOLDER])]], b""), 0)
+        );
+    }
+
+    #[test]
+    fn only_big_enough_tables_are_frozen_and_chunks_only_under_plain_truncate() {
+        let options = CopyOptions::new(1 << 20, true, 512 << 20, 150_000, true);
+        let mut unit = CopyUnit::table(1, "s".into(), "t".into(), UnitKind::Chunk);
+        unit.estimated_bytes = 1 << 20;
+        assert!(options.freezes(&unit));
+        unit.estimated_bytes -= 1;
+        assert!(!options.freezes(&unit));
+        unit.estimated_bytes = 1 << 30;
+        let hooked = CopyOptions::new(1 << 20, false, 512 << 20, 150_000, true);
+        assert!(!hooked.freezes(&unit));
+        unit.kind = UnitKind::Table;
+        assert!(hooked.freezes(&unit));
+        unit.kind = UnitKind::Hypertable;
+        assert!(!options.freezes(&unit));
+    }
+
+    #[test]
+    fn counter_rewriter_and_hasher_agree_whatever_the_pieces() {
+        let big = vec![NULL_PLACEHOLDER; 9000];
+        let ph: &[u8] = &[NULL_PLACEHOLDER];
+        let (ab, seven, empty): (&[u8], &[u8], &[u8]) = (b"\x01\x02", &[7], b"");
+        let rows: Vec<Vec<Option<&[u8]>>> = (0..40)
+            .map(|i| match i % 4 {
+                0 => vec![Some(ab), Some(ph), Some(ph)],
+                1 => vec![None, Some(&big[..]), Some(seven)],
+                2 => vec![Some(ph), None, Some(empty)],
+                _ => vec![],
+            })
+            .collect();
+        let input = binary_stream(&rows, b"ext");
+        let whole = {
+            let mut out = BytesMut::new();
+            let mut r = NullPlaceholderRewriter::new(&[1, 2], 3);
+            r.push(&input, &mut out);
+            (out.to_vec(), r.rewritten())
+        };
+        assert_eq!(whole.1, 20);
+        let mut reference = RowHasher::new(true);
+        reference.feed(&whole.0);
+        assert_eq!(reference.rows(), 40);
+        for seed in 1..40u64 {
+            let cuts = random_cuts(input.len(), 1 + seed as usize * 97, seed);
+            let mut counter = RowCounter::new(true);
+            let mut rewriter = NullPlaceholderRewriter::new(&[1, 2], 3);
+            let mut out = BytesMut::new();
+            for cut in &cuts {
+                counter.feed(&input[cut.clone()]);
+                rewriter.push(&input[cut.clone()], &mut out);
+            }
+            assert_eq!(counter.rows(), 40, "seed {seed}");
+            assert!(counter.complete(), "seed {seed}");
+            assert_eq!((out.to_vec(), rewriter.rewritten()), whole, "seed {seed}");
+            let mut hasher = RowHasher::new(true);
+            for cut in random_cuts(out.len(), 1 + seed as usize * 31, seed + 1000) {
+                hasher.feed(&out[cut]);
+            }
+            assert_eq!(hasher.rows(), 40, "seed {seed}");
+            assert_eq!(hasher.checksum(), reference.checksum(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn text_rows_are_lines() {
+        let mut c = RowCounter::new(false);
+        c.feed(b"1\ta\\nb\n2\t");
+        c.feed(b"\\N\n");
+        assert_eq!(c.rows(), 2);
+        assert!(c.complete());
+    }
+}

@@ -1,0 +1,8 @@
+//! The objects of a database other than its rows, one module per kind: roles, owners and
+//! grants, the schema (pg_dump archives restored with pg_restore), TimescaleDB's catalog
+//! rows. Each reads its kind on the source and applies it on the target.
+
+pub mod catalog_rows;
+pub mod privileges;
+pub mod roles;
+pub mod schema;

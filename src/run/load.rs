@@ -1,0 +1,718 @@
+//! What a migration and a restore share once the source is read: roles, schema, data,
+//! post-data, privileges, analyze, verify, in that order.
+//!
+//! One file because it is one sequence: `load_phases` takes the phases in order, and the
+//! helpers here serve only it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use futures_util::StreamExt;
+use tokio_postgres::error::SqlState;
+use tracing::info;
+
+use super::analyze::analyze;
+use super::worker::worker_name;
+use super::{Cleanup, Phases, check_drain, pool, verify};
+use crate::error::{Error, ErrorKind, Result};
+use crate::objects::schema::{self, Archives};
+use crate::objects::{catalog_rows, privileges, roles};
+use crate::observe::progress::Progress;
+use crate::observe::report::{Report, UnitReport};
+use crate::pg::conninfo::ConnInfo;
+use crate::pg::retry::Retry;
+use crate::pg::{Source, Target};
+use crate::plan::unit_book::UnitBook;
+use crate::plan::{CopyUnit, UnitKind};
+use crate::quote::ident;
+use crate::run::pool::{DataFrom, PoolConfig, PoolEnd};
+use crate::run::preflight::PreflightReport;
+use crate::run::verify::VerifyMode;
+use crate::source::catalog;
+use crate::source::extract::Extract;
+use crate::target::state::{self, Milestone};
+
+/// The target half of a run, whatever the data comes from.
+pub(super) struct Load<'a> {
+    pub(super) target: &'a ConnInfo,
+    pub(super) jobs: usize,
+    pub(super) buffer_size: usize,
+    pub(super) retries: u32,
+    pub(super) keep_state: bool,
+    pub(super) ex: &'a Extract,
+    pub(super) archives: &'a Archives,
+    pub(super) pre: &'a PreflightReport,
+    /// How far an earlier run got; `None` for a new run.
+    pub(super) resumed: Option<Milestone>,
+    /// A migration's choices of what to copy ([`MigrateOptions::selection`]), recorded
+    /// with the run; none for a restore (its dump's manifest holds them).
+    pub(super) selection: Option<String>,
+    pub(super) from: DataFrom,
+    pub(super) verify: VerifyMode,
+}
+
+/// Roles, schema, TimescaleDB catalog, data, post-data, owners and grants, ANALYZE and
+/// verify. `src`, when the data comes from a live source, holds the snapshot until the
+/// data is copied.
+///
+/// When a phase fails in a way worth retrying (the target restarted, say) once the schema
+/// is in place, the run resumes itself: a new coordinator connection, then the phases
+/// again from the milestone the run state records, as a rerun of the command would.
+pub(super) async fn load(
+    l: Load<'_>,
+    mut tgt: Target,
+    src: Option<&Source>,
+    report: &mut Report,
+    cleanup: &mut Cleanup,
+    phases: &mut Phases,
+    drain: &Arc<AtomicBool>,
+) -> Result<()> {
+    let ex = l.ex;
+    report.rewrites.extend(ex.rewrites.iter().cloned());
+    // Stopped before anything was written: a rerun starts afresh.
+    check_drain(drain)?;
+    // The recorded units, rebuilt from what was read from the source (or the dump) now:
+    // the state names them, it does not define them. Read before anything is written, so
+    // a damaged state is a refusal.
+    let recorded = match l.resumed {
+        Some(_) => Some(
+            UnitBook::rebuild(&state::recorded_units(&tgt).await?, &ex.units)
+                .map_err(|e| state::corrupt(&e))?,
+        ),
+        None => None,
+    };
+    cleanup.written = true;
+    let book = Arc::new(match recorded {
+        None => {
+            let options = serde_json::json!({
+                "jobs": l.jobs,
+                "buffer_size": l.buffer_size,
+                "retries": l.retries,
+                "selection": l.selection,
+            });
+            state::create(
+                &tgt,
+                &ex.source,
+                &ex.source_id,
+                &ex.snapshot,
+                options,
+                &ex.units,
+            )
+            .await?;
+            UnitBook::numbered(&ex.units)
+        }
+        Some(book) => {
+            let requeued = state::requeue_failed(&tgt).await?;
+            if requeued > 0 {
+                info!("{requeued} failed unit(s) queued again");
+            }
+            book
+        }
+    });
+    let retry = Retry::new(l.retries, drain.clone());
+    let mut milestone = l.resumed.unwrap_or(Milestone::Started);
+    let mut resumed = l.resumed.is_some();
+    let mut attempt = 0;
+    loop {
+        let (warnings, rewrites) = (report.warnings.len(), report.rewrites.len());
+        let created = report.roles_created.clone();
+        let e = match load_phases(
+            &l, &tgt, src, &book, milestone, resumed, report, cleanup, phases, drain,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        attempt += 1;
+        if !e.is_retryable() || attempt > l.retries {
+            return Err(failed_load(&l, &book, report, e).await);
+        }
+        let Some(phase) = phases.current.as_ref().map(|(name, _)| name.clone()) else {
+            return Err(e);
+        };
+        let again = async {
+            retry.wait(&format!("{phase} phase"), &e, attempt).await?;
+            let t = retry.target(l.target, "coordinator").await?;
+            let run = state::load(&t).await?;
+            Ok::<_, Error>((t, run))
+        };
+        let (t, run) = match again.await {
+            Ok(x) => x,
+            Err(e) => return Err(failed_load(&l, &book, report, e).await),
+        };
+        tgt = t;
+        milestone = match run {
+            // Before the schema pass began (in the roles), nothing is half made either.
+            Some(run) if run.milestone >= Milestone::Schema || phase == "roles" => run.milestone,
+            _ => {
+                let text = format!(
+                    "{e}; it happened while the pre-data schema was restored, which cannot be taken up half way: start over with --restart"
+                );
+                return Err(e.reworded(text));
+            }
+        };
+        resumed = true;
+        // The phases run again: what they report is theirs to say again.
+        report.warnings.truncate(warnings);
+        report.rewrites.truncate(rewrites);
+        for r in created {
+            if !report.roles_created.contains(&r) {
+                report.roles_created.push(r);
+            }
+        }
+        info!("taking the run up again from {}", milestone.name());
+    }
+}
+
+/// The error a load ends with, after the report got the units copied so far (read on a
+/// new connection: the coordinator's may be what broke).
+pub(super) async fn failed_load(
+    l: &Load<'_>,
+    book: &UnitBook,
+    report: &mut Report,
+    e: Error,
+) -> Error {
+    if let Ok(t) = Target::connect(l.target, "report").await
+        && let Ok(units) = unit_reports(&t, book).await
+    {
+        report.units = units;
+    }
+    e
+}
+
+/// The phases of [`load`] from `milestone` on; `resumed` when an earlier attempt (this
+/// process's or another's) went through some of them already.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn load_phases(
+    l: &Load<'_>,
+    tgt: &Target,
+    src: Option<&Source>,
+    book: &Arc<UnitBook>,
+    milestone: Milestone,
+    resumed: bool,
+    report: &mut Report,
+    cleanup: &mut Cleanup,
+    phases: &mut Phases,
+    drain: &Arc<AtomicBool>,
+) -> Result<()> {
+    let (ex, pre) = (l.ex, l.pre);
+    let timescale = pre.timescaledb_schema.clone();
+
+    phases.enter("roles");
+    let target_roles = roles::target_roles(tgt).await?;
+    let role_plan = roles::plan_roles(
+        &ex.roles.roles,
+        &ex.roles.memberships,
+        &target_roles,
+        &pre.target.login,
+        &pre.target.dbname,
+        ex.roles.passwords_read,
+    );
+    report
+        .warnings
+        .extend(roles::apply_roles(tgt, &role_plan).await?);
+    report.warnings.extend(
+        privileges::run_and_summarize(
+            tgt,
+            &roles::database_setting_statements(&ex.database_settings, &pre.target.dbname),
+            "database setting",
+            |_| true,
+        )
+        .await?,
+    );
+    report.roles_created = role_plan.creates.iter().map(|(r, _)| r.clone()).collect();
+    report.roles_existing = role_plan.existing.clone();
+    report.roles_needing_password = role_plan.need_password.clone();
+    report.rewrites.extend(role_plan.rewrites.iter().cloned());
+    let managed: BTreeSet<String> = role_plan.mapped_to_target_user.iter().cloned().collect();
+    let privilege_plan = privileges::plan(&ex.privileges, &managed, &pre.target.login);
+    report
+        .rewrites
+        .extend(privilege_plan.rewrites.iter().cloned());
+    let (granted, warnings) =
+        privileges::acquire_roles(tgt, &pre.target.login, &privilege_plan.acting_roles).await?;
+    if !granted.is_empty() {
+        // Kept after the run: objects of the source's superuser now belong to the login
+        // role, and they reach other roles' objects only through these memberships.
+        report.rewrites.push(format!(
+            "{} was made a member of {} to give objects to them; objects of the source's superuser now belong to {} and keep their access through these memberships",
+            ident(&pre.target.login),
+            granted.iter().map(|r| ident(r)).collect::<Vec<_>>().join(", "),
+            ident(&pre.target.login)
+        ));
+    }
+    report.warnings.extend(warnings);
+    // A stop asked for during the roles finishes the schema first: a run stopped inside
+    // it could not be resumed.
+
+    if let Some(schema) = &timescale {
+        state::restoring_mode(tgt, schema, "timescaledb_pre_restore").await?;
+        cleanup.restoring = Some(schema.clone());
+        info!("the target is in TimescaleDB's restoring mode");
+    }
+
+    let main = ex.main_path(&l.archives.dir);
+    let chunk_archives = ex.chunk_paths(&l.archives.dir);
+    if milestone < Milestone::Schema {
+        phases.enter("schema");
+        let mut skip = BTreeSet::new();
+        if !pre.target.superuser {
+            for (tag, what) in &ex.superuser_user_mappings {
+                skip.insert(schema::user_mapping_entry(tag));
+                report.rewrites.push(format!(
+                    "{what} not restored (only a superuser may make it); create it there as one"
+                ));
+            }
+        }
+        let dropped = restore_section(
+            l,
+            tgt,
+            &main,
+            &chunk_archives,
+            Section::PreData,
+            false,
+            &BTreeSet::new(),
+            &skip,
+            drain,
+        )
+        .await?;
+        report.rewrites.extend(dropped);
+        if let Some(ts) = pre.target.extension("timescaledb") {
+            for c in &ex.conversions {
+                tgt.execute(&c.create_sql(&ts.schema))
+                    .await
+                    .map_err(|e| e.context(format!("making {} a hypertable", c.relation())))?;
+                report.rewrites.push(format!(
+                    "{} became a hypertable on the target, partitioned by {}{}",
+                    c.relation(),
+                    ident(&c.spec.column),
+                    c.spec
+                        .interval
+                        .as_ref()
+                        .map(|i| format!(" in chunks of {i}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        if let Some(ts) = &timescale {
+            let owners = catalog_rows::CatalogOwners {
+                managed: &role_plan.mapped_to_target_user,
+                login: &pre.target.login,
+            };
+            let (rows, jobs) = catalog_rows::write(tgt, ts, &ex.catalog, &owners).await?;
+            info!("TimescaleDB catalog loaded ({rows} rows)");
+            if jobs > 0 {
+                report.rewrites.push(format!(
+                    "{jobs} job(s) of the source's superuser (or a managed-service role) now belong to {}, as its other objects",
+                    ident(&pre.target.login)
+                ));
+            }
+            if ex.filtered {
+                report.warnings.extend(
+                    catalog_rows::missing_functions(tgt, &catalog_rows::loaded_jobs(&ex.catalog))
+                        .await?,
+                );
+            }
+        }
+        state::set_milestone(tgt, Milestone::Schema).await?;
+    }
+    check_drain(drain)?;
+
+    if milestone < Milestone::Data {
+        phases.enter("data");
+        plan_progress(&phases.progress, tgt, book).await?;
+        let config = PoolConfig {
+            from: l.from.clone(),
+            target: l.target.clone(),
+            jobs: l.jobs,
+            buffer_size: l.buffer_size,
+            retries: l.retries,
+            worker: worker_name("coordinator"),
+            units: book.clone(),
+            checksum: l.verify == VerifyMode::Checksum,
+        };
+        let end = pool::run(config, phases.progress.clone(), drain.clone()).await;
+        report.units = unit_reports(tgt, book).await?;
+        let resume_hint = match l.from {
+            DataFrom::Source { .. } => "run the same command again with --allow-inconsistent",
+            DataFrom::Dump(_) => "run the same command again",
+        };
+        if end? == PoolEnd::Drained {
+            let counts = state::counts(tgt).await?;
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                format!(
+                    "stopped on request after the units in flight: {} of {} units copied; {resume_hint} to resume",
+                    counts.done,
+                    counts.done + counts.pending + counts.failed
+                ),
+            ));
+        }
+        let counts = state::counts(tgt).await?;
+        if counts.failed > 0 || counts.pending > 0 {
+            let failures = state::failures(tgt).await?;
+            let first = failures
+                .first()
+                .map(|(rel, n, err)| format!("{rel} after {n} attempt(s): {err}"))
+                .unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::Copy,
+                format!(
+                    "{} unit(s) failed, {} not copied (first: {first}); fix the cause and {resume_hint} to copy what is left",
+                    counts.failed, counts.pending
+                ),
+            ));
+        }
+        if let Some(src) = src {
+            src.end().await?;
+        }
+        set_sequences(tgt, &ex.sequences).await?;
+        state::set_milestone(tgt, Milestone::Data).await?;
+    }
+    check_drain(drain)?;
+
+    if milestone < Milestone::PostData {
+        phases.enter("post-data");
+        let own: Vec<&(u32, String)> = ex.conversions.iter().flat_map(|c| &c.constraints).collect();
+        let mut skip: BTreeSet<u32> = own.iter().map(|(oid, _)| *oid).collect();
+        skip.extend(&ex.skip_post_data);
+        skip.extend(ex.hypertable_fks.iter().map(|k| k.oid));
+        if !pre.target.superuser {
+            for (oid, what) in &ex.superuser_publications {
+                skip.insert(*oid);
+                report.rewrites.push(format!(
+                    "{what} not restored (only a superuser may make it); create it there as one"
+                ));
+            }
+        }
+        let dropped = restore_section(
+            l,
+            tgt,
+            &main,
+            &chunk_archives,
+            Section::PostData,
+            resumed,
+            &skip,
+            &BTreeSet::new(),
+            drain,
+        )
+        .await?;
+        report.rewrites.extend(dropped);
+        for (_, sql) in own {
+            match tgt.execute(sql).await {
+                Err(e) if !(resumed && e.has_sqlstate(ALREADY_THERE)) => {
+                    return Err(
+                        e.context(format!("adding a constraint to a new hypertable: {sql}"))
+                    );
+                }
+                _ => {}
+            }
+        }
+        let present = target_relations(tgt, "m").await?;
+        let refreshes: Vec<String> = ex
+            .matviews
+            .iter()
+            .filter(|m| present.contains(*m))
+            .map(|m| format!("REFRESH MATERIALIZED VIEW {m}"))
+            .collect();
+        report.warnings.extend(
+            privileges::run_and_summarize(tgt, &refreshes, "materialized view refresh", |_| true)
+                .await?,
+        );
+        state::set_milestone(tgt, Milestone::PostData).await?;
+    }
+    check_drain(drain)?;
+
+    phases.enter("owners and grants");
+    let privilege_plan = match l.from {
+        DataFrom::Source { .. } => privilege_plan,
+        DataFrom::Dump(_) => {
+            // A dump's object names are text someone could have edited: the statements
+            // name objects as the target names them.
+            let (named, left_out) = privileges::resolved_on_target(&ex.privileges, tgt).await?;
+            if left_out > 0 {
+                report.warnings.push(format!(
+                    "{left_out} owner or grant entries of the dump name objects the target does not have; left out"
+                ));
+            }
+            privileges::plan(&named, &managed, &pre.target.login)
+        }
+    };
+    let undo = privileges::lend_schema_create(tgt, &privilege_plan.schema_owners).await?;
+    // Owners and grants are read for the whole source; those of objects the filters left
+    // out have nothing to apply to.
+    let worth_saying = |e: &Error| !(ex.filtered && privileges::names_a_missing_object(e));
+    let mut refused = privileges::run_batches(tgt, &privilege_plan.owners).await?;
+    refused.retain(|(_, e)| worth_saying(e));
+    let mut refusals: Vec<String> = privileges::summarize("owner", &privilege_plan.owners, &refused)
+        .into_iter()
+        .map(|w| format!("{w}; those objects stay with {} and their intended owners get all privileges on them instead", ident(&pre.target.login)))
+        .collect();
+    let fallbacks: Vec<String> = refused
+        .iter()
+        .filter_map(|(i, _)| privilege_plan.owner_fallbacks[*i].clone())
+        .collect();
+    for (statements, what) in [
+        (&fallbacks, "owner rights instead of ownership"),
+        (&undo, "returning a lent schema privilege"),
+        (&privilege_plan.grants, "grant"),
+    ] {
+        refusals.extend(privileges::run_and_summarize(tgt, statements, what, worth_saying).await?);
+    }
+    refusals.extend(privileges::apply_member_grants(tgt, &privilege_plan.member_grants).await?);
+    report.warnings.extend(refusals);
+
+    if let Some(schema) = &timescale {
+        state::restoring_mode(tgt, schema, "timescaledb_post_restore").await?;
+        cleanup.restoring = None;
+        info!("the target left TimescaleDB's restoring mode");
+    }
+    add_hypertable_foreign_keys(tgt, &ex.hypertable_fks).await?;
+    phases.enter("analyze");
+    let on_timescaledb = pre.target.extension("timescaledb").is_some();
+    report
+        .warnings
+        .extend(analyze(l.target, l.jobs, tgt, on_timescaledb).await?);
+
+    phases.enter("verify");
+    let mut done = UnitReport::by_table(state::done_units(tgt, book).await?);
+    // Names as the target's catalog renders them (a dump's list is text from a file).
+    let tables = target_relations(tgt, "r").await?;
+    let forced: Vec<String> = ex
+        .forced_row_security
+        .iter()
+        .filter(|t| tables.contains(*t))
+        .cloned()
+        .collect();
+    report
+        .warnings
+        .extend(privileges::lift_forced_row_security(tgt, &forced).await?);
+    let counts_apart = if on_timescaledb {
+        catalog::hypercore_counts(tgt).await?
+    } else {
+        Default::default()
+    };
+    let verified = verify::check_copied(l.target, l.jobs, l.verify, &mut done, &counts_apart).await;
+    if l.verify == VerifyMode::Checksum {
+        let unhashed = done
+            .iter()
+            .filter(|(u, r)| u.kind != UnitKind::LargeObjects && r.outcome.checksum.is_none())
+            .count();
+        if unhashed > 0 {
+            report.warnings.push(format!(
+                "{unhashed} unit(s) were copied by an earlier run without --verify checksum: they are verified by count only"
+            ));
+        }
+    }
+    let restored = privileges::force_row_security(tgt, &forced).await;
+    report.warnings.extend(restored?);
+    let mismatches = verified?;
+    report.units = done.into_iter().map(|(_, r)| r).collect();
+    report.mismatches = mismatches;
+    if !report.mismatches.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Verify,
+            format!(
+                "{} unit(s) differ between source and target (first: {})",
+                report.mismatches.len(),
+                report.mismatches[0]
+            ),
+        ));
+    }
+    if l.keep_state {
+        info!("run state kept in schema tsxfer of the target (--keep-state)");
+    } else {
+        state::drop_state(tgt).await?;
+    }
+    Ok(())
+}
+
+/// Adds the foreign keys that reference hypertables, out of restoring mode (TimescaleDB
+/// then checks them against the chunks). One an earlier attempt added, or whose table the
+/// filters left out, is passed over.
+pub(super) async fn add_hypertable_foreign_keys(
+    tgt: &Target,
+    keys: &[catalog::HypertableForeignKey],
+) -> Result<()> {
+    for k in keys {
+        let row = tgt
+            .query_one(
+                "SELECT pg_catalog.to_regclass($1) IS NULL
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                                WHERE conrelid = pg_catalog.to_regclass($1) AND conname = $2)",
+                &[&k.table, &k.name],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            continue;
+        }
+        tgt.execute(&k.statement).await.map_err(|e| {
+            e.context(format!(
+                "adding the foreign key {} of {} (it references a hypertable)",
+                ident(&k.name),
+                k.table
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Relations of `relkind` on the target, as quoted `schema.name` (filters may have left
+/// some of the source's out).
+pub(super) async fn target_relations(tgt: &Target, relkind: &str) -> Result<BTreeSet<String>> {
+    Ok(tgt
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind::text = $1",
+            &[&relkind],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+pub(super) async fn set_sequences(tgt: &Target, sequences: &[(String, i64, bool)]) -> Result<()> {
+    let present = target_relations(tgt, "S").await?;
+    let sequences: Vec<&(String, i64, bool)> = sequences
+        .iter()
+        .filter(|(n, _, _)| present.contains(n))
+        .collect();
+    for batch in sequences.chunks(200) {
+        let sql: Vec<String> = batch
+            .iter()
+            .map(|(name, value, called)| {
+                format!(
+                    "SELECT pg_catalog.setval({}, {value}, {called})",
+                    crate::quote::literal(name)
+                )
+            })
+            .collect();
+        tgt.execute(&sql.join(";\n"))
+            .await
+            .map_err(|e| e.context("setting sequence values on the target"))?;
+    }
+    Ok(())
+}
+
+/// Tells `progress` every unit of the run, and those an earlier run or another worker
+/// already copied.
+pub(super) async fn plan_progress(
+    progress: &Progress,
+    tgt: &Target,
+    book: &UnitBook,
+) -> Result<()> {
+    let all: Vec<CopyUnit> = book.units().cloned().collect();
+    progress.planned(&all);
+    let earlier: Vec<CopyUnit> = state::done_units(tgt, book)
+        .await?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    progress.already_done(&earlier);
+    Ok(())
+}
+
+/// The report lines of every unit done so far, whoever copied it.
+pub(super) async fn unit_reports(tgt: &Target, book: &UnitBook) -> Result<Vec<UnitReport>> {
+    Ok(UnitReport::by_table(state::done_units(tgt, book).await?)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Section {
+    PreData,
+    PostData,
+}
+
+/// Restores one section of the main archive, then of every chunk archive. Pre-data runs
+/// on one connection (each statement its own transaction); post-data (indexes,
+/// constraints, triggers) over the job pool, and stops between archives when the operator
+/// asks. When resuming, post-data entries whose objects an earlier attempt made (read
+/// from the target's catalog) are left out. Returns the entries left out, with why.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn restore_section(
+    l: &Load<'_>,
+    tgt: &Target,
+    main: &std::path::Path,
+    chunk_archives: &[PathBuf],
+    section: Section,
+    resumed: bool,
+    skip: &BTreeSet<u32>,
+    skip_entries: &BTreeSet<String>,
+    drain: &AtomicBool,
+) -> Result<Vec<String>> {
+    let (name, main_jobs) = match section {
+        Section::PreData => ("pre-data", 1),
+        Section::PostData => ("post-data", l.jobs),
+    };
+    let owners: BTreeSet<String> = l.ex.roles.roles.iter().map(|r| r.name.clone()).collect();
+    let restore_one = |archive: &std::path::Path, jobs: usize| {
+        let owners = &owners;
+        let archive = archive.to_path_buf();
+        async move {
+            if section == Section::PostData {
+                check_drain(drain)?;
+            }
+            let toc = l.archives.toc(&archive, Some(name)).await?;
+            let (mut entries, left_out) = match section {
+                Section::PreData => schema::pre_data_entries(&toc),
+                Section::PostData => schema::post_data_entries(&toc),
+            };
+            entries.retain(|e| {
+                !skip.contains(&e.oid)
+                    && !skip_entries.iter().any(|s| e.rest.starts_with(s.as_str()))
+            });
+            if resumed && section == Section::PostData {
+                let all = entries.len();
+                entries = schema::post_data_left(tgt, entries, owners).await?;
+                if entries.len() < all {
+                    info!(
+                        "{} of {all} post-data entries of {} were made by an earlier attempt",
+                        all - entries.len(),
+                        archive.display()
+                    );
+                }
+            }
+            l.archives
+                .restore(
+                    l.target,
+                    &archive,
+                    &entries,
+                    jobs,
+                    false,
+                    &format!("{name} restore"),
+                )
+                .await?;
+            Ok::<_, Error>(left_out)
+        }
+    };
+    let mut dropped = restore_one(main, main_jobs).await?;
+    // The chunk archives hold independent tables: they are restored side by side, each
+    // pg_restore with its share of the jobs.
+    let at_once = l.jobs.clamp(1, chunk_archives.len().max(1));
+    let each = (l.jobs / at_once).max(1);
+    let mut restored = futures_util::stream::iter(
+        chunk_archives
+            .iter()
+            .map(|archive| restore_one(archive, each)),
+    )
+    .buffered(at_once);
+    while let Some(left_out) = restored.next().await {
+        dropped.extend(left_out?);
+    }
+    Ok(dropped)
+}
+
+/// What adding an object says when an earlier attempt already added it.
+pub(super) const ALREADY_THERE: &[SqlState] = &[
+    SqlState::DUPLICATE_TABLE,
+    SqlState::DUPLICATE_OBJECT,
+    SqlState::INVALID_TABLE_DEFINITION,
+];

@@ -1,0 +1,351 @@
+//! The copy pool: `jobs` workers, each with one source and one target connection, taking
+//! units from the run state until none is left. A unit is claimed, copied and marked done
+//! in one target transaction. A failure [`crate::error::decide`] finds worth retrying
+//! (dropped connection, server restart, serialization failure, too many connections) puts
+//! the unit back and retries it after [`crate::pg::retry`]'s pause, up to `retries` times, on
+//! connections made again the same way; any other failure marks the unit failed and stops
+//! the pool from taking new units, while units in flight finish. A pause ends at once when
+//! the operator asks the run to stop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::copy::{self, CopyOptions};
+use crate::dump::DumpReader;
+use crate::error::{Error, ErrorKind, Result};
+use crate::observe::progress::Progress;
+use crate::pg::conninfo::ConnInfo;
+use crate::pg::retry::{self, Retry};
+use crate::pg::{Source, Target};
+use crate::plan::unit_book::UnitBook;
+use crate::target::state;
+
+/// Where the units' rows come from.
+#[derive(Clone)]
+pub enum DataFrom {
+    /// The live source, as of the run's snapshot.
+    Source {
+        conninfo: ConnInfo,
+        snapshot: String,
+    },
+    /// The unit files of a `tsxfer dump`.
+    Dump(Arc<DumpReader>),
+}
+
+/// What a pool needs to run.
+#[derive(Clone)]
+pub struct PoolConfig {
+    pub from: DataFrom,
+    pub target: ConnInfo,
+    pub jobs: usize,
+    pub buffer_size: usize,
+    pub retries: u32,
+    /// Who this process is, recorded with every unit it copies.
+    pub worker: String,
+    /// The run's units by their id in the run state.
+    pub units: Arc<UnitBook>,
+    /// Hash each unit's rows as they pass, for `--verify checksum`.
+    pub checksum: bool,
+}
+
+/// How a pool ended when nothing failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolEnd {
+    /// No unit is left.
+    Finished,
+    /// Asked to stop: units in flight were finished, others are left for a later run.
+    Drained,
+}
+
+/// When a set of workers stops taking work: when asked to (`drain`), or at the first
+/// failure, which it keeps.
+pub struct Stop {
+    drain: Arc<AtomicBool>,
+    failed: AtomicBool,
+    failure: Mutex<Option<Error>>,
+}
+
+impl Stop {
+    pub fn new(drain: Arc<AtomicBool>) -> Stop {
+        Stop {
+            drain,
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+        }
+    }
+
+    pub fn halted(&self) -> bool {
+        self.failed.load(Ordering::SeqCst) || self.drained()
+    }
+
+    /// The flag that asks the set to stop, for pauses that must end when it is set.
+    pub fn drain_flag(&self) -> Arc<AtomicBool> {
+        self.drain.clone()
+    }
+
+    pub fn drained(&self) -> bool {
+        self.drain.load(Ordering::SeqCst)
+    }
+
+    pub fn fail(&self, e: Error) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+}
+
+/// Runs `jobs` workers (`worker(n)` is number n) until every one has ended; a worker that
+/// dies fails the set. Returns the first failure.
+pub async fn run_workers<F>(
+    jobs: usize,
+    stop: &Stop,
+    what: &str,
+    worker: impl Fn(usize) -> F,
+) -> Result<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    for n in 0..jobs.max(1) {
+        set.spawn(worker(n));
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined {
+            stop.fail(Error::new(
+                ErrorKind::Internal,
+                format!("a {what} worker died: {e}"),
+            ));
+        }
+    }
+    match stop
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+struct Shared {
+    config: PoolConfig,
+    progress: Arc<Progress>,
+    stop: Stop,
+}
+
+enum Step {
+    Copied,
+    NothingFree,
+}
+
+/// A failed step: the unit it held (id, relation, attempts so far), if any.
+struct Failed {
+    unit: Option<(i32, String, i32, crate::plan::CopyUnit)>,
+    error: Error,
+}
+
+/// A stream's connections (a source one only when copying from a live source) and how
+/// its target takes units.
+async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Target, CopyOptions)> {
+    let role = format!("copy {n}");
+    let src = match &config.from {
+        DataFrom::Source { conninfo, .. } => Some(Source::connect(conninfo, &role).await?),
+        DataFrom::Dump(_) => None,
+    };
+    let tgt = Target::connect(&config.target, &role).await?;
+    tgt.execute("SET synchronous_commit = off").await?;
+    // TimescaleDB's restoring mode is a database setting, read when a session starts.
+    let row = tgt
+        .query_one(
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'timescaledb')
+                    OR current_setting('timescaledb.restoring', true) = 'on',
+                    pg_catalog.pg_size_bytes(current_setting('shared_buffers')),
+                    current_setting('server_version_num')::int",
+            &[],
+        )
+        .await?;
+    let options = CopyOptions::new(
+        config.buffer_size,
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        config.checksum,
+    );
+    Ok((src, tgt, options))
+}
+
+/// Claims one unit, copies it and marks it done, all in one target transaction.
+async fn one_unit(
+    src: Option<&Source>,
+    tgt: &Target,
+    options: CopyOptions,
+    shared: &Shared,
+    n: usize,
+) -> Result<Step, Failed> {
+    let bare = |error: Error| Failed { unit: None, error };
+    let Some(claimed) = state::begin_and_claim(tgt).await.map_err(bare)? else {
+        tgt.execute("ROLLBACK").await.map_err(bare)?;
+        return Ok(Step::NothingFree);
+    };
+    let config = &shared.config;
+    let Some(unit) = config.units.get(claimed.id) else {
+        let _ = tgt.execute("ROLLBACK").await;
+        return Err(bare(state::corrupt(&format!(
+            "unit {} is not one of the run's units",
+            claimed.id
+        ))));
+    };
+    let held = |error: Error| Failed {
+        unit: Some((claimed.id, unit.title(), claimed.attempts, unit.clone())),
+        error,
+    };
+    shared.progress.unit_started(n, unit);
+    let outcome = match (&config.from, src) {
+        (DataFrom::Source { snapshot, .. }, Some(src)) => {
+            copy::copy_unit(
+                src,
+                tgt,
+                unit,
+                snapshot,
+                options,
+                shared.progress.as_ref(),
+                n,
+            )
+            .await
+        }
+        (DataFrom::Dump(reader), _) => {
+            reader
+                .load_unit(tgt, unit, options, &shared.progress, n)
+                .await
+        }
+        (DataFrom::Source { .. }, None) => Err(Error::new(
+            ErrorKind::Internal,
+            "a copy stream has no source connection",
+        )),
+    }
+    .map_err(held)?;
+    state::mark_done_and_commit(tgt, claimed.id, &outcome, &config.worker)
+        .await
+        .map_err(|e| {
+            held(
+                e.with_kind(ErrorKind::Copy)
+                    .context(format!("committing {} on the target", unit.title())),
+            )
+        })?;
+    let analyzing = std::time::Instant::now();
+    if let Err(e) = copy::analyze_copied(tgt, unit, &options).await {
+        warn!(
+            "ANALYZE {} after its copy: {e}; the analyze phase does it",
+            unit.title()
+        );
+    }
+    shared.progress.analyzed(analyzing.elapsed().as_secs_f64());
+    shared.progress.unit_finished(n, unit, &outcome);
+    Ok(Step::Copied)
+}
+
+/// Whether units are still pending but held by other workers (in this process or not).
+async fn others_busy(tgt: &Target) -> Result<bool> {
+    Ok(state::counts(tgt).await?.pending > 0)
+}
+
+async fn worker(shared: Arc<Shared>, n: usize) {
+    let config = &shared.config;
+    let retry = Retry::new(config.retries, shared.stop.drain.clone());
+    let mut conns: Option<(Option<Source>, Target, CopyOptions)> = None;
+    // Failures in a row that held no unit (the target went away between units).
+    let mut bare_failures = 0u32;
+    while !shared.stop.halted() {
+        if conns.is_none() {
+            match retry
+                .run(&format!("stream {n}"), || connect(config, n))
+                .await
+            {
+                Ok(c) => conns = Some(c),
+                Err(_) if shared.stop.drained() => return,
+                Err(e) => return shared.stop.fail(e),
+            }
+        }
+        let (src, tgt, options) = conns.as_ref().expect("connected above");
+        let failed = match one_unit(src.as_ref(), tgt, *options, &shared, n).await {
+            Ok(Step::Copied) => {
+                bare_failures = 0;
+                continue;
+            }
+            Ok(Step::NothingFree) => match others_busy(tgt).await {
+                Ok(true) => {
+                    retry::pause(&shared.stop.drain, Duration::from_millis(500)).await;
+                    continue;
+                }
+                Ok(false) => return,
+                Err(error) => Failed { unit: None, error },
+            },
+            Err(f) => f,
+        };
+        // The connections may be mid-COPY: drop them, which rolls back.
+        conns = None;
+        let Failed { unit, error } = failed;
+        let Some((id, relation, attempts, unit)) = unit else {
+            bare_failures += 1;
+            if !error.is_retryable() || bare_failures > config.retries {
+                return shared.stop.fail(error);
+            }
+            match retry
+                .wait(&format!("stream {n}"), &error, bare_failures)
+                .await
+            {
+                Ok(()) => continue,
+                Err(_) => return,
+            }
+        };
+        let attempts = attempts as u32 + 1;
+        let give_up = !error.is_retryable() || attempts > config.retries;
+        shared.progress.unit_failed(n, &unit, !give_up);
+        match Target::connect(&config.target, "pool").await {
+            Ok(t) => {
+                if let Err(e) = state::record_failure(&t, id, error.message(), give_up).await {
+                    warn!("could not record the failure of {relation}: {e}");
+                }
+            }
+            Err(e) => warn!("could not record the failure of {relation}: {e}"),
+        }
+        if give_up {
+            let error = if error.is_retryable() {
+                error.context(format!("gave up after {attempts} attempts"))
+            } else {
+                error
+            };
+            return shared.stop.fail(error);
+        }
+        if retry.wait(&relation, &error, attempts).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs `config.jobs` workers until no unit is left, one fails for good, or `drain` is set.
+pub async fn run(
+    config: PoolConfig,
+    progress: Arc<Progress>,
+    drain: Arc<AtomicBool>,
+) -> Result<PoolEnd> {
+    let jobs = config.jobs;
+    let shared = Arc::new(Shared {
+        config,
+        progress,
+        stop: Stop::new(drain),
+    });
+    run_workers(jobs, &shared.stop, "copy", |n| worker(shared.clone(), n)).await?;
+    if shared.stop.drained() {
+        info!("copy pool stopped: units in flight finished");
+        return Ok(PoolEnd::Drained);
+    }
+    Ok(PoolEnd::Finished)
+}

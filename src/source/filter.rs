@@ -1,0 +1,249 @@
+//! pg_dump-style filters: `-n/--schema`, `-N/--exclude-schema`, `-t/--table`,
+//! `-T/--exclude-table`, `--exclude-table-data`. pg_dump itself applies them to the schema
+//! (with `--strict-names`), and the tables it dumped decide which units are copied, so
+//! schema and data never disagree. Patterns are also matched here, the way pg_dump reads
+//! them, to refuse one that matches nothing before pg_dump runs and to find the tables
+//! whose data is left out.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::Source;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub schemas: Vec<String>,
+    pub exclude_schemas: Vec<String>,
+    pub tables: Vec<String>,
+    pub exclude_tables: Vec<String>,
+    pub exclude_table_data: Vec<String>,
+}
+
+impl Filters {
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+
+    /// Whether only some schemas or tables are asked for (pg_dump then leaves out large
+    /// objects, and so does tsxfer).
+    pub fn includes_only_some(&self) -> bool {
+        !self.schemas.is_empty() || !self.tables.is_empty()
+    }
+
+    /// The filters as pg_dump takes them, for the main schema dump.
+    pub fn pg_dump_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, patterns) in [
+            ("--schema", &self.schemas),
+            ("--exclude-schema", &self.exclude_schemas),
+            ("--table", &self.tables),
+            ("--exclude-table", &self.exclude_tables),
+        ] {
+            args.extend(patterns.iter().map(|p| format!("{flag}={p}")));
+        }
+        if self.includes_only_some() {
+            args.push("--strict-names".into());
+        }
+        args
+    }
+}
+
+/// What a run or a dump is asked to copy, as the flags that ask it (`-n`, `-N`, `-t`,
+/// `-T`, `--exclude-table-data`, `--hypertable`, `--split-tables-larger-than` in bytes):
+/// resuming it must ask the same, since what the first command chose stays.
+pub fn selection(
+    filters: &Filters,
+    hypertables: &[crate::source::convert::HypertableSpec],
+    split_bytes: i64,
+) -> String {
+    let mut flags: Vec<String> = Vec::new();
+    for (flag, patterns) in [
+        ("-n", &filters.schemas),
+        ("-N", &filters.exclude_schemas),
+        ("-t", &filters.tables),
+        ("-T", &filters.exclude_tables),
+        ("--exclude-table-data", &filters.exclude_table_data),
+    ] {
+        flags.extend(patterns.iter().map(|p| format!("{flag} {p}")));
+    }
+    flags.extend(hypertables.iter().map(|h| {
+        format!(
+            "--hypertable {}.{}:{}{}",
+            h.schema,
+            h.table,
+            h.column,
+            h.interval
+                .as_ref()
+                .map(|i| format!(":{i}"))
+                .unwrap_or_default()
+        )
+    }));
+    flags.push(format!("--split-tables-larger-than {split_bytes}"));
+    flags.join(" ")
+}
+
+/// The refusal of a resumed run or dump (`what`) whose selection differs from the first.
+pub fn other_selection(what: &str, recorded: &str, asked: &str) -> Error {
+    Error::new(
+        ErrorKind::Preflight,
+        format!(
+            "{what} was started with other choices of what to copy ({recorded}) than this command ({asked}); resume it with the same flags, or start over with --restart"
+        ),
+    )
+}
+
+/// A pg_dump pattern as anchored regular expressions: (schema part, name part). Outside
+/// double quotes letters fold to lower case, `*` is any run of characters, `?` any one
+/// character, `.` separates schema from name, and other regular-expression characters keep
+/// their meaning; inside double quotes everything is literal (`""` is one quote).
+pub fn pattern_regex(pattern: &str) -> (Option<String>, String) {
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        let cur = parts.last_mut().expect("never empty");
+        if c == '"' {
+            if quoted && chars.peek() == Some(&'"') {
+                chars.next();
+                cur.push('"');
+            } else {
+                quoted = !quoted;
+            }
+        } else if quoted {
+            if "|*+?()[]{}.^$\\".contains(c) {
+                cur.push('\\');
+            }
+            cur.push(c);
+        } else {
+            match c {
+                '*' => cur.push_str(".*"),
+                '?' => cur.push('.'),
+                '.' => parts.push(String::new()),
+                '$' => cur.push_str("\\$"),
+                c => cur.extend(c.to_lowercase()),
+            }
+        }
+    }
+    let anchor = |s: &str| format!("^({s})$");
+    match parts.len() {
+        1 => (None, anchor(&parts[0])),
+        _ => {
+            let name = parts.pop().expect("two parts");
+            (Some(anchor(&parts.join("\\."))), anchor(&name))
+        }
+    }
+}
+
+/// Relations (tables, partitioned tables, views, sequences) of the source a table pattern
+/// matches; a pattern without a schema matches in every schema but the system ones.
+pub async fn matching_relations(src: &Source, pattern: &str) -> Result<Vec<u32>> {
+    let (schema, name) = pattern_regex(pattern);
+    let rows = src
+        .query(
+            "SELECT c.oid FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+               AND c.relname::text ~ $2
+               AND CASE WHEN $1::text IS NULL
+                        THEN n.nspname NOT IN ('pg_catalog', 'information_schema')
+                             AND n.nspname NOT LIKE 'pg\\_toast%'
+                        ELSE n.nspname::text ~ $1 END",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| bad_pattern(pattern, e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+async fn schema_matches(src: &Source, pattern: &str) -> Result<bool> {
+    let (_, name) = pattern_regex(pattern);
+    let row = src
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname::text ~ $1)",
+            &[&name],
+        )
+        .await
+        .map_err(|e| bad_pattern(pattern, e))?;
+    Ok(row.get(0))
+}
+
+fn bad_pattern(pattern: &str, e: Error) -> Error {
+    Error::new(
+        ErrorKind::Usage,
+        format!("the pattern {pattern} is not one pg_dump can read: {e}"),
+    )
+}
+
+/// Refuses include and exclusion patterns that match nothing, before pg_dump runs: its
+/// own refusal of an include pattern (with --strict-names) is a line of text in the
+/// user's language, not something to decide on.
+pub async fn check_exclusions(src: &Source, filters: &Filters) -> Result<()> {
+    for (flag, patterns) in [
+        ("--schema", &filters.schemas),
+        ("--exclude-schema", &filters.exclude_schemas),
+    ] {
+        for p in patterns {
+            if !schema_matches(src, p).await? {
+                return Err(nothing(p, flag));
+            }
+        }
+    }
+    for (flag, patterns) in [
+        ("--table", &filters.tables),
+        ("--exclude-table", &filters.exclude_tables),
+        ("--exclude-table-data", &filters.exclude_table_data),
+    ] {
+        for p in patterns {
+            if matching_relations(src, p).await?.is_empty() {
+                return Err(nothing(p, flag));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn nothing(pattern: &str, flag: &str) -> Error {
+    Error::new(
+        ErrorKind::Preflight,
+        format!("{flag} {pattern} matches nothing in the source"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_read_like_pg_dump() {
+        assert_eq!(pattern_regex("Foo*"), (None, "^(foo.*)$".into()));
+        assert_eq!(
+            pattern_regex("app.log_?"),
+            (Some("^(app)$".into()), "^(log_.)$".into())
+        );
+        assert_eq!(
+            pattern_regex("\"My Schema\".\"a.b*\""),
+            (Some("^(My Schema)$".into()), "^(a\\.b\\*)$".into())
+        );
+        assert_eq!(
+            pattern_regex("\"say \"\"hi\"\"\""),
+            (None, "^(say \"hi\")$".into())
+        );
+        assert_eq!(pattern_regex("t[0-9]"), (None, "^(t[0-9])$".into()));
+    }
+
+    #[test]
+    fn filters_go_to_pg_dump_with_strict_names_for_includes() {
+        let f = Filters {
+            schemas: vec!["app".into()],
+            exclude_tables: vec!["app.tmp_*".into()],
+            ..Filters::default()
+        };
+        assert_eq!(
+            f.pg_dump_args(),
+            [
+                "--schema=app",
+                "--exclude-table=app.tmp_*",
+                "--strict-names"
+            ]
+        );
+        assert!(Filters::default().pg_dump_args().is_empty());
+    }
+}
