@@ -128,11 +128,7 @@ fn clap_sentence(text: &str) -> String {
 }
 
 fn plan(runtime: &Runtime, args: PlanArgs) -> ExitCode {
-    let opts = match args
-        .transfer
-        .into_options()
-        .and_then(|o| args.select.apply(o))
-    {
+    let opts = match args.into_options() {
         Ok(o) => o,
         Err(e) => return fail(&e),
     };
@@ -158,12 +154,14 @@ fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
             },
         );
     }
-    let (output, opts) = match args.output.validate(SystemTime::now(), &env).and_then(|o| {
-        let opts = args
-            .select
-            .apply(args.resume.apply(args.transfer.into_options()?)?)?;
-        Ok((o, opts))
-    }) {
+    let (output, opts) = match args
+        .output
+        .clone()
+        .validate(SystemTime::now(), &env)
+        .and_then(|o| {
+            let opts = args.into_options()?;
+            Ok((o, opts))
+        }) {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
@@ -332,15 +330,15 @@ fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
 
 /// `tsxfer worker`: copies units of the run in the target until none is left.
 fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
-    let (metrics, mut opts) = match args
+    let (metrics, opts) = match args
         .metrics
+        .clone()
         .validate()
-        .and_then(|m| Ok((m, args.transfer.into_options()?)))
+        .and_then(|m| Ok((m, args.into_options()?)))
     {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
-    opts.retries = args.retries;
     supervised(
         runtime,
         screen,

@@ -89,28 +89,11 @@ pub struct CompareArgs {
     pub target: Option<String>,
 
     /// Tables read at once on each side.
-    #[arg(short = 'j', long, default_value_t = 4)]
+    #[arg(short = 'j', long, default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
 
-    /// Only schemas matching PATTERN (as pg_dump reads patterns; repeatable).
-    #[arg(short = 'n', long = "schema", value_name = "PATTERN")]
-    pub schemas: Vec<String>,
-
-    /// Leave out schemas matching PATTERN (repeatable).
-    #[arg(short = 'N', long = "exclude-schema", value_name = "PATTERN")]
-    pub exclude_schemas: Vec<String>,
-
-    /// Only tables matching PATTERN (repeatable; a hypertable brings its chunks).
-    #[arg(short = 't', long = "table", value_name = "PATTERN")]
-    pub tables: Vec<String>,
-
-    /// Leave out tables matching PATTERN (repeatable).
-    #[arg(short = 'T', long = "exclude-table", value_name = "PATTERN")]
-    pub exclude_tables: Vec<String>,
-
-    /// Leave out the rows of tables matching PATTERN (repeatable).
-    #[arg(long = "exclude-table-data", value_name = "PATTERN")]
-    pub exclude_table_data: Vec<String>,
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -131,13 +114,7 @@ impl CompareArgs {
             source: ConnInfo::parse(&source, "source")?,
             target: ConnInfo::parse(&target, "target")?,
             jobs: self.jobs,
-            filters: crate::source::filter::Filters {
-                schemas: self.schemas,
-                exclude_schemas: self.exclude_schemas,
-                tables: self.tables,
-                exclude_tables: self.exclude_tables,
-                exclude_table_data: self.exclude_table_data,
-            },
+            filters: self.filters.into_filters(),
         })
     }
 }
@@ -172,9 +149,8 @@ pub struct DumpArgs {
     #[command(flatten)]
     pub select: SelectArgs,
 
-    /// Times a unit is tried again after a transient failure.
-    #[arg(long, default_value_t = 5)]
-    pub retries: u32,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 
     /// Remove the dump already in --dir (finished or not) and start over.
     #[arg(long)]
@@ -206,9 +182,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
 
-    /// Times a unit is tried again after a transient failure.
-    #[arg(long, default_value_t = 5)]
-    pub retries: u32,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 
     /// Remove what an earlier, unfinished restore left in the target and start over.
     #[arg(long)]
@@ -218,12 +193,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub keep_state: bool,
 
-    /// What to check once the data is copied: `checksum` reads every unit back from the
-    /// target and compares its rows' checksum (and count) with the rows that passed
-    /// through tsxfer; `count` (the default: see README's Verification) compares row
-    /// counts only; `off` checks nothing.
-    #[arg(long, value_enum, default_value_t)]
-    pub verify: VerifyMode,
+    #[command(flatten)]
+    pub verify: VerifyArgs,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -234,7 +205,7 @@ pub struct RestoreArgs {
 pub struct StreamArgs {
     /// Parallel COPY streams (when loading a target, also the pg_restore jobs that build
     /// indexes and constraints).
-    #[arg(short = 'j', long, default_value_t = 4)]
+    #[arg(short = 'j', long, default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
 
     /// Bytes buffered per stream before they are handed on (e.g. 256KiB, 1MiB).
@@ -289,7 +260,7 @@ impl DumpArgs {
             jobs,
             buffer_size,
             pg_bin_dir: self.streams.pg_bin_dir,
-            retries: self.retries,
+            retries: self.retry.retries,
             compress_level: self.compress_level,
             restart: self.restart,
             allow_inconsistent: self.allow_inconsistent,
@@ -313,10 +284,10 @@ impl RestoreArgs {
             buffer_size,
             work_dir: self.work_dir,
             pg_bin_dir: self.streams.pg_bin_dir,
-            retries: self.retries,
+            retries: self.retry.retries,
             restart: self.restart,
             keep_state: self.keep_state,
-            verify: self.verify,
+            verify: self.verify.verify,
         })
     }
 }
@@ -349,9 +320,10 @@ pub struct PlanArgs {
     pub select: SelectArgs,
 }
 
-/// What to migrate of the source, and what to make of it.
+/// Which schemas and tables, pg_dump's way: a migration, a dump and `tsxfer verify` take
+/// the same filters.
 #[derive(Debug, Clone, Default, Args)]
-pub struct SelectArgs {
+pub struct FilterArgs {
     /// Only schemas matching PATTERN (as pg_dump reads patterns; repeatable).
     #[arg(short = 'n', long = "schema", value_name = "PATTERN")]
     pub schemas: Vec<String>,
@@ -368,9 +340,29 @@ pub struct SelectArgs {
     #[arg(short = 'T', long = "exclude-table", value_name = "PATTERN")]
     pub exclude_tables: Vec<String>,
 
-    /// Create tables matching PATTERN but copy none of their rows (repeatable).
+    /// Leave out the rows of tables matching PATTERN (a migration still creates the
+    /// tables; repeatable).
     #[arg(long = "exclude-table-data", value_name = "PATTERN")]
     pub exclude_table_data: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn into_filters(self) -> crate::source::filter::Filters {
+        crate::source::filter::Filters {
+            schemas: self.schemas,
+            exclude_schemas: self.exclude_schemas,
+            tables: self.tables,
+            exclude_tables: self.exclude_tables,
+            exclude_table_data: self.exclude_table_data,
+        }
+    }
+}
+
+/// What to migrate of the source, and what to make of it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SelectArgs {
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     /// Make a plain table of the source a hypertable on the target before its data
     /// arrives: schema.table:time_column[:chunk_interval] (repeatable; plain PostgreSQL
@@ -410,20 +402,7 @@ impl SelectArgs {
             .iter()
             .map(|s| crate::source::convert::parse_spec(s))
             .collect::<Result<_>>()?;
-        let filters = crate::source::filter::Filters {
-            schemas: self.schemas,
-            exclude_schemas: self.exclude_schemas,
-            tables: self.tables,
-            exclude_tables: self.exclude_tables,
-            exclude_table_data: self.exclude_table_data,
-        };
-        Ok((hypertables, filters, split_bytes))
-    }
-
-    /// Puts the filters and hypertable requests into `opts`.
-    pub fn apply(self, mut opts: MigrateOptions) -> Result<MigrateOptions> {
-        (opts.hypertables, opts.filters, opts.split_bytes) = self.parse()?;
-        Ok(opts)
+        Ok((hypertables, self.filters.into_filters(), split_bytes))
     }
 }
 
@@ -521,13 +500,36 @@ pub fn expand_config(
     Ok(out)
 }
 
+/// `--retries`, for every command that copies units.
+#[derive(Debug, Clone, Args)]
+pub struct RetryArgs {
+    /// Times a unit is tried again after a transient failure (dropped connection, server
+    /// restart, serialization failure, too many connections), with growing pauses.
+    #[arg(long, default_value_t = DEFAULT_RETRIES)]
+    pub retries: u32,
+}
+
+/// `--verify`, for the commands that load a target.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// What to check once the data is copied: `checksum` reads every unit back from the
+    /// target and compares its rows' checksum (and count) with the rows that passed
+    /// through tsxfer; `count` (the default: see README's Verification) compares row
+    /// counts only; `off` checks nothing.
+    #[arg(long, value_enum, default_value_t)]
+    pub verify: VerifyMode,
+}
+
+/// Streams when `--jobs` is not given.
+pub const DEFAULT_JOBS: usize = 4;
+/// Retries of a unit when `--retries` is not given.
+pub const DEFAULT_RETRIES: u32 = 5;
+
 /// How a run survives failures and interruptions.
 #[derive(Debug, Clone, Args)]
 pub struct ResumeArgs {
-    /// Times a unit is tried again after a transient failure (dropped connection, server
-    /// restart, serialization failure, too many connections), with growing pauses.
-    #[arg(long, default_value_t = 5)]
-    pub retries: u32,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 
     /// Remove what an earlier, unfinished run left in the target (its objects, large
     /// objects and run state; roles stay) and start over.
@@ -543,12 +545,8 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub keep_state: bool,
 
-    /// What to check once the data is copied: `checksum` reads every unit back from the
-    /// target and compares its rows' checksum (and count) with the rows that passed
-    /// through tsxfer; `count` (the default: see README's Verification) compares row
-    /// counts only; `off` checks nothing.
-    #[arg(long, value_enum, default_value_t)]
-    pub verify: VerifyMode,
+    #[command(flatten)]
+    pub verify: VerifyArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -556,9 +554,8 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
 
-    /// Times a unit is tried again after a transient failure.
-    #[arg(long, default_value_t = 5)]
-    pub retries: u32,
+    #[command(flatten)]
+    pub retry: RetryArgs,
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
@@ -581,20 +578,63 @@ impl TargetArgs {
 }
 
 impl ResumeArgs {
-    /// Puts these choices into `opts`.
-    pub fn apply(self, mut opts: MigrateOptions) -> Result<MigrateOptions> {
+    fn check(&self) -> Result<()> {
         if self.restart && self.allow_inconsistent {
             return Err(usage(
                 "--restart starts over; --allow-inconsistent resumes: give one of them",
             ));
         }
-        opts.retries = self.retries;
-        opts.restart = self.restart;
-        opts.allow_inconsistent = self.allow_inconsistent;
-        opts.keep_state = self.keep_state;
-        opts.verify = self.verify;
-        Ok(opts)
+        Ok(())
     }
+}
+
+impl MigrateArgs {
+    /// The migration asked for, checked, built once from its flag groups.
+    pub fn into_options(self) -> Result<MigrateOptions> {
+        self.resume.check()?;
+        let r = self.resume;
+        self.transfer.into_options(
+            self.select.parse()?,
+            r.retry.retries,
+            RunChoices {
+                restart: r.restart,
+                allow_inconsistent: r.allow_inconsistent,
+                keep_state: r.keep_state,
+                verify: r.verify.verify,
+            },
+        )
+    }
+}
+
+impl PlanArgs {
+    /// What `tsxfer plan` (or `--dry-run`) describes: a migration that neither retries
+    /// (it asks once) nor starts.
+    pub fn into_options(self) -> Result<MigrateOptions> {
+        self.transfer
+            .into_options(self.select.parse()?, 0, RunChoices::default())
+    }
+}
+
+impl WorkerArgs {
+    /// A worker copies the units of a run another process set up: it takes no filters of
+    /// its own (the run state has the units) and does not verify.
+    pub fn into_options(self) -> Result<MigrateOptions> {
+        self.transfer.into_options(
+            (Vec::new(), Default::default(), 0),
+            self.retry.retries,
+            RunChoices::default(),
+        )
+    }
+}
+
+/// What a run that loads the target does besides copying: the choices of [`ResumeArgs`],
+/// or none of them (a plan, a worker).
+#[derive(Debug, Default)]
+struct RunChoices {
+    restart: bool,
+    allow_inconsistent: bool,
+    keep_state: bool,
+    verify: VerifyMode,
 }
 
 /// What to migrate, and with how many streams.
@@ -758,7 +798,12 @@ impl OutputArgs {
 }
 
 impl TransferArgs {
-    pub fn into_options(self) -> Result<MigrateOptions> {
+    fn into_options(
+        self,
+        (hypertables, filters, split_bytes): Selected,
+        retries: u32,
+        run: RunChoices,
+    ) -> Result<MigrateOptions> {
         let source = self
             .source
             .ok_or_else(|| usage("no source given: use --source or set SOURCE"))?;
@@ -775,14 +820,14 @@ impl TransferArgs {
             buffer_size,
             work_dir: self.work_dir,
             pg_bin_dir: self.streams.pg_bin_dir,
-            retries: 5,
-            restart: false,
-            allow_inconsistent: false,
-            keep_state: false,
-            hypertables: Vec::new(),
-            filters: Default::default(),
-            split_bytes: 0,
-            verify: VerifyMode::default(),
+            retries,
+            restart: run.restart,
+            allow_inconsistent: run.allow_inconsistent,
+            keep_state: run.keep_state,
+            hypertables,
+            filters,
+            split_bytes,
+            verify: run.verify,
         })
     }
 }
@@ -847,7 +892,7 @@ mod tests {
             "the environment wins"
         );
         assert!(cli.migrate.resume.keep_state);
-        assert_eq!(cli.migrate.select.tables, ["a.*", "b"]);
+        assert_eq!(cli.migrate.select.filters.tables, ["a.*", "b"]);
         let args = expand_config(
             vec![
                 "tsxfer".into(),
@@ -891,7 +936,78 @@ mod tests {
             },
             work_dir: None,
         };
-        assert_eq!(args.into_options().unwrap_err().kind(), ErrorKind::Usage);
+        let plan = PlanArgs {
+            transfer: args,
+            select: SelectArgs::default(),
+        };
+        assert_eq!(plan.into_options().unwrap_err().kind(), ErrorKind::Usage);
+    }
+
+    /// Each command's options are built once from its flags: the defaults are the flags'
+    /// own, and nothing is patched in afterwards.
+    #[test]
+    fn options_come_whole_from_the_flags() {
+        let parse = |argv: &[&str]| Cli::try_parse_from(argv).unwrap();
+        let cli = parse(&[
+            "tsxfer",
+            "--source",
+            "host=/tmp user=u",
+            "--target",
+            "host=/tmp user=v",
+        ]);
+        let opts = cli.migrate.into_options().unwrap();
+        assert_eq!(opts.retries, DEFAULT_RETRIES);
+        assert_eq!(opts.jobs, DEFAULT_JOBS);
+        assert_eq!(opts.verify, VerifyMode::Count);
+        assert!(!opts.restart && !opts.keep_state && !opts.allow_inconsistent);
+        let cli = parse(&[
+            "tsxfer",
+            "--source",
+            "host=/tmp user=u",
+            "--target",
+            "host=/tmp user=v",
+            "--retries",
+            "2",
+            "--verify",
+            "checksum",
+            "--keep-state",
+            "-t",
+            "x",
+            "--jobs",
+            "3",
+        ]);
+        let opts = cli.migrate.into_options().unwrap();
+        assert_eq!((opts.retries, opts.jobs), (2, 3));
+        assert_eq!(opts.verify, VerifyMode::Checksum);
+        assert!(opts.keep_state);
+        assert_eq!(opts.filters.tables, ["x"]);
+        let cli = parse(&[
+            "tsxfer",
+            "worker",
+            "--source",
+            "host=/tmp user=u",
+            "--target",
+            "host=/tmp user=v",
+            "--retries",
+            "7",
+        ]);
+        let Some(Command::Worker(w)) = cli.command else {
+            panic!("not a worker: {cli:?}")
+        };
+        assert_eq!(w.into_options().unwrap().retries, 7);
+        let cli = parse(&[
+            "tsxfer",
+            "--source",
+            "host=/tmp user=u",
+            "--target",
+            "host=/tmp user=v",
+            "--restart",
+            "--allow-inconsistent",
+        ]);
+        assert_eq!(
+            cli.migrate.into_options().unwrap_err().kind(),
+            ErrorKind::Usage
+        );
     }
 
     fn output(flags: &[&str]) -> Result<Output> {
