@@ -10,8 +10,8 @@ use tokio::runtime::Runtime;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 use tsxfer::cli::{
-    Cli, Command, CompareArgs, DumpArgs, LogFormat, Metrics, MigrateArgs, Output, PlanArgs,
-    RestoreArgs, TargetArgs, WorkerArgs, expand_config,
+    Cli, Command, CompareArgs, DumpArgs, LogFormat, Metrics, MetricsArgs, MigrateArgs, Output,
+    PlanArgs, RestoreArgs, TargetArgs, WorkerArgs, expand_config,
 };
 use tsxfer::error::{Error, ErrorKind};
 use tsxfer::observe::progress::{Progress, Screen};
@@ -306,14 +306,18 @@ where
     code
 }
 
+/// The metrics endpoint and the options of a command, both checked before anything runs.
+fn validated<T>(
+    metrics: MetricsArgs,
+    options: impl FnOnce() -> Result<T, Error>,
+) -> Result<(Metrics, T), Error> {
+    Ok((metrics.validate()?, options()?))
+}
+
 /// `tsxfer dump`: writes the migration into a directory.
 fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
-    let (metrics, opts) = match args
-        .metrics
-        .clone()
-        .validate()
-        .and_then(|m| Ok((m, args.into_options()?)))
-    {
+    let metrics = args.metrics.clone();
+    let (metrics, opts) = match validated(metrics, || args.into_options()) {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
@@ -330,12 +334,8 @@ fn dump(runtime: &Runtime, screen: &Screen, args: DumpArgs) -> ExitCode {
 
 /// `tsxfer worker`: copies units of the run in the target until none is left.
 fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
-    let (metrics, opts) = match args
-        .metrics
-        .clone()
-        .validate()
-        .and_then(|m| Ok((m, args.into_options()?)))
-    {
+    let metrics = args.metrics.clone();
+    let (metrics, opts) = match validated(metrics, || args.into_options()) {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };

@@ -512,16 +512,7 @@ pub(super) async fn load_phases(
     let mismatches = verified?;
     report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = mismatches;
-    if !report.mismatches.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Verify,
-            format!(
-                "{} unit(s) differ between source and target (first: {})",
-                report.mismatches.len(),
-                report.mismatches[0]
-            ),
-        ));
-    }
+    verify::differ(&report.mismatches)?;
     if l.keep_state {
         info!("run state kept in schema tsxfer of the target (--keep-state)");
     } else {

@@ -576,17 +576,22 @@ pub async fn compare(
     }
     report.units.sort_by(|a, b| a.relation.cmp(&b.relation));
     report.mismatches.sort();
-    if !report.mismatches.is_empty() {
-        return Err(Error::new(
+    differ(&report.mismatches)
+}
+
+/// Fails with exit 5's kind when `mismatches` (one line per unit that differs) is not
+/// empty, naming how many and the first.
+pub fn differ(mismatches: &[String]) -> Result<()> {
+    match mismatches.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::new(
             ErrorKind::Verify,
             format!(
-                "{} unit(s) differ between source and target (first: {})",
-                report.mismatches.len(),
-                report.mismatches[0]
+                "{} unit(s) differ between source and target (first: {first})",
+                mismatches.len()
             ),
-        ));
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]
