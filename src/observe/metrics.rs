@@ -164,15 +164,7 @@ pub const PHASES: &[&str] = &[
 ];
 
 /// Every unit kind, in the order the summary lists them.
-pub const UNIT_KINDS: [UnitKind; 7] = [
-    UnitKind::Table,
-    UnitKind::Partition,
-    UnitKind::Hypertable,
-    UnitKind::Chunk,
-    UnitKind::CompressedChunk,
-    UnitKind::ExtensionConfig,
-    UnitKind::LargeObjects,
-];
+pub const UNIT_KINDS: [UnitKind; 7] = UnitKind::ALL;
 
 /// The `kind` label of a unit kind (its name in the JSON report).
 pub fn kind_label(kind: UnitKind) -> &'static str {

@@ -25,7 +25,8 @@ pub enum UnitKind {
 }
 
 impl UnitKind {
-    const ALL: [UnitKind; 7] = [
+    /// Every unit kind, in the order summaries list them.
+    pub const ALL: [UnitKind; 7] = [
         UnitKind::Table,
         UnitKind::Partition,
         UnitKind::Hypertable,
@@ -120,19 +121,14 @@ impl CopyUnit {
 
     pub fn large_objects(count: i64, bytes: i64) -> CopyUnit {
         CopyUnit {
-            oid: 0,
-            schema: String::new(),
-            name: "large objects".into(),
-            kind: UnitKind::LargeObjects,
-            columns: Vec::new(),
-            binary: true,
-            filter: None,
-            compressed_columns: Vec::new(),
-            null_placeholders: false,
-            into_hypertable: false,
             estimated_bytes: bytes,
             estimated_rows: Some(count),
-            pages: None,
+            ..CopyUnit::table(
+                0,
+                String::new(),
+                "large objects".into(),
+                UnitKind::LargeObjects,
+            )
         }
     }
 

@@ -82,24 +82,18 @@ async fn facts_from_rows(
     }
 }
 
+/// What a server says about itself, asked the same way of the source and of the target.
+const FACTS_SQL: &str = include_str!("../sql/source_facts.sql");
+const EXTENSIONS_SQL: &str = include_str!("../sql/extensions.sql");
+
 pub async fn source_facts(src: &Source) -> Result<ServerFacts> {
-    let row = src
-        .query_one(include_str!("../sql/source_facts.sql"), &[])
-        .await?;
-    let ext = src
-        .query(include_str!("../sql/extensions.sql"), &[])
-        .await?;
-    Ok(facts_from_rows(row, ext).await)
+    let row = src.query_one(FACTS_SQL, &[]).await?;
+    Ok(facts_from_rows(row, src.query(EXTENSIONS_SQL, &[]).await?).await)
 }
 
 pub async fn target_facts(tgt: &Target) -> Result<ServerFacts> {
-    let row = tgt
-        .query_one(include_str!("../sql/source_facts.sql"), &[])
-        .await?;
-    let ext = tgt
-        .query(include_str!("../sql/extensions.sql"), &[])
-        .await?;
-    Ok(facts_from_rows(row, ext).await)
+    let row = tgt.query_one(FACTS_SQL, &[]).await?;
+    Ok(facts_from_rows(row, tgt.query(EXTENSIONS_SQL, &[]).await?).await)
 }
 
 /// Whether the source uses multi-node (distributed hypertables), which tsxfer refuses.
