@@ -165,7 +165,13 @@ fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
-    load_target(runtime, screen, &output, Job::Migrate(&opts), opts.jobs)
+    load_target(
+        runtime,
+        screen,
+        &output,
+        Job::Migrate(&opts),
+        opts.load.jobs,
+    )
 }
 
 /// `tsxfer restore`: loads a dump into the target.
@@ -181,7 +187,13 @@ fn restore(runtime: &Runtime, screen: &Screen, args: RestoreArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
-    load_target(runtime, screen, &output, Job::Restore(&opts), opts.jobs)
+    load_target(
+        runtime,
+        screen,
+        &output,
+        Job::Restore(&opts),
+        opts.load.jobs,
+    )
 }
 
 /// Runs a migration or a restore with its metrics, progress, report and signals.
@@ -343,7 +355,7 @@ fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
         runtime,
         screen,
         metrics,
-        opts.jobs,
+        opts.load.jobs,
         "aborted: units in flight were rolled back",
         |progress, drain| run::run_worker(&opts, progress, drain),
         |summary| println!("{summary}"),

@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::conninfo::ConnInfo;
-use crate::run::MigrateOptions;
 use crate::run::verify::VerifyMode;
+use crate::run::{LoadOptions, MigrateOptions};
 
 /// What `--version` says: the version, the git revision it was built from, and the
 /// server versions the test suite ran against.
@@ -279,15 +279,17 @@ impl RestoreArgs {
         let (jobs, buffer_size) = self.streams.validate()?;
         Ok(crate::run::RestoreOptions {
             dir: self.dir,
-            target: ConnInfo::parse(&target, "target")?,
-            jobs,
-            buffer_size,
-            work_dir: self.work_dir,
-            pg_bin_dir: self.streams.pg_bin_dir,
-            retries: self.retry.retries,
-            restart: self.restart,
-            keep_state: self.keep_state,
-            verify: self.verify.verify,
+            load: LoadOptions {
+                target: ConnInfo::parse(&target, "target")?,
+                jobs,
+                buffer_size,
+                work_dir: self.work_dir,
+                pg_bin_dir: self.streams.pg_bin_dir,
+                retries: self.retry.retries,
+                restart: self.restart,
+                keep_state: self.keep_state,
+                verify: self.verify.verify,
+            },
         })
     }
 }
@@ -815,19 +817,21 @@ impl TransferArgs {
         let target = ConnInfo::parse(&target, "target")?;
         Ok(MigrateOptions {
             source,
-            target,
-            jobs,
-            buffer_size,
-            work_dir: self.work_dir,
-            pg_bin_dir: self.streams.pg_bin_dir,
-            retries,
-            restart: run.restart,
+            load: LoadOptions {
+                target,
+                jobs,
+                buffer_size,
+                work_dir: self.work_dir,
+                pg_bin_dir: self.streams.pg_bin_dir,
+                retries,
+                restart: run.restart,
+                keep_state: run.keep_state,
+                verify: run.verify,
+            },
             allow_inconsistent: run.allow_inconsistent,
-            keep_state: run.keep_state,
             hypertables,
             filters,
             split_bytes,
-            verify: run.verify,
         })
     }
 }
@@ -956,10 +960,10 @@ mod tests {
             "host=/tmp user=v",
         ]);
         let opts = cli.migrate.into_options().unwrap();
-        assert_eq!(opts.retries, DEFAULT_RETRIES);
-        assert_eq!(opts.jobs, DEFAULT_JOBS);
-        assert_eq!(opts.verify, VerifyMode::Count);
-        assert!(!opts.restart && !opts.keep_state && !opts.allow_inconsistent);
+        assert_eq!(opts.load.retries, DEFAULT_RETRIES);
+        assert_eq!(opts.load.jobs, DEFAULT_JOBS);
+        assert_eq!(opts.load.verify, VerifyMode::Count);
+        assert!(!opts.load.restart && !opts.load.keep_state && !opts.allow_inconsistent);
         let cli = parse(&[
             "tsxfer",
             "--source",
@@ -977,9 +981,9 @@ mod tests {
             "3",
         ]);
         let opts = cli.migrate.into_options().unwrap();
-        assert_eq!((opts.retries, opts.jobs), (2, 3));
-        assert_eq!(opts.verify, VerifyMode::Checksum);
-        assert!(opts.keep_state);
+        assert_eq!((opts.load.retries, opts.load.jobs), (2, 3));
+        assert_eq!(opts.load.verify, VerifyMode::Checksum);
+        assert!(opts.load.keep_state);
         assert_eq!(opts.filters.tables, ["x"]);
         let cli = parse(&[
             "tsxfer",
@@ -994,7 +998,7 @@ mod tests {
         let Some(Command::Worker(w)) = cli.command else {
             panic!("not a worker: {cli:?}")
         };
-        assert_eq!(w.into_options().unwrap().retries, 7);
+        assert_eq!(w.into_options().unwrap().load.retries, 7);
         let cli = parse(&[
             "tsxfer",
             "--source",

@@ -1,6 +1,5 @@
 //! A migration: preflight, the snapshot, the schema dump, then the load.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -16,8 +15,8 @@ use crate::pg::conninfo::ConnInfo;
 use crate::pg::retry::Retry;
 use crate::pg::{Source, Target};
 use crate::plan;
+use crate::run::LoadOptions;
 use crate::run::pool::DataFrom;
-use crate::run::verify::VerifyMode;
 use crate::source::extract::{self, Asked};
 use crate::source::filter::{self, Filters};
 use crate::source::{catalog, convert};
@@ -28,19 +27,10 @@ use crate::target::state::{self, Milestone, RunState};
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
     pub source: ConnInfo,
-    pub target: ConnInfo,
-    pub jobs: usize,
-    pub buffer_size: usize,
-    pub work_dir: Option<PathBuf>,
-    pub pg_bin_dir: Option<PathBuf>,
-    /// How many times a unit is tried again after a transient failure.
-    pub retries: u32,
-    /// Remove what an earlier run left in the target and start over.
-    pub restart: bool,
+    /// What any run that loads a target is asked.
+    pub load: LoadOptions,
     /// Resume even though the earlier run's snapshot is gone.
     pub allow_inconsistent: bool,
-    /// Keep the run state in the target after a verified run.
-    pub keep_state: bool,
     /// Plain tables to make hypertables on the target.
     pub hypertables: Vec<convert::HypertableSpec>,
     /// pg_dump-style schema and table filters.
@@ -48,8 +38,6 @@ pub struct MigrateOptions {
     /// Plain tables bigger than this (and than their share of the data) are copied in
     /// parts of about this size (0: never).
     pub split_bytes: i64,
-    /// What the verify phase checks.
-    pub verify: VerifyMode,
 }
 
 impl MigrateOptions {
@@ -140,14 +128,14 @@ pub(super) async fn migrate(
 ) -> Result<()> {
     phases.enter("preflight");
     // Nothing has been changed yet: any failure here is a refusal.
-    let retry = Retry::new(opts.retries, drain.clone());
+    let retry = Retry::new(opts.load.retries, drain.clone());
     let (src, tgt) = connect_both(opts, "coordinator", &retry).await?;
     preflight::check_not_source(&src, &tgt)
         .await
         .map_err(refusal)?;
     let source_id = catalog::source_identity(&src).await.map_err(refusal)?;
-    let prior = earlier_run(&tgt, opts.restart, &source_id, report).await?;
-    let pre = preflight::check(&src, &tgt, &opts.target, prior.is_some())
+    let prior = earlier_run(&tgt, opts.load.restart, &source_id, report).await?;
+    let pre = preflight::check(&src, &tgt, &opts.load.target, prior.is_some())
         .await
         .map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
@@ -169,9 +157,9 @@ pub(super) async fn migrate(
     filter::check_exclusions(&src, &opts.filters).await?;
     convert::check_source_kind(&conversions, &pre.source)?;
     convert::check_target_kind(&conversions, &pre.target)?;
-    let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), pre.source.major())?;
+    let tools = schema::find_tools(opts.load.pg_bin_dir.as_deref(), pre.source.major())?;
     let (jobs, capped) = budget::streams(
-        opts.jobs,
+        opts.load.jobs,
         Some(&budget::source_room(&src).await?),
         &budget::target_room(&tgt).await?,
     )?;
@@ -228,7 +216,7 @@ pub(super) async fn migrate(
     }
 
     phases.enter("schema dump");
-    let work = work_dir(opts.work_dir.as_deref())?;
+    let work = work_dir(opts.load.work_dir.as_deref())?;
     let archives = Archives {
         tools,
         dir: work.path().to_path_buf(),
@@ -248,17 +236,17 @@ pub(super) async fn migrate(
             conversions,
             split: plan::Split {
                 part_bytes: opts.split_bytes,
-                streams: opts.jobs,
+                streams: opts.load.jobs,
             },
         },
     )
     .await?;
     let load_opts = Load {
-        target: &opts.target,
+        target: &opts.load.target,
         jobs,
-        buffer_size: opts.buffer_size,
-        retries: opts.retries,
-        keep_state: opts.keep_state,
+        buffer_size: opts.load.buffer_size,
+        retries: opts.load.retries,
+        keep_state: opts.load.keep_state,
         ex: &ex,
         archives: &archives,
         pre: &pre,
@@ -268,7 +256,7 @@ pub(super) async fn migrate(
             conninfo: opts.source.clone(),
             snapshot,
         },
-        verify: opts.verify,
+        verify: opts.load.verify,
     };
     load(load_opts, tgt, Some(&src), report, cleanup, phases, drain).await
 }

@@ -11,6 +11,7 @@ pub mod preflight;
 pub mod verify;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -24,6 +25,7 @@ use crate::pg::conninfo::ConnInfo;
 use crate::pg::retry::Retry;
 use crate::pg::{Source, Target};
 use crate::quote::ident;
+use crate::run::verify::VerifyMode;
 use crate::target::state;
 
 mod analyze;
@@ -39,6 +41,25 @@ use migrate::migrate;
 use restore::restore;
 pub use worker::run_worker;
 
+/// What every run that loads a target is asked, a migration and a restore alike.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub target: ConnInfo,
+    pub jobs: usize,
+    pub buffer_size: usize,
+    /// Where the schema archives and restore lists are kept while the run lasts.
+    pub work_dir: Option<PathBuf>,
+    pub pg_bin_dir: Option<PathBuf>,
+    /// How many times a unit is tried again after a transient failure.
+    pub retries: u32,
+    /// Remove what an earlier run left in the target and start over.
+    pub restart: bool,
+    /// Keep the run state in the target after a verified run.
+    pub keep_state: bool,
+    /// What the verify phase checks.
+    pub verify: VerifyMode,
+}
+
 /// A run that loads a target: a live migration, or the restore of a dump.
 #[derive(Debug, Clone, Copy)]
 pub enum Job<'a> {
@@ -47,24 +68,10 @@ pub enum Job<'a> {
 }
 
 impl Job<'_> {
-    fn target(&self) -> &ConnInfo {
+    fn load(&self) -> &LoadOptions {
         match self {
-            Job::Migrate(o) => &o.target,
-            Job::Restore(o) => &o.target,
-        }
-    }
-
-    fn jobs(&self) -> usize {
-        match self {
-            Job::Migrate(o) => o.jobs,
-            Job::Restore(o) => o.jobs,
-        }
-    }
-
-    fn retries(&self) -> u32 {
-        match self {
-            Job::Migrate(o) => o.retries,
-            Job::Restore(o) => o.retries,
+            Job::Migrate(o) => &o.load,
+            Job::Restore(o) => &o.load,
         }
     }
 }
@@ -117,8 +124,8 @@ pub async fn run(
             Job::Migrate(o) => o.source.describe(),
             Job::Restore(o) => format!("the dump in {}", o.dir.display()),
         },
-        target: job.target().describe(),
-        jobs: job.jobs(),
+        target: job.load().target.describe(),
+        jobs: job.load().jobs,
         ..Report::default()
     };
     let mut cleanup = Cleanup::default();
@@ -162,7 +169,7 @@ pub async fn run(
     phases.finish();
     let mut result = result;
     if let Some(schema) = cleanup.restoring.take() {
-        match leave_restoring_mode(job.target(), &schema, job.retries()).await {
+        match leave_restoring_mode(&job.load().target, &schema, job.load().retries).await {
             Ok(()) => info!("the target left TimescaleDB's restoring mode"),
             Err((e, statement)) => {
                 report.warnings.push(format!("{e} {statement}"));
@@ -227,7 +234,10 @@ async fn connect_both(
     retry: &Retry,
 ) -> Result<(Source, Target)> {
     let src = retry.source(&opts.source, role).await.map_err(refusal)?;
-    let tgt = retry.target(&opts.target, role).await.map_err(refusal)?;
+    let tgt = retry
+        .target(&opts.load.target, role)
+        .await
+        .map_err(refusal)?;
     Ok((src, tgt))
 }
 

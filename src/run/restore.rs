@@ -13,12 +13,11 @@ use super::{Cleanup, Phases, preflight, refusal};
 use crate::error::{Error, ErrorKind, Result};
 use crate::objects::schema::{self, Archives};
 use crate::observe::report::Report;
-use crate::pg::conninfo::ConnInfo;
 use crate::pg::retry::Retry;
 use crate::pg::{Target, budget};
 use crate::plan::{CopyUnit, UnitKind};
+use crate::run::LoadOptions;
 use crate::run::pool::DataFrom;
-use crate::run::verify::VerifyMode;
 use crate::source::convert;
 
 /// What `tsxfer restore` needs to know, validated.
@@ -26,15 +25,8 @@ use crate::source::convert;
 pub struct RestoreOptions {
     /// The directory `tsxfer dump` wrote.
     pub dir: PathBuf,
-    pub target: ConnInfo,
-    pub jobs: usize,
-    pub buffer_size: usize,
-    pub work_dir: Option<PathBuf>,
-    pub pg_bin_dir: Option<PathBuf>,
-    pub retries: u32,
-    pub restart: bool,
-    pub keep_state: bool,
-    pub verify: VerifyMode,
+    /// What any run that loads a target is asked.
+    pub load: LoadOptions,
 }
 
 pub(super) async fn restore(
@@ -45,10 +37,10 @@ pub(super) async fn restore(
     drain: &Arc<AtomicBool>,
 ) -> Result<()> {
     phases.enter("preflight");
-    let (mut manifest, reader) = crate::dump::open_for_restore(&opts.dir, opts.jobs)?;
-    let retry = Retry::new(opts.retries, drain.clone());
+    let (mut manifest, reader) = crate::dump::open_for_restore(&opts.dir, opts.load.jobs)?;
+    let retry = Retry::new(opts.load.retries, drain.clone());
     let tgt = retry
-        .target(&opts.target, "coordinator")
+        .target(&opts.load.target, "coordinator")
         .await
         .map_err(refusal)?;
     target_conditions(&tgt, &mut manifest.extract.units)
@@ -66,8 +58,8 @@ pub(super) async fn restore(
     preflight::check_not_dump_source(&tgt, &ex.source_id)
         .await
         .map_err(refusal)?;
-    let prior = earlier_run(&tgt, opts.restart, &ex.source_id, report).await?;
-    let pre = preflight::check_target(ex.facts.clone(), &tgt, &opts.target, prior.is_some())
+    let prior = earlier_run(&tgt, opts.load.restart, &ex.source_id, report).await?;
+    let pre = preflight::check_target(ex.facts.clone(), &tgt, &opts.load.target, prior.is_some())
         .await
         .map_err(refusal)?;
     report.warnings.extend(pre.warnings.iter().cloned());
@@ -89,14 +81,14 @@ pub(super) async fn restore(
         );
     }
     convert::check_target_kind(&ex.conversions, &pre.target)?;
-    let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), ex.facts.major())?;
-    let (jobs, capped) = budget::streams(opts.jobs, None, &budget::target_room(&tgt).await?)?;
+    let tools = schema::find_tools(opts.load.pg_bin_dir.as_deref(), ex.facts.major())?;
+    let (jobs, capped) = budget::streams(opts.load.jobs, None, &budget::target_room(&tgt).await?)?;
     if let Some(w) = capped {
         tracing::warn!("{w}");
         report.warnings.push(w);
     }
     report.jobs = jobs;
-    let work = work_dir(opts.work_dir.as_deref())?;
+    let work = work_dir(opts.load.work_dir.as_deref())?;
     let archives = Archives {
         tools,
         dir: crate::dump::schema_dir(&opts.dir),
@@ -104,18 +96,18 @@ pub(super) async fn restore(
         restore_pgoptions: schema::target_restore_pgoptions(&tgt, jobs).await?,
     };
     let load_opts = Load {
-        target: &opts.target,
+        target: &opts.load.target,
         jobs,
-        buffer_size: opts.buffer_size,
-        retries: opts.retries,
-        keep_state: opts.keep_state,
+        buffer_size: opts.load.buffer_size,
+        retries: opts.load.retries,
+        keep_state: opts.load.keep_state,
         ex,
         archives: &archives,
         pre: &pre,
         resumed: prior.map(|p| p.milestone),
         selection: None,
         from: DataFrom::Dump(Arc::new(reader)),
-        verify: opts.verify,
+        verify: opts.load.verify,
     };
     load(load_opts, tgt, None, report, cleanup, phases, drain).await
 }

@@ -87,7 +87,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Erro
         .map_err(refusal)?;
     let mut out = String::new();
     let mut refusal: Option<Error> = None;
-    let verdict = preflight::check(&src, &tgt, &opts.target, false).await;
+    let verdict = preflight::check(&src, &tgt, &opts.load.target, false).await;
     let facts = match &verdict {
         Ok(pre) => {
             let _ = writeln!(out, "preflight: ok");
@@ -132,7 +132,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Erro
                 .unwrap_or_default()
         );
     }
-    let tools = schema::find_tools(opts.pg_bin_dir.as_deref(), facts.major());
+    let tools = schema::find_tools(opts.load.pg_bin_dir.as_deref(), facts.major());
     match &tools {
         Ok(t) => {
             let _ = writeln!(
@@ -159,7 +159,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Erro
             .map(|e| format!(", TimescaleDB {}", e.version))
             .unwrap_or_default()
     );
-    let _ = writeln!(out, "target: {}", opts.target.describe());
+    let _ = writeln!(out, "target: {}", opts.load.target.describe());
     let target_login: String = tgt
         .query_one("SELECT current_user::text", &[])
         .await?
@@ -196,7 +196,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Erro
         units,
         plan::Split {
             part_bytes: opts.split_bytes,
-            streams: opts.jobs,
+            streams: opts.load.jobs,
         },
     )
     .await?;
@@ -217,7 +217,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Erro
         "\n{} units, about {}, over {} streams, in this order:",
         units.len(),
         human_bytes(total),
-        opts.jobs
+        opts.load.jobs
     );
     for (i, u) in units.iter().enumerate() {
         let _ = writeln!(

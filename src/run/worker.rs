@@ -32,7 +32,12 @@ pub async fn run_worker(
     progress: Arc<Progress>,
     drain: Arc<AtomicBool>,
 ) -> Result<String> {
-    let (src, tgt) = connect_both(opts, "worker", &Retry::new(opts.retries, drain.clone())).await?;
+    let (src, tgt) = connect_both(
+        opts,
+        "worker",
+        &Retry::new(opts.load.retries, drain.clone()),
+    )
+    .await?;
     preflight::check_not_source(&src, &tgt)
         .await
         .map_err(refusal)?;
@@ -91,10 +96,10 @@ pub async fn run_worker(
             conninfo: opts.source.clone(),
             snapshot: run.snapshot,
         },
-        target: opts.target.clone(),
-        jobs: opts.jobs,
-        buffer_size: opts.buffer_size,
-        retries: opts.retries,
+        target: opts.load.target.clone(),
+        jobs: opts.load.jobs,
+        buffer_size: opts.load.buffer_size,
+        retries: opts.load.retries,
         worker: me.clone(),
         units: book,
         // The coordinator's --verify is not known here: hash, so that a checksum run
