@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 use tsxfer::cli::{
     Cli, Command, CompareArgs, DumpArgs, LogFormat, Metrics, MetricsArgs, MigrateArgs, Output,
-    PlanArgs, RestoreArgs, TargetArgs, WorkerArgs, expand_config,
+    OutputArgs, PlanArgs, RestoreArgs, TargetArgs, WorkerArgs, expand_config,
 };
 use tsxfer::error::{Error, ErrorKind};
 use tsxfer::observe::progress::{Progress, Screen};
@@ -154,57 +154,27 @@ fn run(runtime: &Runtime, screen: &Screen, args: MigrateArgs) -> ExitCode {
             },
         );
     }
-    let (output, opts) = match args
-        .output
-        .clone()
-        .validate(SystemTime::now(), &env)
-        .and_then(|o| {
-            let opts = args.into_options()?;
-            Ok((o, opts))
-        }) {
+    let output = args.output.clone();
+    let (output, opts) = match with_output(output, || args.into_options()) {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
-    load_target(
-        runtime,
-        screen,
-        &output,
-        Job::Migrate(&opts),
-        opts.load.jobs,
-    )
+    load_target(runtime, screen, &output, Job::Migrate(&opts))
 }
 
 /// `tsxfer restore`: loads a dump into the target.
 fn restore(runtime: &Runtime, screen: &Screen, args: RestoreArgs) -> ExitCode {
-    let (output, opts) = match args
-        .output
-        .clone()
-        .validate(SystemTime::now(), &env)
-        .and_then(|o| {
-            let opts = args.into_options()?;
-            Ok((o, opts))
-        }) {
+    let output = args.output.clone();
+    let (output, opts) = match with_output(output, || args.into_options()) {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };
-    load_target(
-        runtime,
-        screen,
-        &output,
-        Job::Restore(&opts),
-        opts.load.jobs,
-    )
+    load_target(runtime, screen, &output, Job::Restore(&opts))
 }
 
 /// Runs a migration or a restore with its metrics, progress, report and signals.
-fn load_target(
-    runtime: &Runtime,
-    screen: &Screen,
-    output: &Output,
-    job: Job<'_>,
-    jobs: usize,
-) -> ExitCode {
-    let progress = match serve_metrics(runtime, output.metrics, jobs) {
+fn load_target(runtime: &Runtime, screen: &Screen, output: &Output, job: Job<'_>) -> ExitCode {
+    let progress = match serve_metrics(runtime, output.metrics, job.load().jobs) {
         Ok(p) => p,
         Err(e) => return fail(&e),
     };
@@ -318,6 +288,15 @@ where
     code
 }
 
+/// The report and metrics choices and the options of a command, both checked before
+/// anything runs.
+fn with_output<T>(
+    output: OutputArgs,
+    options: impl FnOnce() -> Result<T, Error>,
+) -> Result<(Output, T), Error> {
+    Ok((output.validate(SystemTime::now(), &env)?, options()?))
+}
+
 /// The metrics endpoint and the options of a command, both checked before anything runs.
 fn validated<T>(
     metrics: MetricsArgs,
@@ -365,14 +344,8 @@ fn worker(runtime: &Runtime, screen: &Screen, args: WorkerArgs) -> ExitCode {
 /// `tsxfer verify`: compares a source and a target by content, prints the report's
 /// summary and writes it as JSON; exit code 5 when they differ.
 fn compare(runtime: &Runtime, screen: &Screen, args: CompareArgs) -> ExitCode {
-    let (output, opts) = match args
-        .output
-        .clone()
-        .validate(SystemTime::now(), &env)
-        .and_then(|o| {
-            let opts = args.into_options()?;
-            Ok((o, opts))
-        }) {
+    let output = args.output.clone();
+    let (output, opts) = match with_output(output, || args.into_options()) {
         Ok(x) => x,
         Err(e) => return fail(&e),
     };

@@ -68,7 +68,7 @@ pub enum Job<'a> {
 }
 
 impl Job<'_> {
-    fn load(&self) -> &LoadOptions {
+    pub fn load(&self) -> &LoadOptions {
         match self {
             Job::Migrate(o) => &o.load,
             Job::Restore(o) => &o.load,
