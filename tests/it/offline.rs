@@ -249,6 +249,37 @@ fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Rewrites the large-objects file of the dump in `dir` as formats 1 and 2 held it, one
+/// row of (oid, comment, data) per object, read from `source` with psql, and mends its
+/// entry in `manifest` (size, SHA-256, rows).
+fn write_whole_large_objects(dir: &Path, manifest: &mut serde_json::Value, source: &str) {
+    use sha2::Digest;
+    let out = std::process::Command::new(cluster::pg_bin().join("psql"))
+        .args(["-X", "-d", source, "-c"])
+        .arg(
+            "COPY (SELECT oid, pg_catalog.obj_description(oid, 'pg_largeobject'), pg_catalog.lo_get(oid) \
+             FROM pg_catalog.pg_largeobject_metadata ORDER BY oid) TO STDOUT (FORMAT binary)",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql: {out:?}");
+    let file = zstd::encode_all(&out.stdout[..], 3).unwrap();
+    let entry = manifest["files"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["kind"] == "large_objects")
+        .expect("the dump has large objects");
+    std::fs::write(dir.join(entry["file"].as_str().unwrap()), &file).unwrap();
+    let sha: String = sha2::Sha256::digest(&file)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    entry["bytes"] = file.len().into();
+    entry["sha256"] = sha.into();
+    entry["rows"] = 3.into();
+}
+
 #[test]
 fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
     let (src, tgt) = cluster::clusters();
@@ -305,16 +336,16 @@ fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
     assert_eq!(count_rows(tgt, "off_dmg_tgt", "public.big"), 0);
 
     // With the file mended, the same command resumes the restore and finishes it. The
-    // manifest is made format 1 first, as the tsxfer before tables in parts wrote it
-    // (this dump has none): that format is still read.
+    // dump is made what the tsxfer before tables in parts wrote first (format 1: this
+    // dump has no parts, and its large objects whole, a row each): that is still read.
     std::fs::write(&big, &good).unwrap();
     let manifest_path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&manifest_path).unwrap();
-    std::fs::write(
-        &manifest_path,
-        text.replacen("\"format\": 2", "\"format\": 1", 1),
-    )
-    .unwrap();
+    let mut old = manifest(&dir);
+    assert_eq!(old["format"], 3);
+    old["format"] = 1.into();
+    write_whole_large_objects(&dir, &mut old, &source);
+    std::fs::write(&manifest_path, serde_json::to_string(&old).unwrap()).unwrap();
     let run = restore(d, &target);
     assert_eq!(run.code, 0, "{run:?}");
     assert_same("off_dmg_src", "off_dmg_tgt");
@@ -322,7 +353,7 @@ fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
     // A missing manifest, and one from an unknown format version.
     std::fs::write(
         &manifest_path,
-        text.replacen("\"format\": 2", "\"format\": 99", 1),
+        text.replacen("\"format\": 3", "\"format\": 99", 1),
     )
     .unwrap();
     let run = restore(d, &target);
