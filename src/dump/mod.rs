@@ -6,7 +6,7 @@
 //! its rows, bytes and checksum, the schema files), `roles.json` (the source's roles, with
 //! password hashes when they could be read: mode 0600), `schema/` (pg_dump archives) and
 //! `data/`, one zstd-compressed binary COPY stream per unit. Compression, decompression
-//! and SHA-256 checksums run on a rayon pool fed through bounded crossbeam channels, never
+//! and SHA-256 checksums run on a rayon pool fed through bounded channels, never
 //! on the async runtime's threads; each stream holds at most three buffers.
 //!
 //! A dump is resumable: `data/done.jsonl` records each finished unit; a rerun keeps those
@@ -225,6 +225,23 @@ fn check_files(pool: &rayon::ThreadPool, dir: &Path, files: &[FileCheck]) -> Vec
             .filter_map(|f| file_problem(dir, f))
             .collect()
     })
+}
+
+/// Runs `f` on `pool` from a blocking thread, so that hashing files never holds up the
+/// async runtime's threads.
+pub(crate) async fn on_pool<T: Send + 'static>(
+    pool: &std::sync::Arc<rayon::ThreadPool>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || pool.install(f))
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("a file-checking thread died: {e}"),
+            )
+        })
 }
 
 pub(crate) fn rayon_pool(threads: usize) -> Result<rayon::ThreadPool> {

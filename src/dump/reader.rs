@@ -6,10 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::bounded;
 use futures_util::{SinkExt, pin_mut};
 
-use super::zst::{Piece, blocking, read_compressed};
+use super::zst::{Piece, read_compressed};
 use super::{
     CATALOG, FileCheck, LARGE_OBJECT_SLICES, Manifest, ROLES, SCHEMA_DIR, UnitFile, check_files,
     rayon_pool, read_json, read_manifest,
@@ -85,7 +84,7 @@ impl DumpReader {
             target_sink(tgt, unit, options).await?
         };
         pin_mut!(sink);
-        let (tx, rx) = bounded::<Piece>(2);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(2);
         let dir = self.dir.clone();
         let check = file.check.clone();
         self.pool
@@ -96,8 +95,8 @@ impl DumpReader {
         let mut blocked = Duration::ZERO;
         let mut rows_reported = 0u64;
         loop {
-            match blocking(|| rx.recv()) {
-                Ok(Piece::Data(piece)) => {
+            match rx.recv().await {
+                Some(Piece::Data(piece)) => {
                     counter.feed(&piece);
                     hasher.feed(&piece);
                     let len = piece.len() as u64;
@@ -115,14 +114,14 @@ impl DumpReader {
                     rows_reported += rows;
                     progress.unit_progress(stream, unit.kind, len, rows);
                 }
-                Ok(Piece::End) => break,
-                Ok(Piece::Failed(why)) => {
+                Some(Piece::End) => break,
+                Some(Piece::Failed(why)) => {
                     return Err(Error::new(
                         ErrorKind::Copy,
                         format!("{}: {why}; nothing of it was loaded", unit.title()),
                     ));
                 }
-                Err(_) => {
+                None => {
                     return Err(Error::new(
                         ErrorKind::Internal,
                         format!("reading the file of {} stopped unexpectedly", unit.title()),

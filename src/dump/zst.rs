@@ -6,8 +6,8 @@ use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{Receiver, Sender};
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::{FileCheck, WINDOW_LOG, hex};
 
@@ -63,8 +63,9 @@ pub fn compress<W: Write>(
 pub(crate) fn write_compressed(
     path: &Path,
     level: i32,
-    rx: Receiver<Bytes>,
+    mut rx: Receiver<Bytes>,
 ) -> io::Result<(u64, String)> {
+    let rx = std::iter::from_fn(move || rx.blocking_recv());
     let file = io::BufWriter::with_capacity(1 << 16, File::create(path)?);
     let (file, bytes, sha) = compress(file, level, rx)?;
     file.into_inner()
@@ -144,6 +145,7 @@ pub(super) fn read_compressed(
     buffer_size: usize,
     tx: &Sender<Piece>,
 ) {
+    let send = |piece| tx.blocking_send(piece).is_ok();
     let path = dir.join(&expected.file);
     let mut receiver_gone = false;
     let outcome = File::open(&path).and_then(|file| {
@@ -151,7 +153,7 @@ pub(super) fn read_compressed(
             BufReader::with_capacity(1 << 16, file),
             buffer_size,
             |piece| {
-                receiver_gone = tx.send(Piece::Data(piece)).is_err();
+                receiver_gone = !send(Piece::Data(piece));
                 !receiver_gone
             },
         )
@@ -173,12 +175,7 @@ pub(super) fn read_compressed(
         )),
         Ok(_) => Piece::End,
     };
-    let _ = tx.send(last);
-}
-
-/// Waits for a crossbeam channel without holding up the async runtime's other tasks.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
+    send(last);
 }
 
 #[cfg(test)]

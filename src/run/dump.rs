@@ -9,19 +9,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use crossbeam_channel::bounded;
 use futures_util::{StreamExt, pin_mut};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::copy::checksum;
 use crate::copy::{Gather, UnitOutcome, copy_error};
-use crate::dump::zst::{blocking, write_compressed};
+use crate::dump::zst::write_compressed;
 use crate::dump::{
     CATALOG, DATA_DIR, FORMAT, FileCheck, JOURNAL, MANIFEST, Manifest, ROLES, RoleEntry,
     SCHEMA_DIR, UnitFile, WINDOW_LOG, check_file, dir_size, file_problem, io_error, now_utc,
-    rayon_pool, read_journal, read_manifest, remove_dump, unit_file_name, write_atomically,
-    write_manifest,
+    on_pool, rayon_pool, read_journal, read_manifest, remove_dump, unit_file_name,
+    write_atomically, write_manifest,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::observe::progress::Progress;
@@ -85,7 +84,7 @@ pub(super) struct Dumping {
     pub(super) written: Mutex<Vec<UnitFile>>,
     pub(super) progress: Arc<Progress>,
     pub(super) stop: Stop,
-    pub(super) pool: rayon::ThreadPool,
+    pub(super) pool: Arc<rayon::ThreadPool>,
 }
 
 impl Dumping {
@@ -128,7 +127,7 @@ pub(super) async fn dump_unit(
             .context(format!("reading {} from the source", unit.title()))
     })?;
     pin_mut!(out);
-    let (tx, rx) = bounded::<Bytes>(2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let level = d.opts.compress_level;
     let file = partial.clone();
@@ -147,7 +146,7 @@ pub(super) async fn dump_unit(
         if let Some((piece, rows)) = gather.ready(end) {
             let len = piece.len() as u64;
             bytes += len;
-            if blocking(|| tx.send(piece)).is_err() {
+            if tx.send(piece).await.is_err() {
                 // The writer stopped; its error is read below.
                 break;
             }
@@ -219,7 +218,15 @@ pub(super) async fn dump_worker(d: Arc<Dumping>, n: usize) {
                         blocked_seconds: 0.0,
                         checksum: file.checksum,
                     };
-                    if let Err(e) = d.record(file) {
+                    // The journal line is written and synced on a blocking thread.
+                    let journal = d.clone();
+                    let recorded = tokio::task::spawn_blocking(move || journal.record(file))
+                        .await
+                        .map_err(|e| {
+                            Error::new(ErrorKind::Internal, format!("the journal writer died: {e}"))
+                        })
+                        .and_then(|r| r);
+                    if let Err(e) = recorded {
                         return d.stop.fail(e);
                     }
                     d.progress.unit_finished(n, &unit, &outcome);
@@ -395,7 +402,7 @@ pub async fn dump(
         opts.source.describe(),
         facts.version
     );
-    let pool = rayon_pool(opts.jobs)?;
+    let pool = Arc::new(rayon_pool(opts.jobs)?);
     let mut manifest = match earlier {
         Some(mut m) => {
             m.snapshots.push(snapshot.clone());
@@ -461,17 +468,17 @@ pub async fn dump(
                 .map(|f| format!("{SCHEMA_DIR}/{f}"))
                 .collect();
             files.push(ROLES.to_string());
-            let checks: Vec<FileCheck> = {
+            let at = dir.to_path_buf();
+            let checks: Vec<FileCheck> = on_pool(&pool, move || {
                 use rayon::prelude::*;
-                pool.install(|| {
-                    files
-                        .par_iter()
-                        .map(|f| {
-                            check_file(dir, f).map_err(|e| io_error("cannot read", &dir.join(f), e))
-                        })
-                        .collect::<Result<_>>()
-                })?
-            };
+                files
+                    .par_iter()
+                    .map(|f| {
+                        check_file(&at, f).map_err(|e| io_error("cannot read", &at.join(f), e))
+                    })
+                    .collect::<Result<_>>()
+            })
+            .await??;
             let (roles_file, schema_files): (Vec<FileCheck>, Vec<FileCheck>) =
                 checks.into_iter().partition(|c| c.file == ROLES);
             Manifest {
@@ -513,15 +520,16 @@ pub async fn dump(
                 .is_some_and(|u| u.title() == f.relation && u.kind == f.kind)
         })
         .collect();
-    let verdicts: Vec<Option<String>> = {
+    let at = dir.to_path_buf();
+    let (candidates, verdicts): (Vec<UnitFile>, Vec<Option<String>>) = on_pool(&pool, move || {
         use rayon::prelude::*;
-        pool.install(|| {
-            candidates
-                .par_iter()
-                .map(|f| file_problem(dir, &f.check))
-                .collect()
-        })
-    };
+        let verdicts = candidates
+            .par_iter()
+            .map(|f| file_problem(&at, &f.check))
+            .collect();
+        (candidates, verdicts)
+    })
+    .await?;
     let mut kept: BTreeMap<usize, UnitFile> = BTreeMap::new();
     for (f, problem) in candidates.into_iter().zip(verdicts) {
         match problem {

@@ -37,7 +37,14 @@ pub(super) async fn restore(
     drain: &Arc<AtomicBool>,
 ) -> Result<()> {
     phases.enter("preflight");
-    let (mut manifest, reader) = crate::dump::open_for_restore(&opts.dir, opts.load.jobs)?;
+    // Reading the manifest hashes the schema files: on a blocking thread.
+    let (dir, jobs) = (opts.dir.clone(), opts.load.jobs);
+    let (mut manifest, reader) =
+        tokio::task::spawn_blocking(move || crate::dump::open_for_restore(&dir, jobs))
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, format!("reading the dump failed: {e}"))
+            })??;
     let retry = Retry::new(opts.load.retries, drain.clone());
     let tgt = retry
         .target(&opts.load.target, "coordinator")
