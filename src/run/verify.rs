@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use futures_util::{StreamExt, pin_mut};
 use tokio::task::JoinSet;
+use tokio_postgres::error::SqlState;
 
 use crate::copy::UnitOutcome;
 use crate::copy::checksum::{self, Checksum, RowHasher};
@@ -92,39 +93,101 @@ pub struct Hashed {
     pub checksum: Checksum,
 }
 
-/// What the target holds of one copied unit.
+/// What the target holds of one copied unit: `None` when the target has no such table.
 struct Found {
-    rows: i64,
+    rows: Option<i64>,
     checksum: Option<Checksum>,
 }
 
-/// Reads one unit back from the target: its rows' checksum when asked and known from
-/// the copy, else its count.
-async fn read_unit(
-    tgt: &Target,
-    unit: &CopyUnit,
-    by_content: bool,
-    count_sql: Option<&str>,
-) -> Result<Found> {
-    if !by_content {
-        let sql = count_sql.map_or_else(|| unit.count_sql(), str::to_string);
-        let n: i64 = tgt.query_one(&sql, &[]).await?.get(0);
-        return Ok(Found {
-            rows: n,
-            checksum: None,
-        });
+/// Units one count statement of the verify phase reads at most: one round trip for
+/// many small chunks (issue 17).
+const COUNT_BATCH: usize = 100;
+
+/// Bytes (as copied) one count statement reads at most, past its first unit: counting a
+/// large table takes a while, and a batch of them would hold one lane while the others
+/// have nothing left.
+const COUNT_BATCH_BYTES: u64 = 64 << 20;
+
+/// One statement that reads every count of `counts` (each a `SELECT` of one value, such
+/// as [`CopyUnit::count_sql`]) as one row, a column each.
+pub fn count_batch_sql(counts: &[&str]) -> String {
+    let columns: Vec<String> = counts.iter().map(|c| format!("({c})")).collect();
+    format!("SELECT {}", columns.join(", "))
+}
+
+/// Whether `e` says a relation does not exist (the target lost a table the run copied).
+fn no_such_table(e: &Error) -> bool {
+    e.has_sqlstate(&[SqlState::UNDEFINED_TABLE])
+}
+
+/// The value of column `i` of a count row.
+fn count_value(row: &tokio_postgres::SimpleQueryRow, i: usize) -> Result<i64> {
+    row.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("a count of the verify phase read {:?}", row.get(i)),
+        )
+    })
+}
+
+/// Reads the counts `sqls` on the target in one round trip; when the server declines
+/// the batch (a table missing, say), each count alone, so the others are still read and
+/// the missing one is found and named.
+async fn read_counts(tgt: &Target, sqls: &[&str]) -> Result<Vec<Option<i64>>> {
+    if sqls.len() > 1 {
+        match tgt.simple_rows(&count_batch_sql(sqls)).await {
+            Ok(rows) => {
+                let row = rows.first().ok_or_else(|| {
+                    Error::new(ErrorKind::Internal, "a count batch returned no row")
+                })?;
+                return (0..sqls.len())
+                    .map(|i| count_value(row, i).map(Some))
+                    .collect();
+            }
+            Err(e) if e.sqlstate().is_some() && !e.is_retryable() => {}
+            Err(e) => return Err(e),
+        }
     }
-    tgt.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await?;
+    let mut out = Vec::with_capacity(sqls.len());
+    for sql in sqls {
+        match tgt.simple_rows(sql).await {
+            Ok(rows) => {
+                let row = rows
+                    .first()
+                    .ok_or_else(|| Error::new(ErrorKind::Internal, "a count returned no row"))?;
+                out.push(Some(count_value(row, 0)?));
+            }
+            Err(e) if no_such_table(&e) => out.push(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one unit back from the target for its rows' checksum.
+async fn read_content(tgt: &Target, unit: &CopyUnit) -> Result<Found> {
+    let mut begin = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     if !unit.binary {
-        tgt.query(checksum::TEXT_SETTINGS, &[]).await?;
+        begin.push_str("; ");
+        begin.push_str(checksum::TEXT_SETTINGS);
     }
-    let read = hash_rows(tgt.copy_out(&read_back_sql(unit)), unit.binary)
-        .await
-        .map_err(|e| e.context(format!("reading {} back from the target", unit.relation())))?;
+    tgt.execute(&begin).await?;
+    let read = match hash_rows(tgt.copy_out(&read_back_sql(unit)), unit.binary).await {
+        Ok(read) => read,
+        Err(e) if no_such_table(&e) => {
+            tgt.execute("ROLLBACK").await?;
+            return Ok(Found {
+                rows: None,
+                checksum: None,
+            });
+        }
+        Err(e) => {
+            return Err(e.context(format!("reading {} back from the target", unit.relation())));
+        }
+    };
     tgt.execute("COMMIT").await?;
     Ok(Found {
-        rows: read.rows as i64,
+        rows: Some(read.rows as i64),
         checksum: Some(read.checksum),
     })
 }
@@ -167,11 +230,62 @@ fn mismatch_between(
     })
 }
 
+/// The line for a copied unit whose table the target no longer has.
+fn missing_line(report: &UnitReport) -> String {
+    format!(
+        "{} {}: {} rows in the source snapshot; the target has no such table",
+        report.kind.label(),
+        report.relation,
+        report.outcome.rows
+    )
+}
+
+/// What one lane of the verify phase reads next: a unit by content, or many counts.
+enum Read {
+    Content(usize, CopyUnit),
+    /// By index in `done`, each count's statement.
+    Counts(Vec<(usize, String)>),
+}
+
+/// The next [`Read`] off `queue` (its end is read first): a unit to read by content
+/// alone; counts up to [`COUNT_BATCH`] and [`COUNT_BATCH_BYTES`] together.
+fn next_read(queue: &Mutex<Vec<Queued>>) -> Option<Read> {
+    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+    let first = q.pop()?;
+    let Some(sql) = first.count else {
+        return Some(Read::Content(first.index, first.unit));
+    };
+    let mut bytes = first.bytes;
+    let mut batch = vec![(first.index, sql)];
+    while batch.len() < COUNT_BATCH {
+        match q.last() {
+            Some(next) if next.count.is_some() && bytes + next.bytes <= COUNT_BATCH_BYTES => {
+                let next = q.pop().expect("just seen");
+                bytes += next.bytes;
+                batch.push((next.index, next.count.expect("just seen")));
+            }
+            _ => break,
+        }
+    }
+    Some(Read::Counts(batch))
+}
+
+/// A unit waiting for the verify phase.
+struct Queued {
+    index: usize,
+    unit: CopyUnit,
+    bytes: u64,
+    /// Its count's statement, when it is read by count.
+    count: Option<String>,
+}
+
 /// The verify phase of a run: reads every done unit back from the target over `jobs`
 /// connections (a table copied in parts once, against its parts added up) and compares
 /// it with what passed through tsxfer. Fills each report's target rows and checksum;
-/// returns one line per mismatch. Units copied without a checksum (large objects, or
-/// by a run under `--verify=count`) are compared by count.
+/// returns one line per mismatch (a table the target no longer has is one). Units copied
+/// without a checksum (large objects, or by a run under `--verify=count`) are compared
+/// by count, many counts to a statement (one round trip, in one snapshot; a batch the
+/// server declines is read again count by count).
 /// `counts_apart` holds, by (schema, table), the count to use for tables whose rows the
 /// target cannot read back as COPY sent them (hypercore chunks): those are compared by
 /// count.
@@ -186,7 +300,7 @@ pub async fn check_copied(
         return Ok(Vec::new());
     }
     // Popped largest first, so that the lanes end together.
-    let mut work: Vec<(usize, CopyUnit, bool, Option<String>)> = done
+    let mut work: Vec<Queued> = done
         .iter()
         .enumerate()
         .map(|(i, (unit, report))| {
@@ -197,10 +311,15 @@ pub async fn check_copied(
                 && unit.kind != UnitKind::LargeObjects
                 && report.outcome.checksum.is_some()
                 && apart.is_none();
-            (i, unit.clone(), by_content, apart)
+            Queued {
+                index: i,
+                unit: unit.clone(),
+                bytes: report.outcome.bytes,
+                count: (!by_content).then(|| apart.unwrap_or_else(|| unit.count_sql())),
+            }
         })
         .collect();
-    work.sort_by_key(|(i, _, _, _)| done[*i].1.outcome.bytes);
+    work.sort_by_key(|q| q.bytes);
     let lanes = jobs.min(work.len()).max(1);
     let queue = Arc::new(Mutex::new(work));
     let mut set = JoinSet::new();
@@ -210,15 +329,23 @@ pub async fn check_copied(
         set.spawn(async move {
             let tgt = Target::connect(&target, "verify").await?;
             let mut found = Vec::new();
-            loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some((i, unit, by_content, apart)) = next else {
-                    break;
-                };
-                found.push((
-                    i,
-                    read_unit(&tgt, &unit, by_content, apart.as_deref()).await?,
-                ));
+            while let Some(read) = next_read(&queue) {
+                match read {
+                    Read::Content(i, unit) => found.push((i, read_content(&tgt, &unit).await?)),
+                    Read::Counts(batch) => {
+                        let sqls: Vec<&str> = batch.iter().map(|(_, s)| s.as_str()).collect();
+                        let counts = read_counts(&tgt, &sqls).await?;
+                        found.extend(batch.iter().zip(counts).map(|((i, _), rows)| {
+                            (
+                                *i,
+                                Found {
+                                    rows,
+                                    checksum: None,
+                                },
+                            )
+                        }));
+                    }
+                }
             }
             Ok::<_, Error>(found)
         });
@@ -229,9 +356,12 @@ pub async fn check_copied(
             .map_err(|e| Error::new(ErrorKind::Internal, format!("a verify worker died: {e}")))??;
         for (i, f) in found {
             let report = &mut done[i].1;
-            report.target_rows = Some(f.rows);
+            report.target_rows = f.rows;
             report.target_checksum = f.checksum;
-            mismatches.extend(mismatch_line(report, f.rows, f.checksum));
+            mismatches.extend(match f.rows {
+                Some(rows) => mismatch_line(report, rows, f.checksum),
+                None => Some(missing_line(report)),
+            });
         }
     }
     mismatches.sort();
@@ -625,6 +755,50 @@ mod tests {
             read_back_sql(&u),
             "COPY (SELECT \"a\", \"b c\" FROM ONLY \"s\".\"T\" WHERE a > 1) TO STDOUT (FORMAT text)"
         );
+    }
+
+    #[test]
+    fn many_counts_are_one_statement_of_one_row() {
+        let mut a = CopyUnit::table(1, "s".into(), "a b".into(), UnitKind::Chunk);
+        a.filter = Some("WHERE x > 1".into());
+        let b = CopyUnit::table(2, "s".into(), "B".into(), UnitKind::Table);
+        let (a, b) = (a.count_sql(), b.count_sql());
+        assert_eq!(
+            count_batch_sql(&[&a, &b]),
+            "SELECT (SELECT count(*) FROM ONLY \"s\".\"a b\" WHERE x > 1), (SELECT count(*) FROM ONLY \"s\".\"B\")"
+        );
+    }
+
+    #[test]
+    fn counts_are_batched_up_to_a_number_and_a_size_and_contents_read_alone() {
+        let queued = |index: usize, bytes: u64, count: bool| Queued {
+            index,
+            unit: CopyUnit::table(
+                index as u32,
+                "s".into(),
+                format!("t{index}"),
+                UnitKind::Table,
+            ),
+            bytes,
+            count: count.then(|| format!("SELECT {index}")),
+        };
+        // Popped from the end: two big tables, one by content, then 250 small ones.
+        let mut q: Vec<Queued> = (0..250).map(|i| queued(i, 10, true)).collect();
+        q.push(queued(250, 1, false));
+        q.push(queued(251, COUNT_BATCH_BYTES, true));
+        q.push(queued(252, COUNT_BATCH_BYTES, true));
+        let q = Mutex::new(q);
+        let mut sizes = Vec::new();
+        while let Some(read) = next_read(&q) {
+            sizes.push(match read {
+                Read::Content(i, _) => {
+                    assert_eq!(i, 250);
+                    0
+                }
+                Read::Counts(batch) => batch.len(),
+            });
+        }
+        assert_eq!(sizes, vec![1, 1, 0, COUNT_BATCH, COUNT_BATCH, 50]);
     }
 
     #[test]

@@ -219,3 +219,62 @@ fn a_target_trigger_that_alters_rows_as_they_arrive_fails_the_run_by_content() {
     assert_eq!(lines.len(), 1, "{run:?}");
     assert!(lines[0].contains("\"tsx_app\".\"customers\""), "{run:?}");
 }
+
+#[test]
+fn the_run_counts_many_tables_in_batches_and_names_the_one_short_and_the_one_gone() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("vfy_many_src");
+    // More tables than one count statement of the verify phase takes, each with three
+    // rows; a materialized view, refreshed at the end of post-data.
+    src.psql(
+        "vfy_many_src",
+        "CREATE SCHEMA tsx_many;
+         DO $$BEGIN
+           FOR i IN 1..230 LOOP
+             EXECUTE format('CREATE TABLE tsx_many.%I (id int)', 't_' || lpad(i::text, 3, '0'));
+             EXECUTE format('INSERT INTO tsx_many.%I VALUES (1), (2), (3)', 't_' || lpad(i::text, 3, '0'));
+           END LOOP;
+         END$$;
+         CREATE TABLE tsx_many.\"Short Rows\" (id int);
+         INSERT INTO tsx_many.\"Short Rows\" VALUES (1), (2), (3);
+         CREATE MATERIALIZED VIEW tsx_many.mv AS SELECT count(*) AS n FROM tsx_many.t_001",
+    );
+    tgt.create_cloud_like_database("vfy_many_tgt");
+    // On the target, when the materialized view is refreshed at the end of post-data
+    // (after every row was copied, and counted as it arrived): a row of "Short Rows"
+    // is deleted, and t_042 is dropped (its count cannot be read at all).
+    tgt.psql(
+        "vfy_many_tgt",
+        "CREATE FUNCTION public.tsx_meddle() RETURNS event_trigger LANGUAGE plpgsql AS
+           $$BEGIN
+             IF TG_TAG = 'REFRESH MATERIALIZED VIEW' THEN
+               EXECUTE 'DELETE FROM tsx_many.\"Short Rows\" WHERE id = 2';
+               EXECUTE 'DROP TABLE IF EXISTS tsx_many.t_042';
+             END IF;
+           END$$;
+         CREATE EVENT TRIGGER tsx_meddle ON ddl_command_end EXECUTE FUNCTION public.tsx_meddle()",
+    );
+    let pair = conninfos(src, "vfy_many_src", tgt, "vfy_many_tgt");
+    let run = tsxfer(&["--source", &pair.0, "--target", &pair.1, "--jobs", "2"]);
+    tgt.psql("vfy_many_tgt", "DROP EVENT TRIGGER tsx_meddle");
+    assert_eq!(run.code, 5, "{run:?}");
+    assert_eq!(
+        mismatches(&run),
+        vec![
+            "table \"tsx_many\".\"Short Rows\": 3 rows in the source snapshot, 2 on the target"
+                .to_string(),
+            "table \"tsx_many\".\"t_042\": 3 rows in the source snapshot; the target has no such table"
+                .to_string(),
+        ],
+        "{run:?}"
+    );
+    // Every other table was counted, and found whole.
+    assert_eq!(
+        tgt.psql(
+            "vfy_many_tgt",
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = 'tsx_many'"
+        )
+        .trim(),
+        "230"
+    );
+}
