@@ -1,5 +1,5 @@
 //! The copy path: source `COPY ... TO STDOUT` → a bounded buffer → target
-//! `COPY ... FROM STDIN`, one unit per pair of transactions. Nothing waits in an unbounded
+//! `COPY ... FROM STDIN`, into the target transaction the caller has open. Nothing waits in an unbounded
 //! queue: when the target is slower, sending blocks, so the source stream is not polled,
 //! so the driver stops reading the source socket.
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use serde::Serialize;
-use tokio_postgres::CopyInSink;
+use tokio_postgres::{CopyInSink, Statement};
 
 use crate::copy::checksum::{Checksum, RowHasher};
 use crate::copy::framing::{CopyFraming, FramingVisitor};
@@ -219,6 +219,14 @@ pub trait Observer: Sync {
     fn blocked(&self, seconds: f64);
 }
 
+/// Units estimated under this many bytes (and under what is frozen) are copied several
+/// to one target transaction: for a chunk of a few rows, the transaction's round trips
+/// cost more than its copy.
+pub const BATCH_UNIT_BYTES: i64 = 1 << 20;
+
+/// At most this many units share one target transaction.
+pub const BATCH_UNITS: usize = 16;
+
 /// How units are copied over one pair of connections.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyOptions {
@@ -256,6 +264,13 @@ impl CopyOptions {
             flush_stats: server_version_num >= 150_000,
             checksum,
         }
+    }
+
+    /// Units estimated under this many bytes may share a target transaction: none of
+    /// them is frozen (which needs the TRUNCATE in the unit's own transaction) nor
+    /// analyzed after its copy.
+    pub fn batch_below(&self) -> i64 {
+        self.freeze_min_bytes.min(BATCH_UNIT_BYTES)
     }
 
     /// Whether `unit` is loaded with COPY FREEZE after TRUNCATE ONLY of its table.
@@ -355,49 +370,119 @@ pub async fn target_sink(
     unit: &CopyUnit,
     options: CopyOptions,
 ) -> Result<CopyInSink<Bytes>> {
-    let freeze = options.freezes(unit);
-    if freeze {
+    open_sink(tgt, unit, options, None).await
+}
+
+/// The target's COPY of `unit` as `options` make it.
+fn target_copy_sql(unit: &CopyUnit, options: CopyOptions) -> String {
+    if options.freezes(unit) {
+        unit.frozen_copy_in_sql()
+    } else {
+        unit.copy_in_sql()
+    }
+}
+
+/// [`target_sink`], with the COPY already prepared when `prepared` is given.
+async fn open_sink(
+    tgt: &Target,
+    unit: &CopyUnit,
+    options: CopyOptions,
+    prepared: Option<&Statement>,
+) -> Result<CopyInSink<Bytes>> {
+    if options.freezes(unit) {
         tgt.execute(&unit.truncate_sql()).await.map_err(|e| {
             e.with_kind(ErrorKind::Copy)
                 .context(format!("emptying {} on the target", unit.title()))
         })?;
     }
-    let copy_in = if freeze {
-        unit.frozen_copy_in_sql()
-    } else {
-        unit.copy_in_sql()
+    let opened = match prepared {
+        Some(statement) => tgt.copy_in(statement).await,
+        None => tgt.copy_in(&target_copy_sql(unit, options)).await,
     };
-    tgt.copy_in(&copy_in).await.map_err(|e| {
+    opened.map_err(|e| {
         e.with_kind(ErrorKind::Copy)
             .context(format!("writing {} into the target", unit.title()))
     })
 }
 
+/// The two COPY statements of a table unit, prepared ([`prepare_copies`]).
+pub struct Prepared {
+    source: Statement,
+    target: Statement,
+}
+
+/// Prepares the COPY statements of `units` (the table units among them) on both sides at
+/// once, before they are copied one after the other in one target transaction: each side
+/// then takes one round trip for all of them, where each COPY would otherwise take one
+/// of its own to be prepared.
+pub async fn prepare_copies(
+    src: &Source,
+    tgt: &Target,
+    units: &[&CopyUnit],
+    options: CopyOptions,
+) -> Result<Vec<Option<Prepared>>> {
+    let tables: Vec<&CopyUnit> = units
+        .iter()
+        .copied()
+        .filter(|u| u.kind != UnitKind::LargeObjects)
+        .collect();
+    let source_sql: Vec<String> = tables.iter().map(|u| u.copy_out_sql()).collect();
+    let target_sql: Vec<String> = tables.iter().map(|u| target_copy_sql(u, options)).collect();
+    let (sources, targets) = futures_util::try_join!(
+        futures_util::future::try_join_all(source_sql.iter().map(|sql| src.prepare(sql))),
+        futures_util::future::try_join_all(target_sql.iter().map(|sql| tgt.prepare(sql))),
+    )
+    .map_err(|e| {
+        e.with_kind(ErrorKind::Copy)
+            .context("preparing the units' COPY")
+    })?;
+    let mut pairs = sources.into_iter().zip(targets);
+    Ok(units
+        .iter()
+        .map(|u| {
+            (u.kind != UnitKind::LargeObjects)
+                .then(|| pairs.next())
+                .flatten()
+                .map(|(source, target)| Prepared { source, target })
+        })
+        .collect())
+}
+
 /// Copies one table unit, its rows as of `snapshot`, into the target transaction the
 /// caller has open (and commits). On error the caller must drop both connections: they
 /// may be mid-COPY.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_table(
     src: &Source,
     tgt: &Target,
     unit: &CopyUnit,
     snapshot: &str,
     options: CopyOptions,
+    prepared: Option<&Prepared>,
     progress: &dyn Observer,
     stream: usize,
 ) -> Result<UnitOutcome> {
     let started = Instant::now();
     let buffer_size = options.buffer_size;
-    src.enter_snapshot(snapshot)
-        .await
-        .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
-    if !unit.binary {
-        src.query(checksum::TEXT_SETTINGS, &[]).await?;
-    }
-    let out = src.copy_out(&unit.copy_out_sql()).await.map_err(|e| {
-        e.with_kind(ErrorKind::Copy)
-            .context(format!("reading {} from the source", unit.title()))
-    })?;
-    let sink = target_sink(tgt, unit, options).await?;
+    // Both sides are opened at once: their round trips overlap.
+    let source_side = async {
+        src.enter_snapshot(snapshot)
+            .await
+            .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
+        if !unit.binary {
+            src.query(checksum::TEXT_SETTINGS, &[]).await?;
+        }
+        match prepared {
+            Some(p) => src.copy_out(&p.source).await,
+            None => src.copy_out(&unit.copy_out_sql()).await,
+        }
+        .map_err(|e| {
+            e.with_kind(ErrorKind::Copy)
+                .context(format!("reading {} from the source", unit.title()))
+        })
+    };
+    let target_side = open_sink(tgt, unit, options, prepared.map(|p| &p.target));
+    let (out, sink) = futures_util::try_join!(source_side, target_side)?;
     pin_mut!(out);
     pin_mut!(sink);
     let mut gather = Gather::new(unit, buffer_size, options.checksum);
@@ -563,13 +648,16 @@ pub async fn copy_large_objects(
     })
 }
 
-/// Copies `unit`, whatever its kind, on stream number `stream`.
+/// Copies `unit`, whatever its kind, on stream number `stream` (its COPY statements
+/// `prepared` ahead, or not).
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_unit(
     src: &Source,
     tgt: &Target,
     unit: &CopyUnit,
     snapshot: &str,
     options: CopyOptions,
+    prepared: Option<&Prepared>,
     progress: &dyn Observer,
     stream: usize,
 ) -> Result<UnitOutcome> {
@@ -578,7 +666,10 @@ pub async fn copy_unit(
         progress.moved(stream, unit.kind, outcome.bytes, outcome.rows);
         Ok(outcome)
     } else {
-        copy_table(src, tgt, unit, snapshot, options, progress, stream).await
+        copy_table(
+            src, tgt, unit, snapshot, options, prepared, progress, stream,
+        )
+        .await
     }
 }
 
@@ -700,6 +791,20 @@ mod tests {
         assert!(hooked.freezes(&unit));
         unit.kind = UnitKind::Hypertable;
         assert!(!options.freezes(&unit));
+    }
+
+    #[test]
+    fn units_small_enough_to_share_a_transaction_are_never_frozen() {
+        for shared_buffers in [0, 16 << 20, 512 << 20, 8 << 30] {
+            let options = CopyOptions::new(1 << 20, true, shared_buffers, 150_000, false);
+            let below = options.batch_below();
+            assert!(below <= BATCH_UNIT_BYTES);
+            let mut unit = CopyUnit::table(1, "s".into(), "t".into(), UnitKind::Table);
+            unit.estimated_bytes = (below - 1).max(0);
+            assert!(below == 0 || !options.freezes(&unit), "{shared_buffers}");
+            unit.estimated_bytes = below;
+            assert_eq!(options.freezes(&unit), below == options.freeze_min_bytes);
+        }
     }
 
     #[test]

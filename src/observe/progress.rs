@@ -273,6 +273,12 @@ impl Progress {
         }
     }
 
+    /// `unit` was copied but its transaction, shared with a unit that failed, rolled
+    /// back: it is pending again, and no retry of its own.
+    pub fn unit_rolled_back(&self, stream: usize, unit: &CopyUnit) {
+        self.unit_left(stream, unit, UnitState::Pending);
+    }
+
     /// Stream `stream` is done with `unit`, which is now in state `to`.
     fn unit_left(&self, stream: usize, unit: &CopyUnit, to: UnitState) {
         let (counts, active) = self.with(|s| {

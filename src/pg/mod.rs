@@ -9,7 +9,7 @@ pub mod tls;
 use bytes::Bytes;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, CopyInSink, CopyOutStream, NoTls, Row};
+use tokio_postgres::{Client, CopyInSink, CopyOutStream, NoTls, Row, Statement, ToStatement};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::conninfo::{ConnInfo, Endpoint, SessionAttrs};
@@ -398,8 +398,15 @@ impl Source {
         Ok(self.client.query_one(sql, params).await?)
     }
 
-    pub async fn copy_out(&self, sql: &str) -> Result<CopyOutStream> {
-        Ok(self.client.copy_out(sql).await?)
+    /// A COPY's text, or a statement [`Source::prepare`] made of it.
+    pub async fn copy_out<T: ?Sized + ToStatement>(&self, statement: &T) -> Result<CopyOutStream> {
+        Ok(self.client.copy_out(statement).await?)
+    }
+
+    /// Prepares `sql` without running it: one round trip, shared by all the statements
+    /// prepared at once (the driver pipelines requests that are awaited together).
+    pub async fn prepare(&self, sql: &str) -> Result<Statement> {
+        Ok(self.client.prepare(sql).await?)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -490,8 +497,17 @@ impl Target {
         Ok(self.client.query_one(sql, params).await?)
     }
 
-    pub async fn copy_in(&self, sql: &str) -> Result<CopyInSink<Bytes>> {
-        Ok(self.client.copy_in(sql).await?)
+    /// A COPY's text, or a statement [`Target::prepare`] made of it.
+    pub async fn copy_in<T: ?Sized + ToStatement>(
+        &self,
+        statement: &T,
+    ) -> Result<CopyInSink<Bytes>> {
+        Ok(self.client.copy_in(statement).await?)
+    }
+
+    /// Prepares `sql` without running it ([`Source::prepare`]).
+    pub async fn prepare(&self, sql: &str) -> Result<Statement> {
+        Ok(self.client.prepare(sql).await?)
     }
 
     /// Reads rows back (verification only).

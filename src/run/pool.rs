@@ -1,6 +1,7 @@
 //! The copy pool: `jobs` workers, each with one source and one target connection, taking
 //! units from the run state until none is left. A unit is claimed, copied and marked done
-//! in one target transaction. A failure [`crate::error::decide`] finds worth retrying
+//! in one target transaction; small units share one (up to [`copy::BATCH_UNITS`] of them),
+//! and commit together or not at all. A failure [`crate::error::decide`] finds worth retrying
 //! (dropped connection, server restart, serialization failure, too many connections) puts
 //! the unit back and retries it after [`crate::pg::retry`]'s pause, up to `retries` times, on
 //! connections made again the same way; any other failure marks the unit failed and stops
@@ -145,9 +146,11 @@ enum Step {
     NothingFree,
 }
 
-/// A failed step: the unit it held (id, relation, attempts so far), if any.
+/// A failed step: the unit that failed (id, relation, attempts so far), if any, and
+/// whether it shared its transaction with other units.
 struct Failed {
     unit: Option<(i32, String, i32, crate::plan::CopyUnit)>,
+    batched: bool,
     error: Error,
 }
 
@@ -181,33 +184,17 @@ async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Targe
     Ok((src, tgt, options))
 }
 
-/// Claims one unit, copies it and marks it done, all in one target transaction.
-async fn one_unit(
+/// Copies one claimed unit into the target transaction that is open.
+async fn copy_one(
     src: Option<&Source>,
     tgt: &Target,
+    unit: &crate::plan::CopyUnit,
+    prepared: Option<&copy::Prepared>,
     options: CopyOptions,
     shared: &Shared,
     n: usize,
-) -> Result<Step, Failed> {
-    let bare = |error: Error| Failed { unit: None, error };
-    let Some(claimed) = state::begin_and_claim(tgt).await.map_err(bare)? else {
-        tgt.execute("ROLLBACK").await.map_err(bare)?;
-        return Ok(Step::NothingFree);
-    };
-    let config = &shared.config;
-    let Some(unit) = config.units.get(claimed.id) else {
-        let _ = tgt.execute("ROLLBACK").await;
-        return Err(bare(state::corrupt(&format!(
-            "unit {} is not one of the run's units",
-            claimed.id
-        ))));
-    };
-    let held = |error: Error| Failed {
-        unit: Some((claimed.id, unit.title(), claimed.attempts, unit.clone())),
-        error,
-    };
-    shared.progress.unit_started(n, unit);
-    let outcome = match (&config.from, src) {
+) -> Result<copy::UnitOutcome> {
+    match (&shared.config.from, src) {
         (DataFrom::Source { snapshot, .. }, Some(src)) => {
             copy::copy_unit(
                 src,
@@ -215,6 +202,7 @@ async fn one_unit(
                 unit,
                 snapshot,
                 options,
+                prepared,
                 shared.progress.as_ref(),
                 n,
             )
@@ -230,24 +218,103 @@ async fn one_unit(
             "a copy stream has no source connection",
         )),
     }
-    .map_err(held)?;
-    state::mark_done_and_commit(tgt, claimed.id, &outcome, &config.worker)
+}
+
+/// Claims units (one, or up to `most` small ones: [`state::begin_and_claim`]), copies them
+/// and marks them done, all in one target transaction: they commit together or not at
+/// all. When one fails, the units copied before it in the transaction are rolled back
+/// with it and go back to the queue as they were; the failure is the failing unit's.
+async fn one_batch(
+    src: Option<&Source>,
+    tgt: &Target,
+    options: CopyOptions,
+    shared: &Shared,
+    n: usize,
+    most: usize,
+) -> Result<Step, Failed> {
+    let bare = |error: Error| Failed {
+        unit: None,
+        batched: false,
+        error,
+    };
+    let claimed = state::begin_and_claim(tgt, options.batch_below(), most)
         .await
-        .map_err(|e| {
-            held(
-                e.with_kind(ErrorKind::Copy)
-                    .context(format!("committing {} on the target", unit.title())),
-            )
-        })?;
-    let analyzing = std::time::Instant::now();
-    if let Err(e) = copy::analyze_copied(tgt, unit, &options).await {
-        warn!(
-            "ANALYZE {} after its copy: {e}; the analyze phase does it",
-            unit.title()
-        );
+        .map_err(bare)?;
+    if claimed.is_empty() {
+        tgt.execute("ROLLBACK").await.map_err(bare)?;
+        return Ok(Step::NothingFree);
     }
-    shared.progress.analyzed(analyzing.elapsed().as_secs_f64());
-    shared.progress.unit_finished(n, unit, &outcome);
+    let config = &shared.config;
+    let mut units = Vec::with_capacity(claimed.len());
+    for c in &claimed {
+        let Some(unit) = config.units.get(c.id) else {
+            let _ = tgt.execute("ROLLBACK").await;
+            return Err(bare(state::corrupt(&format!(
+                "unit {} is not one of the run's units",
+                c.id
+            ))));
+        };
+        units.push(unit);
+    }
+    let batched = claimed.len() > 1;
+    let held = |at: usize, error: Error| Failed {
+        unit: Some((
+            claimed[at].id,
+            units[at].title(),
+            claimed[at].attempts,
+            units[at].clone(),
+        )),
+        batched,
+        error,
+    };
+    let prepared = match (batched, src) {
+        (true, Some(src)) => copy::prepare_copies(src, tgt, &units, options)
+            .await
+            .map_err(|e| held(0, e))?,
+        _ => Vec::new(),
+    };
+    let mut outcomes = Vec::with_capacity(units.len());
+    for (at, unit) in units.iter().enumerate() {
+        shared.progress.unit_started(n, unit);
+        let prepared = prepared.get(at).and_then(Option::as_ref);
+        match copy_one(src, tgt, unit, prepared, options, shared, n).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(e) => {
+                for earlier in &units[..at] {
+                    shared.progress.unit_rolled_back(n, earlier);
+                }
+                return Err(held(at, e));
+            }
+        }
+    }
+    let done: Vec<(i32, &copy::UnitOutcome)> =
+        claimed.iter().map(|c| c.id).zip(&outcomes).collect();
+    if let Err(e) = state::mark_done_and_commit(tgt, &done, &config.worker).await {
+        // The commit is the first unit's failure; the others go back as they were.
+        for later in &units[1..] {
+            shared.progress.unit_rolled_back(n, later);
+        }
+        let what = match units.len() {
+            1 => units[0].title(),
+            k => format!("{} and {} more units", units[0].title(), k - 1),
+        };
+        return Err(held(
+            0,
+            e.with_kind(ErrorKind::Copy)
+                .context(format!("committing {what} on the target")),
+        ));
+    }
+    for (unit, outcome) in units.iter().zip(&outcomes) {
+        let analyzing = std::time::Instant::now();
+        if let Err(e) = copy::analyze_copied(tgt, unit, &options).await {
+            warn!(
+                "ANALYZE {} after its copy: {e}; the analyze phase does it",
+                unit.title()
+            );
+        }
+        shared.progress.analyzed(analyzing.elapsed().as_secs_f64());
+        shared.progress.unit_finished(n, unit, outcome);
+    }
     Ok(Step::Copied)
 }
 
@@ -262,6 +329,9 @@ async fn worker(shared: Arc<Shared>, n: usize) {
     let mut conns: Option<(Option<Source>, Target, CopyOptions)> = None;
     // Failures in a row that held no unit (the target went away between units).
     let mut bare_failures = 0u32;
+    // After a failure in a shared transaction, units are taken one at a time for a
+    // while, so that one unit that fails does not take its neighbours down again.
+    let mut single_claims = 0usize;
     while !shared.stop.halted() {
         if conns.is_none() {
             match retry
@@ -274,7 +344,13 @@ async fn worker(shared: Arc<Shared>, n: usize) {
             }
         }
         let (src, tgt, options) = conns.as_ref().expect("connected above");
-        let failed = match one_unit(src.as_ref(), tgt, *options, &shared, n).await {
+        let most = if single_claims > 0 {
+            single_claims -= 1;
+            1
+        } else {
+            copy::BATCH_UNITS
+        };
+        let failed = match one_batch(src.as_ref(), tgt, *options, &shared, n, most).await {
             Ok(Step::Copied) => {
                 bare_failures = 0;
                 continue;
@@ -285,13 +361,24 @@ async fn worker(shared: Arc<Shared>, n: usize) {
                     continue;
                 }
                 Ok(false) => return,
-                Err(error) => Failed { unit: None, error },
+                Err(error) => Failed {
+                    unit: None,
+                    batched: false,
+                    error,
+                },
             },
             Err(f) => f,
         };
         // The connections may be mid-COPY: drop them, which rolls back.
         conns = None;
-        let Failed { unit, error } = failed;
+        let Failed {
+            unit,
+            batched,
+            error,
+        } = failed;
+        if batched {
+            single_claims = copy::BATCH_UNITS;
+        }
         let Some((id, relation, attempts, unit)) = unit else {
             bare_failures += 1;
             if !error.is_retryable() || bare_failures > config.retries {

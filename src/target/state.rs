@@ -264,59 +264,75 @@ fn recorded_unit(r: &Row) -> Result<RecordedUnit> {
     })
 }
 
-/// Opens a target transaction and claims the largest pending unit no other transaction
-/// holds, in one round trip; `None` when there is none
-/// (the transaction is then still open).
-pub async fn begin_and_claim(tgt: &Target) -> Result<Option<Claimed>> {
+/// Opens a target transaction and claims, in one round trip, the largest pending unit no
+/// other transaction holds and, when that unit is estimated under `small_below` bytes and
+/// has not failed before, up to `most - 1` more such units (the next ones in the same
+/// order, so no bigger than it): they are then copied and marked done together, one
+/// transaction for all. Empty when no unit is free (the transaction is then still open).
+///
+/// The sub-select locks the unit it looks at, so the outer one, which locks in the same
+/// order, takes it first; a unit another worker let go of in between may come first
+/// instead, which is still correct: every unit claimed is copied in this transaction,
+/// whatever its size.
+pub async fn begin_and_claim(tgt: &Target, small_below: i64, most: usize) -> Result<Vec<Claimed>> {
+    let most = most.max(1);
     let rows = tgt
-        .simple_rows(
+        .simple_rows(&format!(
             "BEGIN; SELECT id, attempts FROM tsxfer.unit WHERE status = 'pending'
-             ORDER BY estimated_bytes DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-        )
+             ORDER BY estimated_bytes DESC, id
+             LIMIT COALESCE((SELECT CASE WHEN estimated_bytes < {small_below} AND attempts = 0
+                                         THEN {most} ELSE 1 END
+                             FROM tsxfer.unit WHERE status = 'pending'
+                             ORDER BY estimated_bytes DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED), 0)
+             FOR UPDATE SKIP LOCKED"
+        ))
         .await?;
-    let Some(r) = rows.first() else {
-        return Ok(None);
-    };
-    let number = |i: usize| -> Result<i32> {
-        r.get(i)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| corrupt("a unit's id or attempts is not a number"))
-    };
-    Ok(Some(Claimed {
-        id: number(0)?,
-        attempts: number(1)?,
-    }))
+    rows.iter()
+        .map(|r| {
+            let number = |i: usize| -> Result<i32> {
+                r.get(i)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| corrupt("a unit's id or attempts is not a number"))
+            };
+            Ok(Claimed {
+                id: number(0)?,
+                attempts: number(1)?,
+            })
+        })
+        .collect()
 }
 
-/// Inside the claiming transaction: marks the unit done and commits it with its data, in
-/// one round trip. Every value is one of tsxfer's own
-/// numbers, or the worker's name quoted as a literal.
+/// Inside the claiming transaction: marks the units done and commits them with their
+/// data, in one round trip. Every value is one of tsxfer's own numbers, or the worker's
+/// name quoted as a literal.
 pub async fn mark_done_and_commit(
     tgt: &Target,
-    id: i32,
-    outcome: &UnitOutcome,
+    done: &[(i32, &UnitOutcome)],
     worker: &str,
 ) -> Result<()> {
-    let (high, low) = outcome.checksum.map(Checksum::to_parts).unzip();
     let or_null = |v: Option<i64>| v.map_or_else(|| "NULL".to_string(), |v| v.to_string());
-    let seconds = if outcome.seconds.is_finite() {
-        outcome.seconds
-    } else {
-        0.0
-    };
-    tgt.execute(&format!(
-        "UPDATE tsxfer.unit SET status = 'done', rows = {rows}, bytes = {bytes},
-                seconds = {seconds:?}::float8, done_by = {worker}, finished_at = now(),
-                last_error = NULL, checksum_high = {high}, checksum_low = {low}
-         WHERE id = {id};
-         COMMIT",
-        rows = outcome.rows as i64,
-        bytes = outcome.bytes as i64,
-        worker = crate::quote::literal(worker),
-        high = or_null(high),
-        low = or_null(low),
-    ))
-    .await
+    let worker = crate::quote::literal(worker);
+    let mut sql = String::new();
+    for (id, outcome) in done {
+        let (high, low) = outcome.checksum.map(Checksum::to_parts).unzip();
+        let seconds = if outcome.seconds.is_finite() {
+            outcome.seconds
+        } else {
+            0.0
+        };
+        sql.push_str(&format!(
+            "UPDATE tsxfer.unit SET status = 'done', rows = {rows}, bytes = {bytes},
+                    seconds = {seconds:?}::float8, done_by = {worker}, finished_at = now(),
+                    last_error = NULL, checksum_high = {high}, checksum_low = {low}
+             WHERE id = {id};\n",
+            rows = outcome.rows as i64,
+            bytes = outcome.bytes as i64,
+            high = or_null(high),
+            low = or_null(low),
+        ));
+    }
+    sql.push_str("COMMIT");
+    tgt.execute(&sql).await
 }
 
 /// After a failed attempt (its transaction rolled back): counts the attempt, keeps the

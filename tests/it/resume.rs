@@ -481,3 +481,79 @@ fn a_table_copied_in_parts_resumes_after_a_kill_and_every_row_arrives_once() {
         "t"
     );
 }
+
+#[test]
+fn a_shared_transaction_that_fails_part_way_leaves_none_of_its_units_done_and_a_rerun_copies_each_once()
+ {
+    let (src, tgt) = cluster::clusters();
+    let (src_db, tgt_db) = ("rs_batch_src", "rs_batch_tgt");
+    // Six small tables share one target transaction (one stream, largest first): the five
+    // `good_*` (five pages each) are copied before `bad` (one page), whose one row the
+    // UTF-8 target refuses. None has a primary key, so a row copied twice would show.
+    src.psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {src_db} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ),
+    );
+    src.psql(
+        src_db,
+        "DO $$ BEGIN FOR i IN 1..5 LOOP
+           EXECUTE format('CREATE TABLE good_%s AS SELECT g AS id, repeat(''fine '', 10) || g AS t
+                           FROM generate_series(1, 500) g', i);
+         END LOOP; END $$;
+         CREATE TABLE bad (id int, t text);
+         INSERT INTO bad SELECT i, 'fine ' || i FROM generate_series(1, 20) i;
+         UPDATE bad SET t = E'caf\\xe9' WHERE id = 10;",
+    );
+    tgt.create_cloud_like_database(tgt_db);
+    tgt.psql(tgt_db, "DROP EXTENSION timescaledb");
+    let (source, target) = conninfos(src, src_db, tgt, tgt_db);
+    let run = tsxfer(&["--source", &source, "--target", &target, "-j", "1"]);
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stderr.contains("\"public\".\"bad\""), "{run:?}");
+    assert_eq!(
+        tgt.psql(
+            tgt_db,
+            "SELECT count(*) FILTER (WHERE status = 'done'),
+                    count(*) FILTER (WHERE status = 'pending' AND attempts = 0),
+                    count(*) FILTER (WHERE status = 'failed' AND relation LIKE '%bad%')
+             FROM tsxfer.unit"
+        ),
+        "0|5|1",
+        "the units copied before the failing one in its transaction must not be done"
+    );
+    for i in 1..=5 {
+        assert_eq!(
+            tgt.psql(tgt_db, &format!("SELECT count(*) FROM good_{i}")),
+            "0",
+            "good_{i} was copied in the transaction that failed"
+        );
+    }
+
+    src.psql(src_db, "UPDATE bad SET t = 'fixed' WHERE id = 10");
+    let again = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "-j",
+        "1",
+        "--allow-inconsistent",
+    ]);
+    assert_eq!(again.code, 0, "{again:?}");
+    for i in 1..=5 {
+        assert_eq!(
+            tgt.psql(
+                tgt_db,
+                &format!("SELECT count(*), count(DISTINCT id) FROM good_{i}")
+            ),
+            "500|500",
+            "good_{i}"
+        );
+    }
+    assert_eq!(
+        tgt.psql(tgt_db, "SELECT count(*), count(DISTINCT id) FROM bad"),
+        "20|20"
+    );
+}
