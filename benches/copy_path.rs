@@ -165,25 +165,39 @@ fn row_counter(c: &mut Criterion) {
 }
 
 /// `copy_table`'s loop without the network: `tsxfer::copy::Gather` counts the rows,
-/// hashes them when `checksum` (`--verify checksum`), and hands a frozen buffer on
-/// whenever `buffer_size` bytes are gathered (and at the end).
+/// hashes them on its hashing thread when `checksum` (`--verify checksum`), and hands a
+/// frozen buffer on whenever `buffer_size` bytes are gathered (and at the end).
 fn relay(pieces: &[Bytes], buffer_size: usize, checksum: bool) -> (u64, usize) {
-    let unit = CopyUnit::table(1, "public".into(), "t".into(), UnitKind::Table);
-    let mut gather = Gather::new(&unit, buffer_size, checksum);
-    let mut handed = 0usize;
-    for piece in pieces {
-        gather.push(piece);
-        while let Some(ready) = gather.ready(false) {
-            handed += 1;
-            black_box(ready);
-        }
-    }
-    while let Some(ready) = gather.ready(true) {
-        handed += 1;
-        black_box(ready);
-    }
-    assert!(gather.check_complete(&unit, "relaying").is_ok());
-    (gather.rows(), handed)
+    RUNTIME.with(|rt| {
+        rt.block_on(async {
+            let unit = CopyUnit::table(1, "public".into(), "t".into(), UnitKind::Table);
+            let mut gather = Gather::new(&unit, buffer_size, checksum);
+            let mut handed = 0usize;
+            let mut hand = async |gather: &mut Gather, end: bool| {
+                while let Some((piece, rows)) = gather.ready(end) {
+                    gather.hash(&piece).await.unwrap();
+                    handed += 1;
+                    black_box((piece, rows));
+                }
+            };
+            for piece in pieces {
+                gather.push(piece);
+                hand(&mut gather, false).await;
+            }
+            hand(&mut gather, true).await;
+            assert!(gather.check_complete(&unit, "relaying").is_ok());
+            assert_eq!(gather.checksum().await.unwrap().is_some(), checksum);
+            (gather.rows(), handed)
+        })
+    })
+}
+
+thread_local! {
+    /// The runtime the relay runs on, as in tsxfer (its hashing thread is a blocking one).
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
 }
 
 fn relay_buffers(c: &mut Criterion) {

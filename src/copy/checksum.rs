@@ -4,10 +4,12 @@
 //! later compare equal when they hold the same rows; and the checksums of a table's parts
 //! add up to the whole table's.
 
+use bytes::Bytes;
 use serde::{Serialize, Serializer};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::copy::framing::{CopyFraming, FramingVisitor};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Session settings, for this transaction, under which every server writes a value in
 /// text COPY the same way (dates, intervals, time zones, floats, bytea), so that a text
@@ -157,6 +159,47 @@ impl RowHasher {
     }
 }
 
+/// Buffers a [`HasherThread`] holds at most before the relay waits for it.
+const HASH_QUEUE: usize = 4;
+
+/// A [`RowHasher`] on a blocking thread of its own, fed the buffers the relay hands on
+/// over a bounded channel: hashing never runs on the async runtime's threads, and holds
+/// at most [`HASH_QUEUE`] buffers (cheap clones of those the target gets).
+pub struct HasherThread {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    done: tokio::task::JoinHandle<RowHasher>,
+}
+
+impl HasherThread {
+    /// Starts hashing the rows of a binary (or text) COPY stream.
+    pub fn start(binary: bool) -> HasherThread {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut hasher = RowHasher::new(binary);
+            while let Some(piece) = rx.blocking_recv() {
+                hasher.feed(&piece);
+            }
+            hasher
+        });
+        HasherThread { tx, done }
+    }
+
+    /// Hands `piece` to the thread, waiting while it is [`HASH_QUEUE`] buffers behind.
+    pub async fn feed(&self, piece: Bytes) -> Result<()> {
+        self.tx.send(piece).await.map_err(|_| stopped())
+    }
+
+    /// The hasher, once it has hashed everything fed.
+    pub async fn finish(self) -> Result<RowHasher> {
+        drop(self.tx);
+        self.done.await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> Error {
+    Error::new(ErrorKind::Internal, "a row-hashing thread stopped")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,5 +294,22 @@ mod tests {
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Checksum>(&json).unwrap(), c);
         assert_eq!(Checksum::from_hex("xyz"), None);
+    }
+
+    #[tokio::test]
+    async fn the_hashing_thread_gives_what_hashing_in_place_gives() {
+        let rows: Vec<Vec<Option<&[u8]>>> = (0..500u32)
+            .map(|i| vec![Some(&b"abcdefgh"[..(i % 8) as usize]), None])
+            .collect();
+        let stream = binary_stream(&rows);
+        let mut inline = RowHasher::new(true);
+        inline.feed(&stream);
+        let thread = HasherThread::start(true);
+        for piece in stream.chunks(37) {
+            thread.feed(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        let hashed = thread.finish().await.unwrap();
+        assert_eq!(hashed.rows(), 500);
+        assert_eq!(hashed.checksum(), inline.checksum());
     }
 }

@@ -13,7 +13,7 @@ use futures_util::{SinkExt, StreamExt, pin_mut};
 use serde::Serialize;
 use tokio_postgres::{CopyInSink, Statement};
 
-use crate::copy::checksum::{Checksum, RowHasher};
+use crate::copy::checksum::{Checksum, HasherThread};
 use crate::copy::framing::{CopyFraming, FramingVisitor};
 use crate::error::{Error, ErrorKind, Result, pg_message};
 use crate::pg::{Source, Target};
@@ -288,7 +288,7 @@ impl CopyOptions {
 pub struct Gather {
     counter: RowCounter,
     rewriter: Option<NullPlaceholderRewriter>,
-    hasher: Option<RowHasher>,
+    hasher: Option<HasherThread>,
     buf: BytesMut,
     buffer_size: usize,
     rows_handed: u64,
@@ -303,7 +303,7 @@ impl Gather {
             rewriter: unit
                 .placeholder_positions()
                 .map(|p| NullPlaceholderRewriter::new(&p, unit.columns.len())),
-            hasher: checksum.then(|| RowHasher::new(unit.binary)),
+            hasher: checksum.then(|| HasherThread::start(unit.binary)),
             buf: BytesMut::with_capacity(buffer_size),
             buffer_size,
             rows_handed: 0,
@@ -328,9 +328,6 @@ impl Gather {
             return None;
         }
         let piece = self.buf.split().freeze();
-        if let Some(h) = self.hasher.as_mut() {
-            h.feed(&piece);
-        }
         self.buf.reserve(self.buffer_size);
         let rows = self.counter.rows() - self.rows_handed;
         self.rows_handed = self.counter.rows();
@@ -341,10 +338,22 @@ impl Gather {
         self.counter.rows()
     }
 
-    /// The checksum of the rows handed on so far (after the placeholder rewrite: what the
-    /// target gets), when they are hashed.
-    pub fn checksum(&self) -> Option<Checksum> {
-        self.hasher.as_ref().map(RowHasher::checksum)
+    /// Hashes `piece`, a buffer [`Gather::ready`] gave, on the hashing thread (when the
+    /// rows are hashed).
+    pub async fn hash(&self, piece: &Bytes) -> Result<()> {
+        match &self.hasher {
+            Some(h) => h.feed(piece.clone()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The checksum of the rows hashed (after the placeholder rewrite: what the target
+    /// gets), when they are hashed; the hashing thread ends.
+    pub async fn checksum(&mut self) -> Result<Option<Checksum>> {
+        match self.hasher.take() {
+            Some(h) => Ok(Some(h.finish().await?.checksum())),
+            None => Ok(None),
+        }
     }
 
     /// Fails unless the stream reached its end marker (`doing` names the work).
@@ -498,6 +507,7 @@ pub async fn copy_table(
         }
         if let Some((piece, rows)) = gather.ready(end) {
             let len = piece.len() as u64;
+            gather.hash(&piece).await?;
             let wait = Instant::now();
             sink.send(piece)
                 .await
@@ -533,7 +543,7 @@ pub async fn copy_table(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         blocked_seconds: blocked.as_secs_f64(),
-        checksum: gather.checksum(),
+        checksum: gather.checksum().await?,
     })
 }
 
@@ -676,6 +686,7 @@ pub async fn copy_unit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::copy::checksum::RowHasher;
     use crate::copy::framing::tests::{binary_stream, random_cuts};
 
     #[test]

@@ -146,6 +146,7 @@ pub(super) async fn dump_unit(
         if let Some((piece, rows)) = gather.ready(end) {
             let len = piece.len() as u64;
             bytes += len;
+            gather.hash(&piece).await?;
             if tx.send(piece).await.is_err() {
                 // The writer stopped; its error is read below.
                 break;
@@ -178,6 +179,7 @@ pub(super) async fn dump_unit(
         snapshot: d.snapshot.clone(),
         checksum: gather
             .checksum()
+            .await?
             .filter(|_| unit.kind != UnitKind::LargeObjects),
     })
 }

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_postgres::error::SqlState;
 
 use crate::copy::UnitOutcome;
-use crate::copy::checksum::{self, Checksum, RowHasher};
+use crate::copy::checksum::{self, Checksum, HasherThread};
 use crate::error::{Error, ErrorKind, Result};
 use crate::observe::progress::Progress;
 use crate::observe::report::{Report, UnitReport};
@@ -72,13 +72,14 @@ pub async fn hash_rows(
 ) -> Result<Hashed> {
     let stream = copy_out.await?;
     pin_mut!(stream);
-    let mut hasher = RowHasher::new(binary);
+    let thread = HasherThread::start(binary);
     let mut bytes = 0u64;
     while let Some(piece) = stream.next().await {
         let piece = piece?;
         bytes += piece.len() as u64;
-        hasher.feed(&piece);
+        thread.feed(piece).await?;
     }
+    let hasher = thread.finish().await?;
     Ok(Hashed {
         rows: hasher.rows(),
         bytes,
