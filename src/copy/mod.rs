@@ -460,17 +460,19 @@ pub async fn prepare_copies(
 /// Copies one table unit, its rows as of `snapshot`, into the target transaction the
 /// caller has open (and commits). On error the caller must drop both connections: they
 /// may be mid-COPY.
-#[allow(clippy::too_many_arguments)]
-pub async fn copy_table(
-    src: &Source,
-    tgt: &Target,
+async fn copy_table(
+    lane: Lane<'_>,
     unit: &CopyUnit,
-    snapshot: &str,
-    options: CopyOptions,
     prepared: Option<&Prepared>,
-    progress: &dyn Observer,
-    stream: usize,
 ) -> Result<UnitOutcome> {
+    let Lane {
+        src,
+        tgt,
+        snapshot,
+        options,
+        progress,
+        stream,
+    } = lane;
     let started = Instant::now();
     let buffer_size = options.buffer_size;
     // Both sides are opened at once: their round trips overlap.
@@ -658,28 +660,39 @@ pub async fn copy_large_objects(
     })
 }
 
-/// Copies `unit`, whatever its kind, on stream number `stream` (its COPY statements
-/// `prepared` ahead, or not).
-#[allow(clippy::too_many_arguments)]
+/// Where units are copied: a stream's two sessions, the run's snapshot, the target's
+/// copy options, and who watches stream number `stream`.
+#[derive(Clone, Copy)]
+pub struct Lane<'a> {
+    pub src: &'a Source,
+    pub tgt: &'a Target,
+    pub snapshot: &'a str,
+    pub options: CopyOptions,
+    pub progress: &'a dyn Observer,
+    pub stream: usize,
+}
+
+/// Copies `unit`, whatever its kind, on `lane` (its COPY statements `prepared` ahead, or
+/// not).
 pub async fn copy_unit(
-    src: &Source,
-    tgt: &Target,
+    lane: Lane<'_>,
     unit: &CopyUnit,
-    snapshot: &str,
-    options: CopyOptions,
     prepared: Option<&Prepared>,
-    progress: &dyn Observer,
-    stream: usize,
 ) -> Result<UnitOutcome> {
+    let Lane {
+        src,
+        tgt,
+        snapshot,
+        options,
+        progress,
+        stream,
+    } = lane;
     if unit.kind == UnitKind::LargeObjects {
         let outcome = copy_large_objects(src, tgt, unit, snapshot, options.buffer_size).await?;
         progress.moved(stream, unit.kind, outcome.bytes, outcome.rows);
         Ok(outcome)
     } else {
-        copy_table(
-            src, tgt, unit, snapshot, options, prepared, progress, stream,
-        )
-        .await
+        copy_table(lane, unit, prepared).await
     }
 }
 

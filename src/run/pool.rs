@@ -196,17 +196,15 @@ async fn copy_one(
 ) -> Result<copy::UnitOutcome> {
     match (&shared.config.from, src) {
         (DataFrom::Source { snapshot, .. }, Some(src)) => {
-            copy::copy_unit(
+            let lane = copy::Lane {
                 src,
                 tgt,
-                unit,
                 snapshot,
                 options,
-                prepared,
-                shared.progress.as_ref(),
-                n,
-            )
-            .await
+                progress: shared.progress.as_ref(),
+                stream: n,
+            };
+            copy::copy_unit(lane, unit, prepared).await
         }
         (DataFrom::Dump(reader), _) => {
             reader
