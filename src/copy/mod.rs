@@ -16,7 +16,7 @@ use tokio_postgres::{CopyInSink, Statement};
 use crate::copy::checksum::{Checksum, HasherThread};
 use crate::copy::framing::{CopyFraming, FramingVisitor};
 use crate::error::{Error, ErrorKind, Result, pg_message};
-use crate::pg::{Source, Target};
+use crate::pg::{Source, Target, TargetTx};
 use crate::plan::{CopyUnit, UnitKind};
 
 /// What copying one unit did.
@@ -375,7 +375,7 @@ impl Gather {
 /// FREEZE into the table emptied in this transaction where `options` allow it, a plain
 /// COPY otherwise.
 pub async fn target_sink(
-    tgt: &Target,
+    tgt: &TargetTx<'_>,
     unit: &CopyUnit,
     options: CopyOptions,
 ) -> Result<CopyInSink<Bytes>> {
@@ -393,7 +393,7 @@ fn target_copy_sql(unit: &CopyUnit, options: CopyOptions) -> String {
 
 /// [`target_sink`], with the COPY already prepared when `prepared` is given.
 async fn open_sink(
-    tgt: &Target,
+    tgt: &TargetTx<'_>,
     unit: &CopyUnit,
     options: CopyOptions,
     prepared: Option<&Statement>,
@@ -426,7 +426,7 @@ pub struct Prepared {
 /// of its own to be prepared.
 pub async fn prepare_copies(
     src: &Source,
-    tgt: &Target,
+    tgt: &TargetTx<'_>,
     units: &[&CopyUnit],
     options: CopyOptions,
 ) -> Result<Vec<Option<Prepared>>> {
@@ -587,7 +587,7 @@ pub async fn analyze_copied(tgt: &Target, unit: &CopyUnit, options: &CopyOptions
 /// has open. Owners and grants are set with the other privileges.
 pub async fn copy_large_objects(
     src: &Source,
-    tgt: &Target,
+    tgt: &TargetTx<'_>,
     unit: &CopyUnit,
     snapshot: &str,
     buffer_size: usize,
@@ -665,7 +665,7 @@ pub async fn copy_large_objects(
 #[derive(Clone, Copy)]
 pub struct Lane<'a> {
     pub src: &'a Source,
-    pub tgt: &'a Target,
+    pub tgt: &'a TargetTx<'a>,
     pub snapshot: &'a str,
     pub options: CopyOptions,
     pub progress: &'a dyn Observer,

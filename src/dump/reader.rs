@@ -17,7 +17,7 @@ use crate::copy::checksum::RowHasher;
 use crate::copy::{CopyOptions, RowCounter, UnitOutcome, copy_error, target_sink};
 use crate::error::{Error, ErrorKind, Result};
 use crate::observe::progress::Progress;
-use crate::pg::Target;
+use crate::pg::TargetTx;
 use crate::plan::{CopyUnit, UnitKind};
 
 /// Reads unit files of a dump for `restore`.
@@ -49,7 +49,7 @@ impl DumpReader {
     /// nothing of it stays. On error the caller must drop the connection.
     pub async fn load_unit(
         &self,
-        tgt: &Target,
+        tgt: &TargetTx<'_>,
         unit: &CopyUnit,
         options: CopyOptions,
         progress: &Progress,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorKind, Result};
 use crate::objects::schema;
 use crate::pg::conninfo::ConnInfo;
-use crate::pg::{Source, Target};
+use crate::pg::{Source, Target, TargetTx};
 use crate::quote::{literal, qualified};
 
 /// A table or sequence TimescaleDB marks for dumping (`pg_extension.extconfig`).
@@ -321,7 +321,7 @@ fn split_on_zero(data: &str, column: usize) -> (Vec<&str>, String) {
 /// chunk already loaded, which is deleted again (the source's chunk rows follow). In
 /// order of id, so that those passing rows never take the id of one already made.
 async fn write_column_stats_heads(
-    tgt: &Target,
+    tgt: &TargetTx<'_>,
     ts: &str,
     table: &CatalogTable,
     heads: &[&str],
@@ -416,7 +416,7 @@ fn copy_text_unescape(field: &str) -> String {
 /// Gives the jobs of `managed` roles (the source's superuser and the like, which are not
 /// created on the target) to `login`, as every other object of theirs.
 async fn map_job_owners(
-    tgt: &Target,
+    tgt: &TargetTx<'_>,
     managed: &[String],
     login: &str,
     jobs: &[i32],
@@ -462,16 +462,18 @@ pub struct CatalogOwners<'a> {
 /// type `regclass` name its tables), TimescaleDB being in schema `ts`. Returns how many
 /// rows were loaded, and how many jobs were given to the login role.
 pub async fn write(
-    tgt: &Target,
+    tgt: &mut Target,
     ts: &str,
     rows: &CatalogRows,
     owners: &CatalogOwners<'_>,
 ) -> Result<(u64, u64)> {
-    let mut begin = String::from("BEGIN");
-    for (name, value) in TEXT_SETTINGS {
-        begin.push_str(&format!("; SET LOCAL {name} = {}", literal(value)));
-    }
-    tgt.execute(&begin).await?;
+    let settings: Vec<String> = TEXT_SETTINGS
+        .iter()
+        .map(|(name, value)| format!("SET LOCAL {name} = {}", literal(value)))
+        .collect();
+    let tx = tgt.begin().await?;
+    let tgt = &tx;
+    tgt.execute(&settings.join("; ")).await?;
     let loaded = async {
         let mut total = 0;
         for table in &rows.tables {
@@ -514,17 +516,9 @@ pub async fn write(
         let jobs = map_job_owners(tgt, owners.managed, owners.login, &loaded_jobs(rows)).await?;
         Ok::<_, Error>((total, jobs))
     }
-    .await;
-    match loaded {
-        Ok(done) => {
-            tgt.execute("COMMIT").await?;
-            Ok(done)
-        }
-        Err(e) => {
-            let _ = tgt.execute("ROLLBACK").await;
-            Err(e)
-        }
-    }
+    .await?;
+    tx.commit().await?;
+    Ok(loaded)
 }
 
 /// Refuses to leave hypertables out when the source's catalog has a table whose rows

@@ -212,7 +212,7 @@ impl SourcePrivileges {
 /// statements. Entries naming nothing on the target are left out; returns how many.
 pub async fn resolved_on_target(
     src: &SourcePrivileges,
-    tgt: &Target,
+    tgt: &mut Target,
 ) -> Result<(SourcePrivileges, usize)> {
     let pairs: BTreeSet<(&str, &str)> = src
         .owners
@@ -230,16 +230,16 @@ pub async fn resolved_on_target(
         )
         .collect();
     let (kinds, objects): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
-    tgt.execute("BEGIN; SET LOCAL search_path = pg_catalog")
-        .await?;
-    let rows = tgt
+    let tx = tgt.begin().await?;
+    tx.execute("SET LOCAL search_path = pg_catalog").await?;
+    let rows = tx
         .query(
             include_str!("../sql/target_resolve_objects.sql"),
             &[&kinds, &objects],
         )
-        .await;
-    tgt.execute("COMMIT").await?;
-    let names: BTreeMap<(String, String), String> = rows?
+        .await?;
+    tx.commit().await?;
+    let names: BTreeMap<(String, String), String> = rows
         .iter()
         .filter_map(|r| {
             let name: Option<String> = r.get(2);

@@ -436,26 +436,67 @@ impl Source {
     }
 }
 
+/// The statements a target session runs, whether in a transaction of its own
+/// ([`Target`]) or in one it has open ([`TargetTx`]): the same methods over the driver's
+/// `Client` and `Transaction`, which offer the same ones.
+macro_rules! target_statements {
+    ($($field:ident).+) => {
+        /// Runs `sql` (any number of statements, no parameters) in one round trip;
+        /// returns the rows, their values as text.
+        pub async fn simple_rows(&self, sql: &str) -> Result<Vec<tokio_postgres::SimpleQueryRow>> {
+            Ok(self
+                .$($field).+
+                .simple_query(sql)
+                .await?
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                    _ => None,
+                })
+                .collect())
+        }
+
+        /// Runs `sql` (any number of statements, no parameters) in one round trip.
+        pub async fn execute(&self, sql: &str) -> Result<()> {
+            self.$($field).+.batch_execute(sql).await?;
+            Ok(())
+        }
+
+        pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+            Ok(self.$($field).+.query(sql, params).await?)
+        }
+
+        pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+            Ok(self.$($field).+.query_one(sql, params).await?)
+        }
+
+        /// A COPY's text, or a statement `prepare` made of it.
+        pub async fn copy_in<T: ?Sized + ToStatement>(
+            &self,
+            statement: &T,
+        ) -> Result<CopyInSink<Bytes>> {
+            Ok(self.$($field).+.copy_in(statement).await?)
+        }
+
+        /// Prepares `sql` without running it ([`Source::prepare`]).
+        pub async fn prepare(&self, sql: &str) -> Result<Statement> {
+            Ok(self.$($field).+.prepare(sql).await?)
+        }
+
+        /// Reads rows back (verification only).
+        pub async fn copy_out(&self, sql: &str) -> Result<CopyOutStream> {
+            Ok(self.$($field).+.copy_out(sql).await?)
+        }
+    };
+}
+
 /// A connection to the target database.
 pub struct Target {
     client: Client,
 }
 
 impl Target {
-    /// Runs `sql` (any number of statements, no parameters) in one round trip; returns
-    /// the rows, their values as text.
-    pub async fn simple_rows(&self, sql: &str) -> Result<Vec<tokio_postgres::SimpleQueryRow>> {
-        Ok(self
-            .client
-            .simple_query(sql)
-            .await?
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-                _ => None,
-            })
-            .collect())
-    }
+    target_statements!(client);
 
     pub async fn connect(info: &ConnInfo, role: &str) -> Result<Target> {
         let client = connect(info, "target", role).await?;
@@ -465,9 +506,33 @@ impl Target {
         Ok(Target { client })
     }
 
-    pub async fn execute(&self, sql: &str) -> Result<()> {
-        self.client.batch_execute(sql).await?;
-        Ok(())
+    /// Opens a transaction (read committed, read-write): what it writes lands with
+    /// [`TargetTx::commit`], and is rolled back if it is dropped before, whatever
+    /// failed in between.
+    pub async fn begin(&mut self) -> Result<TargetTx<'_>> {
+        Ok(TargetTx {
+            tx: self.client.transaction().await?,
+        })
+    }
+
+    /// Opens a read-only repeatable-read transaction, on `snapshot` when given (one that
+    /// another session of this database exported).
+    pub async fn begin_reading(&mut self, snapshot: Option<&str>) -> Result<TargetTx<'_>> {
+        let tx = self
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        if let Some(s) = snapshot {
+            tx.batch_execute(&format!(
+                "SET TRANSACTION SNAPSHOT {}",
+                crate::quote::literal(s)
+            ))
+            .await?;
+        }
+        Ok(TargetTx { tx })
     }
 
     /// Whether settings given when a session opens (the `options` startup parameter, as
@@ -487,32 +552,6 @@ impl Target {
             Err(e) if e.has_sqlstate(&[SqlState::PROTOCOL_VIOLATION]) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        Ok(self.client.query(sql, params).await?)
-    }
-
-    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
-        Ok(self.client.query_one(sql, params).await?)
-    }
-
-    /// A COPY's text, or a statement [`Target::prepare`] made of it.
-    pub async fn copy_in<T: ?Sized + ToStatement>(
-        &self,
-        statement: &T,
-    ) -> Result<CopyInSink<Bytes>> {
-        Ok(self.client.copy_in(statement).await?)
-    }
-
-    /// Prepares `sql` without running it ([`Source::prepare`]).
-    pub async fn prepare(&self, sql: &str) -> Result<Statement> {
-        Ok(self.client.prepare(sql).await?)
-    }
-
-    /// Reads rows back (verification only).
-    pub async fn copy_out(&self, sql: &str) -> Result<CopyOutStream> {
-        Ok(self.client.copy_out(sql).await?)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -540,5 +579,26 @@ impl Target {
     /// Who this database is ([`IDENTITY_SQL`]).
     pub async fn identity(&self) -> Result<String> {
         Ok(self.client.query_one(IDENTITY_SQL, &[]).await?.get(0))
+    }
+}
+
+/// A transaction open on a [`Target`] session, the driver's own: dropped before
+/// [`TargetTx::commit`] (an error returned with `?`, a task cancelled), it is rolled back
+/// before the session runs anything else.
+pub struct TargetTx<'a> {
+    tx: tokio_postgres::Transaction<'a>,
+}
+
+impl TargetTx<'_> {
+    target_statements!(tx);
+
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+
+    /// Rolls back now, waiting for the server to say so (dropping rolls back too,
+    /// without waiting).
+    pub async fn rollback(self) -> Result<()> {
+        Ok(self.tx.rollback().await?)
     }
 }

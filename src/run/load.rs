@@ -93,7 +93,7 @@ pub(super) async fn load(
                 "selection": l.selection,
             });
             state::create(
-                &tgt,
+                &mut tgt,
                 &ex.source,
                 &ex.source_id,
                 &ex.snapshot,
@@ -119,7 +119,7 @@ pub(super) async fn load(
         let (warnings, rewrites) = (report.warnings.len(), report.rewrites.len());
         let created = report.roles_created.clone();
         let e = match load_phases(
-            &l, &tgt, src, &book, milestone, resumed, report, cleanup, phases, drain,
+            &l, &mut tgt, src, &book, milestone, resumed, report, cleanup, phases, drain,
         )
         .await
         {
@@ -188,7 +188,7 @@ pub(super) async fn failed_load(
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn load_phases(
     l: &Load<'_>,
-    tgt: &Target,
+    tgt: &mut Target,
     src: Option<&Source>,
     book: &Arc<UnitBook>,
     milestone: Milestone,

@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::observe::progress::Progress;
 use crate::pg::conninfo::ConnInfo;
 use crate::pg::retry::{self, Retry};
-use crate::pg::{Source, Target};
+use crate::pg::{Source, Target, TargetTx};
 use crate::plan::unit_book::UnitBook;
 use crate::target::state;
 
@@ -187,7 +187,7 @@ async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Targe
 /// Copies one claimed unit into the target transaction that is open.
 async fn copy_one(
     src: Option<&Source>,
-    tgt: &Target,
+    tgt: &TargetTx<'_>,
     unit: &crate::plan::CopyUnit,
     prepared: Option<&copy::Prepared>,
     options: CopyOptions,
@@ -218,13 +218,12 @@ async fn copy_one(
     }
 }
 
-/// Claims units (one, or up to `most` small ones: [`state::begin_and_claim`]), copies them
-/// and marks them done, all in one target transaction: they commit together or not at
-/// all. When one fails, the units copied before it in the transaction are rolled back
+/// Claims units (one, or up to `most` small ones: [`state::claim`]), copies them and
+/// marks them done, all in one target transaction: they commit together or not at all. When one fails, the units copied before it in the transaction are rolled back
 /// with it and go back to the queue as they were; the failure is the failing unit's.
 async fn one_batch(
     src: Option<&Source>,
-    tgt: &Target,
+    tgt: &mut Target,
     options: CopyOptions,
     shared: &Shared,
     n: usize,
@@ -235,18 +234,18 @@ async fn one_batch(
         batched: false,
         error,
     };
-    let claimed = state::begin_and_claim(tgt, options.batch_below(), most)
+    let tx = tgt.begin().await.map_err(bare)?;
+    let claimed = state::claim(&tx, options.batch_below(), most)
         .await
         .map_err(bare)?;
     if claimed.is_empty() {
-        tgt.execute("ROLLBACK").await.map_err(bare)?;
+        tx.rollback().await.map_err(bare)?;
         return Ok(Step::NothingFree);
     }
     let config = &shared.config;
     let mut units = Vec::with_capacity(claimed.len());
     for c in &claimed {
         let Some(unit) = config.units.get(c.id) else {
-            let _ = tgt.execute("ROLLBACK").await;
             return Err(bare(state::corrupt(&format!(
                 "unit {} is not one of the run's units",
                 c.id
@@ -266,7 +265,7 @@ async fn one_batch(
         error,
     };
     let prepared = match (batched, src) {
-        (true, Some(src)) => copy::prepare_copies(src, tgt, &units, options)
+        (true, Some(src)) => copy::prepare_copies(src, &tx, &units, options)
             .await
             .map_err(|e| held(0, e))?,
         _ => Vec::new(),
@@ -275,7 +274,7 @@ async fn one_batch(
     for (at, unit) in units.iter().enumerate() {
         shared.progress.unit_started(n, unit);
         let prepared = prepared.get(at).and_then(Option::as_ref);
-        match copy_one(src, tgt, unit, prepared, options, shared, n).await {
+        match copy_one(src, &tx, unit, prepared, options, shared, n).await {
             Ok(outcome) => outcomes.push(outcome),
             Err(e) => {
                 for earlier in &units[..at] {
@@ -287,7 +286,11 @@ async fn one_batch(
     }
     let done: Vec<(i32, &copy::UnitOutcome)> =
         claimed.iter().map(|c| c.id).zip(&outcomes).collect();
-    if let Err(e) = state::mark_done_and_commit(tgt, &done, &config.worker).await {
+    let marked = async {
+        state::mark_done(&tx, &done, &config.worker).await?;
+        tx.commit().await
+    };
+    if let Err(e) = marked.await {
         // The commit is the first unit's failure; the others go back as they were.
         for later in &units[1..] {
             shared.progress.unit_rolled_back(n, later);
@@ -304,7 +307,7 @@ async fn one_batch(
     }
     for (unit, outcome) in units.iter().zip(&outcomes) {
         let analyzing = std::time::Instant::now();
-        if let Err(e) = copy::analyze_copied(tgt, unit, &options).await {
+        if let Err(e) = copy::analyze_copied(&*tgt, unit, &options).await {
             warn!(
                 "ANALYZE {} after its copy: {e}; the analyze phase does it",
                 unit.title()
@@ -341,7 +344,7 @@ async fn worker(shared: Arc<Shared>, n: usize) {
                 Err(e) => return shared.stop.fail(e),
             }
         }
-        let (src, tgt, options) = conns.as_ref().expect("connected above");
+        let (src, tgt, options) = conns.as_mut().expect("connected above");
         let most = if single_claims > 0 {
             single_claims -= 1;
             1

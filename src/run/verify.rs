@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::observe::progress::Progress;
 use crate::observe::report::{Report, UnitReport};
 use crate::pg::conninfo::ConnInfo;
-use crate::pg::{Source, Target};
+use crate::pg::{Source, Target, TargetTx};
 use crate::plan::{CopyUnit, UnitKind};
 use crate::quote;
 use crate::source::catalog;
@@ -166,17 +166,15 @@ async fn read_counts(tgt: &Target, sqls: &[&str]) -> Result<Vec<Option<i64>>> {
 }
 
 /// Reads one unit back from the target for its rows' checksum.
-async fn read_content(tgt: &Target, unit: &CopyUnit) -> Result<Found> {
-    let mut begin = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+async fn read_content(tgt: &mut Target, unit: &CopyUnit) -> Result<Found> {
+    let tx = tgt.begin_reading(None).await?;
     if !unit.binary {
-        begin.push_str("; ");
-        begin.push_str(checksum::TEXT_SETTINGS);
+        tx.execute(checksum::TEXT_SETTINGS).await?;
     }
-    tgt.execute(&begin).await?;
-    let read = match hash_rows(tgt.copy_out(&read_back_sql(unit)), unit.binary).await {
+    let read = match hash_rows(tx.copy_out(&read_back_sql(unit)), unit.binary).await {
         Ok(read) => read,
         Err(e) if no_such_table(&e) => {
-            tgt.execute("ROLLBACK").await?;
+            tx.rollback().await?;
             return Ok(Found {
                 rows: None,
                 checksum: None,
@@ -186,7 +184,7 @@ async fn read_content(tgt: &Target, unit: &CopyUnit) -> Result<Found> {
             return Err(e.context(format!("reading {} back from the target", unit.relation())));
         }
     };
-    tgt.execute("COMMIT").await?;
+    tx.commit().await?;
     Ok(Found {
         rows: Some(read.rows as i64),
         checksum: Some(read.checksum),
@@ -328,11 +326,13 @@ pub async fn check_copied(
         let queue = queue.clone();
         let target = target.clone();
         set.spawn(async move {
-            let tgt = Target::connect(&target, "verify").await?;
+            let mut tgt = Target::connect(&target, "verify").await?;
             let mut found = Vec::new();
             while let Some(read) = next_read(&queue) {
                 match read {
-                    Read::Content(i, unit) => found.push((i, read_content(&tgt, &unit).await?)),
+                    Read::Content(i, unit) => {
+                        found.push((i, read_content(&mut tgt, &unit).await?));
+                    }
                     Read::Counts(batch) => {
                         let sqls: Vec<&str> = batch.iter().map(|(_, s)| s.as_str()).collect();
                         let counts = read_counts(&tgt, &sqls).await?;
@@ -515,22 +515,19 @@ async fn selected_units(
     Ok(units)
 }
 
-/// Opens a read-only repeatable-read transaction on the target, on `snapshot` when given.
-async fn begin_target(tgt: &Target, snapshot: Option<&str>) -> Result<()> {
-    let mut sql = String::from("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-    if let Some(s) = snapshot {
-        sql.push_str(&format!("; SET TRANSACTION SNAPSHOT {}", quote::literal(s)));
-    }
-    tgt.execute(&sql).await?;
-    tgt.query(checksum::TEXT_SETTINGS, &[]).await?;
-    Ok(())
+/// Opens a read-only repeatable-read transaction on the target, on `snapshot` when
+/// given, with the settings rows are read back in.
+async fn begin_target<'a>(tgt: &'a mut Target, snapshot: Option<&str>) -> Result<TargetTx<'a>> {
+    let tx = tgt.begin_reading(snapshot).await?;
+    tx.execute(checksum::TEXT_SETTINGS).await?;
+    Ok(tx)
 }
 
 /// Whether `unit`'s table exists on the target, and if it is a plain table of the
 /// source that has children there only (a hypertable made by `--hypertable`), the
 /// statement that reads it whole.
 async fn target_side(
-    tgt: &Target,
+    tgt: &TargetTx<'_>,
     c: &Comparison,
     source_children: bool,
 ) -> Result<Option<String>> {
@@ -567,10 +564,10 @@ async fn compare_lane(
     lane: usize,
 ) -> Result<Vec<(UnitReport, Option<String>)>> {
     let src = Source::connect(&opts.source, &format!("verify {lane}")).await?;
-    let tgt = Target::connect(&opts.target, &format!("verify {lane}")).await?;
+    let mut tgt = Target::connect(&opts.target, &format!("verify {lane}")).await?;
     src.begin_snapshot(Some(&snapshots.0)).await?;
     src.query(checksum::TEXT_SETTINGS, &[]).await?;
-    begin_target(&tgt, Some(&snapshots.1)).await?;
+    let tgt = begin_target(&mut tgt, Some(&snapshots.1)).await?;
     let mut out = Vec::new();
     loop {
         let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -615,7 +612,7 @@ async fn compare_lane(
         out.push((report, line));
     }
     src.end().await?;
-    tgt.execute("COMMIT").await?;
+    tgt.commit().await?;
     Ok(out)
 }
 
@@ -631,14 +628,14 @@ pub async fn compare(
     progress.phase("preflight");
     let src = Source::connect(&opts.source, "verify").await?;
     let sizer = Source::connect(&opts.source, "verify sizes").await?;
-    let tgt = Target::connect(&opts.target, "verify").await?;
+    let mut tgt = Target::connect(&opts.target, "verify").await?;
     let facts = catalog::source_facts(&src).await?;
     src.begin_snapshot(None).await?;
     let source_snapshot: String = src
         .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
         .await?
         .get(0);
-    begin_target(&tgt, None).await?;
+    let tgt = begin_target(&mut tgt, None).await?;
     let target_snapshot: String = tgt
         .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
         .await?
@@ -700,7 +697,7 @@ pub async fn compare(
         }
     }
     src.end().await?;
-    tgt.execute("COMMIT").await?;
+    tgt.commit().await?;
     report.seconds = started.elapsed().as_secs_f64();
     if let Some(e) = first_error {
         return Err(e);

@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use crate::copy::UnitOutcome;
 use crate::copy::checksum::Checksum;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pg::Target;
+use crate::pg::{Target, TargetTx};
 use crate::plan::unit_book::{RecordedUnit, UnitBook};
 use crate::plan::{CopyUnit, Pages, UnitKind};
 
@@ -113,16 +113,16 @@ pub async fn load(tgt: &Target) -> Result<Option<RunState>> {
 
 /// Records a new run and its units, in one transaction.
 pub async fn create(
-    tgt: &Target,
+    tgt: &mut Target,
     source: &str,
     source_id: &str,
     snapshot: &str,
     options: serde_json::Value,
     units: &[CopyUnit],
 ) -> Result<()> {
-    tgt.execute("BEGIN").await?;
-    tgt.execute(include_str!("../sql/state_schema.sql")).await?;
-    tgt.query(
+    let tx = tgt.begin().await?;
+    tx.execute(include_str!("../sql/state_schema.sql")).await?;
+    tx.query(
         "INSERT INTO tsxfer.run (source, source_id, snapshot, options, phase) VALUES ($1, $2, $3, $4, $5)",
         &[&source, &source_id, &snapshot, &options, &Milestone::Started.name()],
     )
@@ -147,7 +147,7 @@ pub async fn create(
     let to = page(|p| p.to.map(i64::from));
     let into: Vec<bool> = recorded.iter().map(|r| r.into_hypertable).collect();
     let sizes: Vec<i64> = recorded.iter().map(|r| r.estimated_bytes).collect();
-    tgt.query(
+    tx.query(
         "INSERT INTO tsxfer.unit (id, kind, relation, source_oid, part, parts, page_from, page_to,
                                   into_hypertable, estimated_bytes)
          SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::int8[], $5::int8[]::int[],
@@ -157,8 +157,7 @@ pub async fn create(
         ],
     )
     .await?;
-    tgt.execute("COMMIT").await?;
-    Ok(())
+    tx.commit().await
 }
 
 pub async fn set_milestone(tgt: &Target, milestone: Milestone) -> Result<()> {
@@ -264,21 +263,21 @@ fn recorded_unit(r: &Row) -> Result<RecordedUnit> {
     })
 }
 
-/// Opens a target transaction and claims, in one round trip, the largest pending unit no
-/// other transaction holds and, when that unit is estimated under `small_below` bytes and
-/// has not failed before, up to `most - 1` more such units (the next ones in the same
-/// order, so no bigger than it): they are then copied and marked done together, one
-/// transaction for all. Empty when no unit is free (the transaction is then still open).
+/// In the transaction `tx`, claims the largest pending unit no other transaction holds
+/// and, when that unit is estimated under `small_below` bytes and has not failed before,
+/// up to `most - 1` more such units (the next ones in the same order, so no bigger than
+/// it), in one round trip: they are then copied and marked done together, one
+/// transaction for all. Empty when no unit is free.
 ///
 /// The sub-select locks the unit it looks at, so the outer one, which locks in the same
 /// order, takes it first; a unit another worker let go of in between may come first
 /// instead, which is still correct: every unit claimed is copied in this transaction,
 /// whatever its size.
-pub async fn begin_and_claim(tgt: &Target, small_below: i64, most: usize) -> Result<Vec<Claimed>> {
+pub async fn claim(tx: &TargetTx<'_>, small_below: i64, most: usize) -> Result<Vec<Claimed>> {
     let most = most.max(1);
-    let rows = tgt
+    let rows = tx
         .simple_rows(&format!(
-            "BEGIN; SELECT id, attempts FROM tsxfer.unit WHERE status = 'pending'
+            "SELECT id, attempts FROM tsxfer.unit WHERE status = 'pending'
              ORDER BY estimated_bytes DESC, id
              LIMIT COALESCE((SELECT CASE WHEN estimated_bytes < {small_below} AND attempts = 0
                                          THEN {most} ELSE 1 END
@@ -302,11 +301,11 @@ pub async fn begin_and_claim(tgt: &Target, small_below: i64, most: usize) -> Res
         .collect()
 }
 
-/// Inside the claiming transaction: marks the units done and commits them with their
-/// data, in one round trip. Every value is one of tsxfer's own numbers, or the worker's
-/// name quoted as a literal.
-pub async fn mark_done_and_commit(
-    tgt: &Target,
+/// Inside the claiming transaction: marks the units done, in one round trip (they land
+/// with their data when it commits). Every value is one of tsxfer's own numbers, or the
+/// worker's name quoted as a literal.
+pub async fn mark_done(
+    tx: &TargetTx<'_>,
     done: &[(i32, &UnitOutcome)],
     worker: &str,
 ) -> Result<()> {
@@ -331,8 +330,7 @@ pub async fn mark_done_and_commit(
             low = or_null(low),
         ));
     }
-    sql.push_str("COMMIT");
-    tgt.execute(&sql).await
+    tx.execute(&sql).await
 }
 
 /// After a failed attempt (its transaction rolled back): counts the attempt, keeps the
@@ -350,18 +348,8 @@ pub async fn record_failure(tgt: &Target, id: i32, error: &str, give_up: bool) -
 }
 
 pub async fn counts(tgt: &Target) -> Result<Counts> {
-    // Pending units that SKIP LOCKED cannot see are held by a worker right now; the probe
-    // runs in a transaction that is rolled back, so it takes nothing.
-    tgt.execute("BEGIN").await?;
-    let free: i64 = tgt
-        .query_one(
-            "SELECT count(*) FROM (SELECT id FROM tsxfer.unit WHERE status = 'pending'
-                                   FOR UPDATE SKIP LOCKED) free",
-            &[],
-        )
-        .await?
-        .get(0);
-    tgt.execute("ROLLBACK").await?;
+    // Pending units that SKIP LOCKED cannot see are held by a worker right now. The probe
+    // holds the free ones only while its statement runs, and writes nothing.
     let r = tgt
         .query_one(
             "SELECT count(*) FILTER (WHERE status = 'pending'),
@@ -369,7 +357,9 @@ pub async fn counts(tgt: &Target) -> Result<Counts> {
                     count(*) FILTER (WHERE status = 'failed'),
                     COALESCE(sum(bytes) FILTER (WHERE status = 'done'), 0)::int8,
                     COALESCE(sum(estimated_bytes), 0)::int8,
-                    COALESCE(sum(rows) FILTER (WHERE status = 'done'), 0)::int8
+                    COALESCE(sum(rows) FILTER (WHERE status = 'done'), 0)::int8,
+                    (SELECT count(*) FROM (SELECT id FROM tsxfer.unit WHERE status = 'pending'
+                                           FOR UPDATE SKIP LOCKED) free)
              FROM tsxfer.unit",
             &[],
         )
@@ -377,7 +367,7 @@ pub async fn counts(tgt: &Target) -> Result<Counts> {
     let pending: i64 = r.get(0);
     Ok(Counts {
         pending,
-        in_progress: pending - free,
+        in_progress: pending - r.get::<_, i64>(6),
         done: r.get(1),
         failed: r.get(2),
         done_bytes: r.get(3),
