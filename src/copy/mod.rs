@@ -679,17 +679,17 @@ pub async fn copy_unit(
     unit: &CopyUnit,
     prepared: Option<&Prepared>,
 ) -> Result<UnitOutcome> {
-    let Lane {
-        src,
-        tgt,
-        snapshot,
-        options,
-        progress,
-        stream,
-    } = lane;
     if unit.kind == UnitKind::LargeObjects {
-        let outcome = copy_large_objects(src, tgt, unit, snapshot, options.buffer_size).await?;
-        progress.moved(stream, unit.kind, outcome.bytes, outcome.rows);
+        let outcome = copy_large_objects(
+            lane.src,
+            lane.tgt,
+            unit,
+            lane.snapshot,
+            lane.options.buffer_size,
+        )
+        .await?;
+        lane.progress
+            .moved(lane.stream, unit.kind, outcome.bytes, outcome.rows);
         Ok(outcome)
     } else {
         copy_table(lane, unit, prepared).await

@@ -318,14 +318,10 @@ pub async fn read_source_roles(src: &Source) -> Result<(Vec<SourceRole>, Vec<Mem
         .await?
         .get(0);
     let passwords: Vec<(String, String)> = if readable {
-        src.query(
+        src.pairs(
             "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid WHERE rolpassword IS NOT NULL",
-            &[],
         )
         .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
     } else {
         Vec::new()
     };

@@ -8,7 +8,7 @@ pub mod tls;
 
 use bytes::Bytes;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSqlOwned, ToSql};
 use tokio_postgres::{Client, CopyInSink, CopyOutStream, NoTls, Row, Statement, ToStatement};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -396,6 +396,12 @@ impl Source {
 
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
         Ok(self.client.query_one(sql, params).await?)
+    }
+
+    /// The rows of `sql` (no parameters), each its first two columns.
+    pub async fn pairs<A: FromSqlOwned, B: FromSqlOwned>(&self, sql: &str) -> Result<Vec<(A, B)>> {
+        let rows = self.client.query(sql, &[]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// A COPY's text, or a statement [`Source::prepare`] made of it.

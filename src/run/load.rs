@@ -15,13 +15,12 @@ use tracing::info;
 
 use super::analyze::analyze;
 use super::worker::worker_name;
-use super::{Cleanup, Phases, check_drain, pool, verify};
+use super::{Ledger, LoadOptions, check_drain, pool, verify};
 use crate::error::{Error, ErrorKind, Result};
 use crate::objects::schema::{self, Archives};
 use crate::objects::{catalog_rows, privileges, roles};
 use crate::observe::progress::Progress;
 use crate::observe::report::{Report, UnitReport};
-use crate::pg::conninfo::ConnInfo;
 use crate::pg::retry::Retry;
 use crate::pg::{Source, Target};
 use crate::plan::unit_book::UnitBook;
@@ -36,11 +35,10 @@ use crate::target::state::{self, Milestone};
 
 /// The target half of a run, whatever the data comes from.
 pub(super) struct Load<'a> {
-    pub(super) target: &'a ConnInfo,
+    /// What the command was asked.
+    pub(super) options: &'a LoadOptions,
+    /// Copy streams: `options.jobs`, or fewer when the target has no room for more.
     pub(super) jobs: usize,
-    pub(super) buffer_size: usize,
-    pub(super) retries: u32,
-    pub(super) keep_state: bool,
     pub(super) ex: &'a Extract,
     pub(super) archives: &'a Archives,
     pub(super) pre: &'a PreflightReport,
@@ -50,7 +48,6 @@ pub(super) struct Load<'a> {
     /// with the run; none for a restore (its dump's manifest holds them).
     pub(super) selection: Option<String>,
     pub(super) from: DataFrom,
-    pub(super) verify: VerifyMode,
 }
 
 /// Roles, schema, TimescaleDB catalog, data, post-data, owners and grants, ANALYZE and
@@ -64,11 +61,14 @@ pub(super) async fn load(
     l: Load<'_>,
     mut tgt: Target,
     src: Option<&Source>,
-    report: &mut Report,
-    cleanup: &mut Cleanup,
-    phases: &mut Phases,
-    drain: &Arc<AtomicBool>,
+    ledger: Ledger<'_>,
 ) -> Result<()> {
+    let Ledger {
+        report,
+        cleanup,
+        phases,
+        drain,
+    } = ledger;
     let ex = l.ex;
     report.rewrites.extend(ex.rewrites.iter().cloned());
     // Stopped before anything was written: a rerun starts afresh.
@@ -88,8 +88,8 @@ pub(super) async fn load(
         None => {
             let options = serde_json::json!({
                 "jobs": l.jobs,
-                "buffer_size": l.buffer_size,
-                "retries": l.retries,
+                "buffer_size": l.options.buffer_size,
+                "retries": l.options.retries,
                 "selection": l.selection,
             });
             state::create(
@@ -111,7 +111,7 @@ pub(super) async fn load(
             book
         }
     });
-    let retry = Retry::new(l.retries, drain.clone());
+    let retry = Retry::new(l.options.retries, drain.clone());
     let mut milestone = l.resumed.unwrap_or(Milestone::Started);
     let mut resumed = l.resumed.is_some();
     let mut attempt = 0;
@@ -119,7 +119,18 @@ pub(super) async fn load(
         let (warnings, rewrites) = (report.warnings.len(), report.rewrites.len());
         let created = report.roles_created.clone();
         let e = match load_phases(
-            &l, &mut tgt, src, &book, milestone, resumed, report, cleanup, phases, drain,
+            &l,
+            &mut tgt,
+            src,
+            &book,
+            milestone,
+            resumed,
+            Ledger {
+                report: &mut *report,
+                cleanup: &mut *cleanup,
+                phases: &mut *phases,
+                drain,
+            },
         )
         .await
         {
@@ -127,7 +138,7 @@ pub(super) async fn load(
             Err(e) => e,
         };
         attempt += 1;
-        if !e.is_retryable() || attempt > l.retries {
+        if !e.is_retryable() || attempt > l.options.retries {
             return Err(failed_load(&l, &book, report, e).await);
         }
         let Some(phase) = phases.current.as_ref().map(|(name, _)| name.clone()) else {
@@ -135,7 +146,7 @@ pub(super) async fn load(
         };
         let again = async {
             retry.wait(&format!("{phase} phase"), &e, attempt).await?;
-            let t = retry.target(l.target, "coordinator").await?;
+            let t = retry.target(&l.options.target, "coordinator").await?;
             let run = state::load(&t).await?;
             Ok::<_, Error>((t, run))
         };
@@ -167,6 +178,23 @@ pub(super) async fn load(
     }
 }
 
+/// What only a superuser may make, left out of a restore by a role that is not one: each
+/// is said in the report, and its key (`key` of what names it) is returned to be skipped.
+fn left_to_a_superuser<'a, N: 'a, K>(
+    report: &mut Report,
+    objects: impl Iterator<Item = &'a (N, String)>,
+    key: impl Fn(&N) -> K,
+) -> Vec<K> {
+    objects
+        .map(|(name, what)| {
+            report.rewrites.push(format!(
+                "{what} not restored (only a superuser may make it); create it there as one"
+            ));
+            key(name)
+        })
+        .collect()
+}
+
 /// The error a load ends with, after the report got the units copied so far (read on a
 /// new connection: the coordinator's may be what broke).
 pub(super) async fn failed_load(
@@ -175,7 +203,7 @@ pub(super) async fn failed_load(
     report: &mut Report,
     e: Error,
 ) -> Error {
-    if let Ok(t) = Target::connect(l.target, "report").await
+    if let Ok(t) = Target::connect(&l.options.target, "report").await
         && let Ok(units) = unit_reports(&t, book).await
     {
         report.units = units;
@@ -185,7 +213,6 @@ pub(super) async fn failed_load(
 
 /// The phases of [`load`] from `milestone` on; `resumed` when an earlier attempt (this
 /// process's or another's) went through some of them already.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn load_phases(
     l: &Load<'_>,
     tgt: &mut Target,
@@ -193,11 +220,14 @@ pub(super) async fn load_phases(
     book: &Arc<UnitBook>,
     milestone: Milestone,
     resumed: bool,
-    report: &mut Report,
-    cleanup: &mut Cleanup,
-    phases: &mut Phases,
-    drain: &Arc<AtomicBool>,
+    ledger: Ledger<'_>,
 ) -> Result<()> {
+    let Ledger {
+        report,
+        cleanup,
+        phases,
+        drain,
+    } = ledger;
     let (ex, pre) = (l.ex, l.pre);
     let timescale = pre.timescaledb_schema.clone();
 
@@ -260,12 +290,10 @@ pub(super) async fn load_phases(
         phases.enter("schema");
         let mut skip = BTreeSet::new();
         if !pre.target.superuser {
-            for (tag, what) in &ex.superuser_user_mappings {
-                skip.insert(schema::user_mapping_entry(tag));
-                report.rewrites.push(format!(
-                    "{what} not restored (only a superuser may make it); create it there as one"
-                ));
-            }
+            let mappings = ex.superuser_user_mappings.iter();
+            skip.extend(left_to_a_superuser(report, mappings, |tag| {
+                schema::user_mapping_entry(tag)
+            }));
         }
         let dropped = restore_section(
             l,
@@ -326,13 +354,13 @@ pub(super) async fn load_phases(
         plan_progress(&phases.progress, tgt, book).await?;
         let config = PoolConfig {
             from: l.from.clone(),
-            target: l.target.clone(),
+            target: l.options.target.clone(),
             jobs: l.jobs,
-            buffer_size: l.buffer_size,
-            retries: l.retries,
+            buffer_size: l.options.buffer_size,
+            retries: l.options.retries,
             worker: worker_name("coordinator"),
             units: book.clone(),
-            checksum: l.verify == VerifyMode::Checksum,
+            checksum: l.options.verify == VerifyMode::Checksum,
         };
         let end = pool::run(config, phases.progress.clone(), drain.clone()).await;
         report.units = unit_reports(tgt, book).await?;
@@ -381,12 +409,8 @@ pub(super) async fn load_phases(
         skip.extend(&ex.skip_post_data);
         skip.extend(ex.hypertable_fks.iter().map(|k| k.oid));
         if !pre.target.superuser {
-            for (oid, what) in &ex.superuser_publications {
-                skip.insert(*oid);
-                report.rewrites.push(format!(
-                    "{what} not restored (only a superuser may make it); create it there as one"
-                ));
-            }
+            let publications = ex.superuser_publications.iter();
+            skip.extend(left_to_a_superuser(report, publications, |oid| *oid));
         }
         let dropped = restore_section(
             l,
@@ -475,7 +499,7 @@ pub(super) async fn load_phases(
     let on_timescaledb = pre.target.extension("timescaledb").is_some();
     report
         .warnings
-        .extend(analyze(l.target, l.jobs, tgt, on_timescaledb).await?);
+        .extend(analyze(&l.options.target, l.jobs, tgt, on_timescaledb).await?);
 
     phases.enter("verify");
     let mut done = UnitReport::by_table(state::done_units(tgt, book).await?);
@@ -495,8 +519,15 @@ pub(super) async fn load_phases(
     } else {
         Default::default()
     };
-    let verified = verify::check_copied(l.target, l.jobs, l.verify, &mut done, &counts_apart).await;
-    if l.verify == VerifyMode::Checksum {
+    let verified = verify::check_copied(
+        &l.options.target,
+        l.jobs,
+        l.options.verify,
+        &mut done,
+        &counts_apart,
+    )
+    .await;
+    if l.options.verify == VerifyMode::Checksum {
         let unhashed = done
             .iter()
             .filter(|(u, r)| u.kind != UnitKind::LargeObjects && r.outcome.checksum.is_none())
@@ -513,7 +544,7 @@ pub(super) async fn load_phases(
     report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = mismatches;
     verify::differ(&report.mismatches)?;
-    if l.keep_state {
+    if l.options.keep_state {
         info!("run state kept in schema tsxfer of the target (--keep-state)");
     } else {
         state::drop_state(tgt).await?;
@@ -673,7 +704,7 @@ pub(super) async fn restore_section(
             }
             l.archives
                 .restore(
-                    l.target,
+                    &l.options.target,
                     &archive,
                     &entries,
                     jobs,

@@ -1,12 +1,9 @@
 //! A migration: preflight, the snapshot, the schema dump, then the load.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
 use tracing::info;
 
 use super::load::{Load, load};
-use super::{Cleanup, Phases, connect_both, preflight, refusal};
+use super::{Ledger, connect_both, preflight, refusal};
 use crate::error::{Error, ErrorKind, Result};
 use crate::objects::schema::{self, Archives};
 use crate::observe::report::Report;
@@ -119,26 +116,20 @@ pub(super) fn work_dir(dir: Option<&std::path::Path>) -> Result<tempfile::TempDi
     })
 }
 
-pub(super) async fn migrate(
-    opts: &MigrateOptions,
-    report: &mut Report,
-    cleanup: &mut Cleanup,
-    phases: &mut Phases,
-    drain: &Arc<AtomicBool>,
-) -> Result<()> {
-    phases.enter("preflight");
+pub(super) async fn migrate(opts: &MigrateOptions, ledger: Ledger<'_>) -> Result<()> {
+    ledger.phases.enter("preflight");
     // Nothing has been changed yet: any failure here is a refusal.
-    let retry = Retry::new(opts.load.retries, drain.clone());
+    let retry = Retry::new(opts.load.retries, ledger.drain.clone());
     let (src, tgt) = connect_both(opts, "coordinator", &retry).await?;
     preflight::check_not_source(&src, &tgt)
         .await
         .map_err(refusal)?;
     let source_id = catalog::source_identity(&src).await.map_err(refusal)?;
-    let prior = earlier_run(&tgt, opts.load.restart, &source_id, report).await?;
+    let prior = earlier_run(&tgt, opts.load.restart, &source_id, ledger.report).await?;
     let pre = preflight::check(&src, &tgt, &opts.load.target, prior.is_some())
         .await
         .map_err(refusal)?;
-    report.warnings.extend(pre.warnings.iter().cloned());
+    ledger.report.warnings.extend(pre.warnings.iter().cloned());
     let selection = opts.selection();
     if let Some(p) = &prior {
         check_resumable(p, &source_id)?;
@@ -165,9 +156,9 @@ pub(super) async fn migrate(
     )?;
     if let Some(w) = capped {
         tracing::warn!("{w}");
-        report.warnings.push(w);
+        ledger.report.warnings.push(w);
     }
-    report.jobs = jobs;
+    ledger.report.jobs = jobs;
 
     // One snapshot for everything: pg_dump and every COPY stream import it while this
     // transaction holds it open.
@@ -176,7 +167,7 @@ pub(super) async fn migrate(
         .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
         .await?
         .get(0);
-    report.snapshot = Some(snapshot.clone());
+    ledger.report.snapshot = Some(snapshot.clone());
     info!(
         "source {} (PostgreSQL {}), snapshot {snapshot}",
         opts.source.describe(),
@@ -202,7 +193,7 @@ pub(super) async fn migrate(
             ));
         }
         if p.milestone < Milestone::Data {
-            report.warnings.push(format!(
+            ledger.report.warnings.push(format!(
                 "resumed a run started {}: {} unit(s) were copied from its snapshot, the rest from a new one, so the copy is not from one consistent snapshot of the source",
                 p.started_at, counts.done
             ));
@@ -215,7 +206,7 @@ pub(super) async fn migrate(
         );
     }
 
-    phases.enter("schema dump");
+    ledger.phases.enter("schema dump");
     let work = work_dir(opts.load.work_dir.as_deref())?;
     let archives = Archives {
         tools,
@@ -242,11 +233,8 @@ pub(super) async fn migrate(
     )
     .await?;
     let load_opts = Load {
-        target: &opts.load.target,
+        options: &opts.load,
         jobs,
-        buffer_size: opts.load.buffer_size,
-        retries: opts.load.retries,
-        keep_state: opts.load.keep_state,
         ex: &ex,
         archives: &archives,
         pre: &pre,
@@ -256,7 +244,6 @@ pub(super) async fn migrate(
             conninfo: opts.source.clone(),
             snapshot,
         },
-        verify: opts.load.verify,
     };
-    load(load_opts, tgt, Some(&src), report, cleanup, phases, drain).await
+    load(load_opts, tgt, Some(&src), ledger).await
 }

@@ -86,6 +86,15 @@ struct Cleanup {
     written: bool,
 }
 
+/// What a run keeps as it goes, handed from phase to phase: its report, what must be
+/// undone whatever happens, the phases' times, and the flag that asks it to stop.
+struct Ledger<'a> {
+    report: &'a mut Report,
+    cleanup: &'a mut Cleanup,
+    phases: &'a mut Phases,
+    drain: &'a Arc<AtomicBool>,
+}
+
 struct Phases {
     started: Instant,
     current: Option<(String, Instant)>,
@@ -136,9 +145,15 @@ pub async fn run(
         progress,
     };
     let work = async {
+        let ledger = Ledger {
+            report: &mut report,
+            cleanup: &mut cleanup,
+            phases: &mut phases,
+            drain: &drain,
+        };
         match job {
-            Job::Migrate(o) => migrate(o, &mut report, &mut cleanup, &mut phases, &drain).await,
-            Job::Restore(o) => restore(o, &mut report, &mut cleanup, &mut phases, &drain).await,
+            Job::Migrate(o) => migrate(o, ledger).await,
+            Job::Restore(o) => restore(o, ledger).await,
         }
     };
     let result = tokio::select! {

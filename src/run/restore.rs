@@ -3,16 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use tracing::info;
 
 use super::load::{Load, load};
 use super::migrate::{check_resumable, earlier_run, work_dir};
-use super::{Cleanup, Phases, preflight, refusal};
+use super::{Ledger, preflight, refusal};
 use crate::error::{Error, ErrorKind, Result};
 use crate::objects::schema::{self, Archives};
-use crate::observe::report::Report;
 use crate::pg::retry::Retry;
 use crate::pg::{Target, budget};
 use crate::plan::{CopyUnit, UnitKind};
@@ -29,14 +27,8 @@ pub struct RestoreOptions {
     pub load: LoadOptions,
 }
 
-pub(super) async fn restore(
-    opts: &RestoreOptions,
-    report: &mut Report,
-    cleanup: &mut Cleanup,
-    phases: &mut Phases,
-    drain: &Arc<AtomicBool>,
-) -> Result<()> {
-    phases.enter("preflight");
+pub(super) async fn restore(opts: &RestoreOptions, ledger: Ledger<'_>) -> Result<()> {
+    ledger.phases.enter("preflight");
     // Reading the manifest hashes the schema files: on a blocking thread.
     let (dir, jobs) = (opts.dir.clone(), opts.load.jobs);
     let (mut manifest, reader) =
@@ -45,7 +37,7 @@ pub(super) async fn restore(
             .map_err(|e| {
                 Error::new(ErrorKind::Internal, format!("reading the dump failed: {e}"))
             })??;
-    let retry = Retry::new(opts.load.retries, drain.clone());
+    let retry = Retry::new(opts.load.retries, ledger.drain.clone());
     let tgt = retry
         .target(&opts.load.target, "coordinator")
         .await
@@ -54,10 +46,10 @@ pub(super) async fn restore(
         .await
         .map_err(refusal)?;
     let ex = &manifest.extract;
-    report.source = format!("{} (the dump in {})", ex.source, opts.dir.display());
-    report.snapshot = Some(ex.snapshot.clone());
+    ledger.report.source = format!("{} (the dump in {})", ex.source, opts.dir.display());
+    ledger.report.snapshot = Some(ex.snapshot.clone());
     if manifest.snapshots.len() > 1 {
-        report.warnings.push(format!(
+        ledger.report.warnings.push(format!(
             "the dump was resumed: its units were read in {} snapshots of the source, not one",
             manifest.snapshots.len()
         ));
@@ -65,11 +57,11 @@ pub(super) async fn restore(
     preflight::check_not_dump_source(&tgt, &ex.source_id)
         .await
         .map_err(refusal)?;
-    let prior = earlier_run(&tgt, opts.load.restart, &ex.source_id, report).await?;
+    let prior = earlier_run(&tgt, opts.load.restart, &ex.source_id, ledger.report).await?;
     let pre = preflight::check_target(ex.facts.clone(), &tgt, &opts.load.target, prior.is_some())
         .await
         .map_err(refusal)?;
-    report.warnings.extend(pre.warnings.iter().cloned());
+    ledger.report.warnings.extend(pre.warnings.iter().cloned());
     if let Some(p) = &prior {
         check_resumable(p, &ex.source_id)?;
         if p.snapshot != ex.snapshot {
@@ -92,9 +84,9 @@ pub(super) async fn restore(
     let (jobs, capped) = budget::streams(opts.load.jobs, None, &budget::target_room(&tgt).await?)?;
     if let Some(w) = capped {
         tracing::warn!("{w}");
-        report.warnings.push(w);
+        ledger.report.warnings.push(w);
     }
-    report.jobs = jobs;
+    ledger.report.jobs = jobs;
     let work = work_dir(opts.load.work_dir.as_deref())?;
     let archives = Archives {
         tools,
@@ -103,20 +95,16 @@ pub(super) async fn restore(
         restore_pgoptions: schema::target_restore_pgoptions(&tgt, jobs).await?,
     };
     let load_opts = Load {
-        target: &opts.load.target,
+        options: &opts.load,
         jobs,
-        buffer_size: opts.load.buffer_size,
-        retries: opts.load.retries,
-        keep_state: opts.load.keep_state,
         ex,
         archives: &archives,
         pre: &pre,
         resumed: prior.map(|p| p.milestone),
         selection: None,
         from: DataFrom::Dump(Arc::new(reader)),
-        verify: opts.load.verify,
     };
-    load(load_opts, tgt, None, report, cleanup, phases, drain).await
+    load(load_opts, tgt, None, ledger).await
 }
 
 /// Gives the units of other extensions' configuration tables the condition the target's

@@ -122,14 +122,11 @@ pub async fn is_multinode(src: &Source) -> Result<bool> {
 
 /// The chunk tables of the source (schema, table), for dumping their DDL in batches.
 pub async fn chunk_tables(src: &Source) -> Result<Vec<(String, String)>> {
-    let rows = src
-        .query(
-            "SELECT schema_name::text, table_name::text FROM _timescaledb_catalog.chunk
-             WHERE NOT dropped ORDER BY id",
-            &[],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    src.pairs(
+        "SELECT schema_name::text, table_name::text FROM _timescaledb_catalog.chunk
+         WHERE NOT dropped ORDER BY id",
+    )
+    .await
 }
 
 /// Every schema of the source that holds user objects (not system, not TimescaleDB's).
@@ -448,40 +445,30 @@ pub async fn hypercore_counts(tgt: &Target) -> Result<HashMap<(String, String), 
 /// publications (`FOR TABLES IN SCHEMA`, superuser only in PostgreSQL 15), by the OID of
 /// their archive entry, with a name for each.
 pub async fn superuser_publications(src: &Source) -> Result<Vec<(u32, String)>> {
-    Ok(src
-        .query(
-            "SELECT oid, format('publication %I (FOR ALL TABLES)', pubname) FROM pg_catalog.pg_publication
-             WHERE puballtables
-             UNION ALL
-             SELECT pn.oid, format('publication %I: tables in schema %I', p.pubname, n.nspname)
-             FROM pg_catalog.pg_publication_namespace pn
-             JOIN pg_catalog.pg_publication p ON p.oid = pn.pnpubid
-             JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
-             ORDER BY 2",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+    src.pairs(
+        "SELECT oid, format('publication %I (FOR ALL TABLES)', pubname) FROM pg_catalog.pg_publication
+         WHERE puballtables
+         UNION ALL
+         SELECT pn.oid, format('publication %I: tables in schema %I', p.pubname, n.nspname)
+         FROM pg_catalog.pg_publication_namespace pn
+         JOIN pg_catalog.pg_publication p ON p.oid = pn.pnpubid
+         JOIN pg_catalog.pg_namespace n ON n.oid = pn.pnnspid
+         ORDER BY 2",
+    )
+    .await
 }
 
 /// User mappings only a superuser may make (`password_required 'false'`, postgres_fdw's
 /// way of letting a mapping connect without a password), by the tag of their archive
 /// entry (pg_dump gives them no OID there), with a name for each.
 pub async fn superuser_user_mappings(src: &Source) -> Result<Vec<(String, String)>> {
-    Ok(src
-        .query(
-            "SELECT format('USER MAPPING %s SERVER %s', quote_ident(usename), quote_ident(srvname)),
-                    format('user mapping for %s on server %I (password_required false)',
-                           CASE WHEN umuser = 0 THEN 'PUBLIC' ELSE quote_ident(usename) END, srvname)
-             FROM pg_catalog.pg_user_mappings
-             WHERE 'password_required=false' = ANY (umoptions)
-             ORDER BY 2",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect())
+    src.pairs(
+        "SELECT format('USER MAPPING %s SERVER %s', quote_ident(usename), quote_ident(srvname)),
+                format('user mapping for %s on server %I (password_required false)',
+                       CASE WHEN umuser = 0 THEN 'PUBLIC' ELSE quote_ident(usename) END, srvname)
+         FROM pg_catalog.pg_user_mappings
+         WHERE 'password_required=false' = ANY (umoptions)
+         ORDER BY 2",
+    )
+    .await
 }

@@ -164,10 +164,9 @@ impl Selection {
             })
             .collect();
         let cagg_triggers = src
-            .query(include_str!("../sql/source_cagg_triggers.sql"), &[])
+            .pairs(include_str!("../sql/source_cagg_triggers.sql"))
             .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .into_iter()
             .collect();
         Ok(Selection {
             hypertables,
