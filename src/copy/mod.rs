@@ -6,12 +6,13 @@
 pub mod checksum;
 pub mod framing;
 
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt, StreamExt, pin_mut};
+use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use tokio_postgres::{CopyInSink, Statement};
+use tokio_postgres::{CopyInSink, CopyOutStream, Statement};
 
 use crate::copy::checksum::{Checksum, HasherThread};
 use crate::copy::framing::{CopyFraming, FramingVisitor};
@@ -213,6 +214,8 @@ pub fn copy_error(unit: &CopyUnit, side: &str, err: tokio_postgres::Error) -> Er
 /// terminal and the metrics, in `observe`), so the relay is built and benchmarked
 /// without either.
 pub trait Observer: Sync {
+    /// Stream number `stream` began copying `unit`.
+    fn started(&self, stream: usize, unit: &CopyUnit);
     /// `bytes` and `rows` of a unit of `kind` moved on stream number `stream`.
     fn moved(&self, stream: usize, kind: UnitKind, bytes: u64, rows: u64);
     /// The relay waited `seconds` for the target to take a buffer.
@@ -457,14 +460,30 @@ pub async fn prepare_copies(
         .collect())
 }
 
-/// Copies one table unit, its rows as of `snapshot`, into the target transaction the
-/// caller has open (and commits). On error the caller must drop both connections: they
-/// may be mid-COPY.
-async fn copy_table(
+/// A table unit whose COPY is open on both sides.
+struct Opened {
+    out: Pin<Box<CopyOutStream>>,
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    started: Instant,
+}
+
+/// A table unit whose rows all went to the target, its COPY there not yet ended.
+struct Relayed {
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+    gather: Gather,
+    bytes: u64,
+    blocked: Duration,
+    started: Instant,
+}
+
+/// Opens the COPY of table unit `unit` on both sides of `lane`, at once (their round
+/// trips overlap), in the source's shared snapshot transaction and the target
+/// transaction the caller has open.
+async fn open_table(
     lane: Lane<'_>,
     unit: &CopyUnit,
     prepared: Option<&Prepared>,
-) -> Result<UnitOutcome> {
+) -> Result<Opened> {
     let Lane {
         src,
         tgt,
@@ -473,9 +492,8 @@ async fn copy_table(
         progress,
         stream,
     } = lane;
+    progress.started(stream, unit);
     let started = Instant::now();
-    let buffer_size = options.buffer_size;
-    // Both sides are opened at once: their round trips overlap.
     let source_side = async {
         src.enter_snapshot(snapshot)
             .await
@@ -494,9 +512,21 @@ async fn copy_table(
     };
     let target_side = open_sink(tgt, unit, options, prepared.map(|p| &p.target));
     let (out, sink) = futures_util::try_join!(source_side, target_side)?;
-    pin_mut!(out);
-    pin_mut!(sink);
-    let mut gather = Gather::new(unit, buffer_size, options.checksum);
+    Ok(Opened {
+        out: Box::pin(out),
+        sink: Box::pin(sink),
+        started,
+    })
+}
+
+/// Moves every row of an opened unit from the source to the target.
+async fn relay_table(lane: Lane<'_>, unit: &CopyUnit, opened: Opened) -> Result<Relayed> {
+    let Opened {
+        mut out,
+        mut sink,
+        started,
+    } = opened;
+    let mut gather = Gather::new(unit, lane.options.buffer_size, lane.options.checksum);
     let mut bytes = 0u64;
     let mut blocked = Duration::ZERO;
     loop {
@@ -516,14 +546,32 @@ async fn copy_table(
                 .map_err(|e| copy_error(unit, "target", e))?;
             let waited = wait.elapsed();
             blocked += waited;
-            progress.blocked(waited.as_secs_f64());
-            progress.moved(stream, unit.kind, len, rows);
+            lane.progress.blocked(waited.as_secs_f64());
+            lane.progress.moved(lane.stream, unit.kind, len, rows);
         }
         if end {
             break;
         }
     }
     gather.check_complete(unit, "copying")?;
+    Ok(Relayed {
+        sink,
+        gather,
+        bytes,
+        blocked,
+        started,
+    })
+}
+
+/// Ends a relayed unit's COPY on the target and checks the target took every row read.
+async fn finish_table(unit: &CopyUnit, relayed: Relayed) -> Result<UnitOutcome> {
+    let Relayed {
+        mut sink,
+        mut gather,
+        bytes,
+        blocked,
+        started,
+    } = relayed;
     let written = sink
         .as_mut()
         .finish()
@@ -539,7 +587,6 @@ async fn copy_table(
             ),
         ));
     }
-    src.unit_read().await?;
     Ok(UnitOutcome {
         rows: written,
         bytes,
@@ -547,6 +594,77 @@ async fn copy_table(
         blocked_seconds: blocked.as_secs_f64(),
         checksum: gather.checksum().await?,
     })
+}
+
+/// Copies one table unit, its rows as of `snapshot`, into the target transaction the
+/// caller has open (and commits). On error the caller must drop both connections: they
+/// may be mid-COPY.
+async fn copy_table(
+    lane: Lane<'_>,
+    unit: &CopyUnit,
+    prepared: Option<&Prepared>,
+) -> Result<UnitOutcome> {
+    let opened = open_table(lane, unit, prepared).await?;
+    let relayed = relay_table(lane, unit, opened).await?;
+    let outcome = finish_table(unit, relayed).await?;
+    lane.src.unit_read().await?;
+    Ok(outcome)
+}
+
+/// Why a batch of units failed: the unit it failed on, how many of the batch had begun
+/// by then (the units after the failing one may have), and the error.
+#[derive(Debug)]
+pub struct BatchFailure {
+    pub at: usize,
+    pub begun: usize,
+    pub error: Error,
+}
+
+/// Copies the table units `units` one after the other into the target transaction the
+/// caller has open, each unit's COPY opened while the one before ends, so that a
+/// unit's round trips on both sides overlap the previous one's: for units of a few rows,
+/// round trips are what copying costs. The source's shared snapshot transaction is
+/// renewed, when due, only after the whole batch. On error the caller must drop both
+/// connections: they may be mid-COPY.
+pub async fn copy_tables(
+    lane: Lane<'_>,
+    units: &[&CopyUnit],
+    prepared: &[Option<Prepared>],
+) -> Result<Vec<UnitOutcome>, BatchFailure> {
+    let fail = |at: usize, begun: usize| move |error: Error| BatchFailure { at, begun, error };
+    let prepared_for = |at: usize| prepared.get(at).and_then(Option::as_ref);
+    let mut outcomes = Vec::with_capacity(units.len());
+    let Some(first) = units.first() else {
+        return Ok(outcomes);
+    };
+    let mut opened = open_table(lane, first, prepared_for(0))
+        .await
+        .map_err(fail(0, 1))?;
+    for (at, unit) in units.iter().enumerate() {
+        let relayed = relay_table(lane, unit, opened)
+            .await
+            .map_err(fail(at, at + 1))?;
+        let Some(next) = units.get(at + 1) else {
+            outcomes.push(
+                finish_table(unit, relayed)
+                    .await
+                    .map_err(fail(at, at + 1))?,
+            );
+            break;
+        };
+        // The next COPY goes out right behind this one's end, on both connections.
+        let (outcome, next_opened) = futures_util::join!(
+            finish_table(unit, relayed),
+            open_table(lane, next, prepared_for(at + 1))
+        );
+        outcomes.push(outcome.map_err(fail(at, at + 2))?);
+        opened = next_opened.map_err(fail(at + 1, at + 2))?;
+    }
+    lane.src
+        .unit_read()
+        .await
+        .map_err(fail(units.len() - 1, units.len()))?;
+    Ok(outcomes)
 }
 
 /// ANALYZE of a copied unit's table, once its transaction has committed, while its pages
@@ -680,6 +798,7 @@ pub async fn copy_unit(
     prepared: Option<&Prepared>,
 ) -> Result<UnitOutcome> {
     if unit.kind == UnitKind::LargeObjects {
+        lane.progress.started(lane.stream, unit);
         let outcome = copy_large_objects(
             lane.src,
             lane.tgt,

@@ -729,6 +729,10 @@ impl Bars {
 }
 
 impl Observer for Progress {
+    fn started(&self, stream: usize, unit: &CopyUnit) {
+        self.unit_started(stream, unit);
+    }
+
     fn moved(&self, stream: usize, kind: UnitKind, bytes: u64, rows: u64) {
         self.unit_progress(stream, kind, bytes, rows);
     }

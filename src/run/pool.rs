@@ -22,6 +22,7 @@ use crate::observe::progress::Progress;
 use crate::pg::conninfo::ConnInfo;
 use crate::pg::retry::{self, Retry};
 use crate::pg::{Source, Target, TargetTx};
+use crate::plan::UnitKind;
 use crate::plan::unit_book::UnitBook;
 use crate::target::state;
 
@@ -184,16 +185,24 @@ async fn connect(config: &PoolConfig, n: usize) -> Result<(Option<Source>, Targe
     Ok((src, tgt, options))
 }
 
-/// Copies one claimed unit into the target transaction that is open.
-async fn copy_one(
+/// Copies the claimed units into the target transaction that is open, one after the
+/// other; table units from a live source are pipelined ([`copy::copy_tables`]).
+async fn copy_claimed(
     src: Option<&Source>,
     tgt: &TargetTx<'_>,
-    unit: &crate::plan::CopyUnit,
-    prepared: Option<&copy::Prepared>,
+    units: &[&crate::plan::CopyUnit],
+    prepared: &[Option<copy::Prepared>],
     options: CopyOptions,
     shared: &Shared,
     n: usize,
-) -> Result<copy::UnitOutcome> {
+) -> Result<Vec<copy::UnitOutcome>, copy::BatchFailure> {
+    let alone = |at: usize| {
+        move |error: Error| copy::BatchFailure {
+            at,
+            begun: at + 1,
+            error,
+        }
+    };
     match (&shared.config.from, src) {
         (DataFrom::Source { snapshot, .. }, Some(src)) => {
             let lane = copy::Lane {
@@ -204,17 +213,37 @@ async fn copy_one(
                 progress: shared.progress.as_ref(),
                 stream: n,
             };
-            copy::copy_unit(lane, unit, prepared).await
+            if units.iter().all(|u| u.kind != UnitKind::LargeObjects) {
+                return copy::copy_tables(lane, units, prepared).await;
+            }
+            let mut outcomes = Vec::with_capacity(units.len());
+            for (at, unit) in units.iter().enumerate() {
+                let prepared = prepared.get(at).and_then(Option::as_ref);
+                outcomes.push(
+                    copy::copy_unit(lane, unit, prepared)
+                        .await
+                        .map_err(alone(at))?,
+                );
+            }
+            Ok(outcomes)
         }
         (DataFrom::Dump(reader), _) => {
-            reader
-                .load_unit(tgt, unit, options, &shared.progress, n)
-                .await
+            let mut outcomes = Vec::with_capacity(units.len());
+            for (at, unit) in units.iter().enumerate() {
+                shared.progress.unit_started(n, unit);
+                outcomes.push(
+                    reader
+                        .load_unit(tgt, unit, options, &shared.progress, n)
+                        .await
+                        .map_err(alone(at))?,
+                );
+            }
+            Ok(outcomes)
         }
-        (DataFrom::Source { .. }, None) => Err(Error::new(
+        (DataFrom::Source { .. }, None) => Err(alone(0)(Error::new(
             ErrorKind::Internal,
             "a copy stream has no source connection",
-        )),
+        ))),
     }
 }
 
@@ -270,20 +299,17 @@ async fn one_batch(
             .map_err(|e| held(0, e))?,
         _ => Vec::new(),
     };
-    let mut outcomes = Vec::with_capacity(units.len());
-    for (at, unit) in units.iter().enumerate() {
-        shared.progress.unit_started(n, unit);
-        let prepared = prepared.get(at).and_then(Option::as_ref);
-        match copy_one(src, &tx, unit, prepared, options, shared, n).await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => {
-                for earlier in &units[..at] {
-                    shared.progress.unit_rolled_back(n, earlier);
+    let outcomes = match copy_claimed(src, &tx, &units, &prepared, options, shared, n).await {
+        Ok(outcomes) => outcomes,
+        Err(f) => {
+            for (i, other) in units[..f.begun.min(units.len())].iter().enumerate() {
+                if i != f.at {
+                    shared.progress.unit_rolled_back(n, other);
                 }
-                return Err(held(at, e));
             }
+            return Err(held(f.at, f.error));
         }
-    }
+    };
     let done: Vec<(i32, &copy::UnitOutcome)> =
         claimed.iter().map(|c| c.id).zip(&outcomes).collect();
     let marked = async {
