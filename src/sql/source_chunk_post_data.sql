@@ -1,0 +1,68 @@
+-- The post-data DDL of the chunk tables $1 (OIDs), as pg_dump --schema-only writes it:
+-- indexes (those of constraints come with the constraint), PRIMARY KEY, UNIQUE, EXCLUDE,
+-- FOREIGN KEY and unvalidated CHECK constraints, triggers, with their comments, clustered
+-- index and replica identity index marks. One row per object: (chunk oid, object
+-- oid, how target_post_data_present.sql names the object, statements). Run with search_path =
+-- pg_catalog inside the run's snapshot.
+WITH ch AS (
+    SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname) AS qname
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = ANY($1::oid[]) AND c.relkind = 'r'
+), idx AS (
+    SELECT ch.oid AS chunk, ch.qname, ch.nspname, ch.relname, i.indexrelid, i.indisclustered,
+           i.indisreplident, ic.relname AS index_name, format('%I.%I', ch.nspname, ic.relname) AS index_qname,
+           con.oid AS conoid, con.conname
+    FROM ch
+    JOIN pg_index i ON i.indrelid = ch.oid
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = ch.oid
+                               AND con.contype IN ('p', 'u', 'x')
+    WHERE i.indisvalid AND i.indisready
+), marks AS (
+    SELECT idx.indexrelid,
+           array_remove(ARRAY[
+               CASE WHEN idx.indisclustered THEN format('ALTER TABLE %s CLUSTER ON %I', idx.qname, idx.index_name) END,
+               CASE WHEN idx.indisreplident THEN format('ALTER TABLE ONLY %s REPLICA IDENTITY USING INDEX %I', idx.qname, idx.index_name) END,
+               (SELECT format('COMMENT ON INDEX %s IS %L', idx.index_qname, d.description)
+                FROM pg_description d
+                WHERE d.classoid = 'pg_class'::regclass AND d.objoid = idx.indexrelid AND d.objsubid = 0 AND idx.conoid IS NULL)],
+               NULL)
+           || coalesce((SELECT array_agg(format('ALTER INDEX %s ALTER COLUMN %s SET STATISTICS %s',
+                                                idx.index_qname, a.attnum, a.attstattarget) ORDER BY a.attnum)
+                        FROM pg_attribute a
+                        WHERE a.attrelid = idx.indexrelid AND a.attstattarget >= 0), '{}') AS statements
+    FROM idx
+)
+SELECT idx.chunk, idx.indexrelid AS oid, 'INDEX ' || idx.nspname || ' ' || idx.index_name AS present_as,
+       ARRAY[pg_get_indexdef(idx.indexrelid)] || marks.statements AS statements
+FROM idx JOIN marks ON marks.indexrelid = idx.indexrelid
+WHERE idx.conoid IS NULL
+UNION ALL
+SELECT ch.oid AS chunk, con.oid,
+       CASE con.contype WHEN 'f' THEN 'FK CONSTRAINT ' WHEN 'c' THEN 'CHECK CONSTRAINT ' ELSE 'CONSTRAINT ' END
+           || ch.nspname || ' ' || ch.relname || ' ' || con.conname,
+       ARRAY[format('ALTER TABLE ONLY %s ADD CONSTRAINT %I %s', ch.qname, con.conname, pg_get_constraintdef(con.oid))]
+       || coalesce(marks.statements, '{}')
+       || coalesce((SELECT ARRAY[format('COMMENT ON CONSTRAINT %I ON %s IS %L', con.conname, ch.qname, d.description)]
+                    FROM pg_description d
+                    WHERE d.classoid = 'pg_constraint'::regclass AND d.objoid = con.oid AND d.objsubid = 0), '{}')
+FROM ch
+JOIN pg_constraint con ON con.conrelid = ch.oid
+LEFT JOIN marks ON marks.indexrelid = con.conindid AND con.contype IN ('p', 'u', 'x')
+WHERE (con.contype IN ('p', 'u', 'x', 'f') OR (con.contype = 'c' AND con.conislocal AND NOT con.convalidated))
+  AND con.conparentid = 0
+UNION ALL
+SELECT ch.oid AS chunk, t.oid, 'TRIGGER ' || ch.nspname || ' ' || ch.relname || ' ' || t.tgname,
+       ARRAY[pg_get_triggerdef(t.oid, false)]
+       || CASE t.tgenabled WHEN 'D' THEN ARRAY[format('ALTER TABLE %s DISABLE TRIGGER %I', ch.qname, t.tgname)]
+                           WHEN 'A' THEN ARRAY[format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', ch.qname, t.tgname)]
+                           WHEN 'R' THEN ARRAY[format('ALTER TABLE %s ENABLE REPLICA TRIGGER %I', ch.qname, t.tgname)]
+                           ELSE '{}'::text[] END
+       || coalesce((SELECT ARRAY[format('COMMENT ON TRIGGER %I ON %s IS %L', t.tgname, ch.qname, d.description)]
+                    FROM pg_description d
+                    WHERE d.classoid = 'pg_trigger'::regclass AND d.objoid = t.oid AND d.objsubid = 0), '{}')
+FROM ch
+JOIN pg_trigger t ON t.tgrelid = ch.oid
+WHERE NOT t.tgisinternal AND t.tgparentid = 0
+ORDER BY 1, 3
