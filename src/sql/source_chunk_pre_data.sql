@@ -3,7 +3,8 @@
 -- and INHERITS, then the column settings, defaults, replica identity, row security and
 -- comments. Owners and grants are applied with everyone else's. One row per chunk:
 -- (oid, schema, name, statements). Run with search_path = pg_catalog (names come out
--- qualified) inside the run's snapshot.
+-- qualified) inside the run's snapshot. Every part is grouped by chunk and joined once,
+-- so the query stays linear in the chunks.
 WITH ch AS (
     SELECT c.oid, n.nspname, c.relname, c.relpersistence, c.reloptions, c.relam, c.relreplident,
            c.relrowsecurity, c.relforcerowsecurity, c.reltoastrelid,
@@ -31,31 +32,65 @@ WITH ch AS (
     FROM pg_attribute a
     JOIN pg_type t ON t.oid = a.atttypid
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE a.attrelid IN (SELECT oid FROM ch) AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+), elements AS (
+    -- What goes between CREATE TABLE's parentheses: local columns, then local checks.
+    SELECT e.rel, string_agg(e.def, ', ' ORDER BY e.o1, e.o2) AS list
+    FROM (
+        SELECT col.attrelid AS rel, 1 AS o1, lpad(col.attnum::text, 5, '0') AS o2,
+               format('%I %s%s%s%s', col.attname, col.typ, coalesce(col.coll, ''),
+                      CASE WHEN col.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || col.def || ') STORED'
+                           WHEN col.def IS NOT NULL THEN ' DEFAULT ' || col.def ELSE '' END,
+                      CASE WHEN col.attnotnull THEN ' NOT NULL' ELSE '' END) AS def
+        FROM col WHERE col.attislocal
+        UNION ALL
+        SELECT con.conrelid, 2, con.conname::text,
+               format('CONSTRAINT %I %s', con.conname, pg_get_constraintdef(con.oid))
+        FROM pg_constraint con
+        WHERE con.conrelid = ANY($1::oid[]) AND con.contype = 'c' AND con.conislocal AND con.convalidated
+    ) e
+    GROUP BY e.rel
+), parents AS (
+    SELECT i.inhrelid AS rel,
+           string_agg(format('%I.%I', pn.nspname, p.relname), ', ' ORDER BY i.inhseqno) AS list
+    FROM pg_inherits i
+    JOIN pg_class p ON p.oid = i.inhparent
+    JOIN pg_namespace pn ON pn.oid = p.relnamespace
+    WHERE i.inhrelid = ANY($1::oid[])
+    GROUP BY i.inhrelid
+), settings AS (
+    SELECT col.attrelid AS rel, array_agg(v.s ORDER BY col.attnum, v.k) AS statements
+    FROM col JOIN ch ON ch.oid = col.attrelid, LATERAL (VALUES
+        (1, CASE WHEN NOT col.attislocal AND col.def IS NOT NULL AND col.attgenerated = '' THEN
+                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET DEFAULT %s', ch.qname, col.attname, col.def) END),
+        (2, CASE WHEN NOT col.attislocal AND col.attnotnull AND NOT col.parent_notnull THEN
+                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET NOT NULL', ch.qname, col.attname) END),
+        (3, CASE WHEN col.attstattarget >= 0 THEN
+                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STATISTICS %s', ch.qname, col.attname, col.attstattarget) END),
+        (4, CASE WHEN col.attstorage <> col.typstorage THEN
+                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STORAGE %s', ch.qname, col.attname,
+                        CASE col.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
+                                            WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END) END),
+        (5, CASE WHEN col.attcompression <> '' THEN
+                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET COMPRESSION %s', ch.qname, col.attname,
+                        CASE col.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END) END),
+        (6, CASE WHEN col.attoptions IS NOT NULL THEN
+                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET (%s)', ch.qname, col.attname,
+                        (SELECT string_agg(format('%I = %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ')
+                         FROM unnest(col.attoptions) o)) END),
+        (7, CASE WHEN col.comment IS NOT NULL THEN
+                 format('COMMENT ON COLUMN %s.%I IS %L', ch.qname, col.attname, col.comment) END)
+    ) AS v(k, s)
+    WHERE v.s IS NOT NULL
+    GROUP BY col.attrelid
 )
 SELECT ch.oid, ch.nspname::text AS schema_name, ch.relname::text AS table_name,
     array_remove(
         ARRAY[format('CREATE %sTABLE %s (%s)%s%s%s',
             CASE WHEN ch.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END,
             ch.qname,
-            (SELECT string_agg(e, ', ' ORDER BY o1, o2) FROM (
-                SELECT 1, lpad(col.attnum::text, 5, '0'),
-                       format('%I %s%s%s%s', col.attname, col.typ, coalesce(col.coll, ''),
-                              CASE WHEN col.attgenerated = 's' THEN ' GENERATED ALWAYS AS (' || col.def || ') STORED'
-                                   WHEN col.def IS NOT NULL THEN ' DEFAULT ' || col.def ELSE '' END,
-                              CASE WHEN col.attnotnull THEN ' NOT NULL' ELSE '' END)
-                FROM col WHERE col.attrelid = ch.oid AND col.attislocal
-                UNION ALL
-                SELECT 2, con.conname::text, format('CONSTRAINT %I %s', con.conname, pg_get_constraintdef(con.oid))
-                FROM pg_constraint con
-                WHERE con.conrelid = ch.oid AND con.contype = 'c' AND con.conislocal AND con.convalidated
-            ) elements(o1, o2, e)),
-            CASE WHEN EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = ch.oid) THEN
-                ' INHERITS (' || (SELECT string_agg(format('%I.%I', pn.nspname, p.relname), ', ' ORDER BY i.inhseqno)
-                                  FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-                                  JOIN pg_namespace pn ON pn.oid = p.relnamespace
-                                  WHERE i.inhrelid = ch.oid) || ')'
-            ELSE '' END,
+            coalesce(elements.list, ''),
+            coalesce(' INHERITS (' || parents.list || ')', ''),
             CASE WHEN am.amname <> 'heap' THEN format(' USING %I', am.amname) ELSE '' END,
             CASE WHEN ch.reloptions IS NOT NULL OR toast.reloptions IS NOT NULL THEN
                 ' WITH (' || array_to_string(
@@ -64,38 +99,19 @@ SELECT ch.oid, ch.nspname::text AS schema_name, ch.relname::text AS table_name,
                     || coalesce((SELECT array_agg(format('toast.%I = %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)))
                                  FROM unnest(toast.reloptions) o), '{}'), ', ') || ')'
             ELSE '' END)]
-        || coalesce((SELECT array_agg(s ORDER BY col.attnum, k) FROM col, LATERAL (VALUES
-               (1, CASE WHEN NOT col.attislocal AND col.def IS NOT NULL AND col.attgenerated = '' THEN
-                        format('ALTER TABLE ONLY %s ALTER COLUMN %I SET DEFAULT %s', ch.qname, col.attname, col.def) END),
-               (2, CASE WHEN NOT col.attislocal AND col.attnotnull AND NOT col.parent_notnull THEN
-                        format('ALTER TABLE ONLY %s ALTER COLUMN %I SET NOT NULL', ch.qname, col.attname) END),
-               (3, CASE WHEN col.attstattarget >= 0 THEN
-                        format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STATISTICS %s', ch.qname, col.attname, col.attstattarget) END),
-               (4, CASE WHEN col.attstorage <> col.typstorage THEN
-                        format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STORAGE %s', ch.qname, col.attname,
-                               CASE col.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
-                                                   WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END) END),
-               (5, CASE WHEN col.attcompression <> '' THEN
-                        format('ALTER TABLE ONLY %s ALTER COLUMN %I SET COMPRESSION %s', ch.qname, col.attname,
-                               CASE col.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END) END),
-               (6, CASE WHEN col.attoptions IS NOT NULL THEN
-                        format('ALTER TABLE ONLY %s ALTER COLUMN %I SET (%s)', ch.qname, col.attname,
-                               (SELECT string_agg(format('%I = %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ')
-                                FROM unnest(col.attoptions) o)) END),
-               (7, CASE WHEN col.comment IS NOT NULL THEN
-                        format('COMMENT ON COLUMN %s.%I IS %L', ch.qname, col.attname, col.comment) END)
-           ) AS v(k, s)
-           WHERE col.attrelid = ch.oid AND s IS NOT NULL), '{}')
+        || coalesce(settings.statements, '{}')
         || ARRAY[
             CASE ch.relreplident WHEN 'f' THEN format('ALTER TABLE ONLY %s REPLICA IDENTITY FULL', ch.qname)
                                  WHEN 'n' THEN format('ALTER TABLE ONLY %s REPLICA IDENTITY NOTHING', ch.qname) END,
             CASE WHEN ch.relrowsecurity THEN format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', ch.qname) END,
             CASE WHEN ch.relforcerowsecurity THEN format('ALTER TABLE ONLY %s FORCE ROW LEVEL SECURITY', ch.qname) END,
-            (SELECT format('COMMENT ON TABLE %s IS %L', ch.qname, d.description)
-             FROM pg_description d
-             WHERE d.classoid = 'pg_class'::regclass AND d.objoid = ch.oid AND d.objsubid = 0)],
+            CASE WHEN d.description IS NOT NULL THEN format('COMMENT ON TABLE %s IS %L', ch.qname, d.description) END],
         NULL) AS statements
 FROM ch
+LEFT JOIN elements ON elements.rel = ch.oid
+LEFT JOIN parents ON parents.rel = ch.oid
+LEFT JOIN settings ON settings.rel = ch.oid
 LEFT JOIN pg_am am ON am.oid = ch.relam
 LEFT JOIN pg_class toast ON toast.oid = ch.reltoastrelid
+LEFT JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = ch.oid AND d.objsubid = 0
 ORDER BY ch.oid

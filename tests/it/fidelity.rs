@@ -298,3 +298,74 @@ fn foreign_servers_need_their_wrapper_and_superuser_only_mappings_are_listed() {
     let acl = "SELECT has_server_privilege('fid_role_remote', 'elsewhere', 'USAGE')";
     assert_eq!(tgt.psql("fid_fdw_tgt", acl), "t");
 }
+
+/// Chunk tables' own DDL as the source has it, made on the target from the statements
+/// tsxfer generates from the catalog (no pg_dump of the chunks): a chunk's own column
+/// settings, comments, row security, checks, clustered index, trigger states, and the
+/// compressed chunks' column settings.
+#[test]
+fn chunk_tables_arrive_with_what_they_carry_of_their_own() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("fid_chunk_src");
+    src.psql_file("fid_chunk_src", &fixture("chunk_ddl.sql"));
+    // What the fixture gave the chunks is there to be lost.
+    let own = "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = 'plant_chunks' AND c.relrowsecurity),
+                      (SELECT count(*) FROM pg_class WHERE relforcerowsecurity AND relname LIKE '%chunk'),
+                      (SELECT count(*) FROM pg_trigger WHERE tgname = 'counters_touch' AND tgenabled <> 'O'),
+                      (SELECT count(*) FROM pg_constraint WHERE conname = 'level_sane' AND NOT convalidated),
+                      (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+                       WHERE i.indisclustered AND c.relname LIKE '%chunk'),
+                      (SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                       WHERE c.relname LIKE 'compress\\_hyper\\_%' AND a.attstattarget = 1000)
+                       > 0";
+    assert_eq!(src.psql("fid_chunk_src", own), "1|1|2|1|1|t");
+    tgt.create_cloud_like_database("fid_chunk_tgt");
+    let (source, target) = conninfos(src, "fid_chunk_src", tgt, "fid_chunk_tgt");
+    let run = tsxfer(&["--source", &source, "--target", &target, "--jobs", "3"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.all().contains("chunk tables from the catalog"),
+        "{run:?}"
+    );
+    let diffs: Vec<String> = compare_databases(src, "fid_chunk_src", tgt, "fid_chunk_tgt")
+        .into_iter()
+        .filter(|d| !unavoidable(d))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "source and target differ:\n{}",
+        diffs.join("\n")
+    );
+    assert_eq!(tgt.psql("fid_chunk_tgt", own), "1|1|2|1|1|t");
+
+    // A hypertable left out takes its chunks' DDL with it; the others' chunks are whole.
+    tgt.create_cloud_like_database("fid_chunk_some");
+    let (_, some) = conninfos(src, "fid_chunk_src", tgt, "fid_chunk_some");
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &some,
+        "--exclude-table",
+        "public.counters",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let chunks = "SELECT h.table_name, count(c.oid) FROM _timescaledb_catalog.chunk ch
+                  JOIN _timescaledb_catalog.hypertable h ON h.id = ch.hypertable_id
+                  LEFT JOIN pg_class c ON c.relname = ch.table_name
+                  GROUP BY 1 ORDER BY 1";
+    let on_source = src.psql("fid_chunk_src", chunks);
+    let kept: Vec<&str> = on_source
+        .lines()
+        .filter(|l| !l.starts_with("counters|"))
+        .collect();
+    assert_eq!(tgt.psql("fid_chunk_some", chunks), kept.join("\n"));
+    assert_eq!(
+        tgt.psql(
+            "fid_chunk_some",
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'counters_touch'"
+        ),
+        "0"
+    );
+}
