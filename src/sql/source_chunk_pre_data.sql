@@ -1,7 +1,7 @@
 -- The pre-data DDL of the chunk tables $1 (OIDs), as pg_dump --schema-only writes it for
 -- each: CREATE TABLE with its local columns and CHECK constraints (the dimension slices)
--- and INHERITS, then the column settings, defaults, replica identity, row security and
--- comments. Owners and grants are applied with everyone else's. One row per chunk:
+-- and INHERITS, then one ALTER TABLE of the column settings, defaults, replica identity
+-- and row security, and the comments. Owners and grants are applied with everyone else's. One row per chunk:
 -- (oid, schema, name, statements). Run with search_path = pg_catalog (names come out
 -- qualified) inside the run's snapshot. Every part is grouped by chunk and joined once,
 -- so the query stays linear in the chunks.
@@ -59,23 +59,28 @@ WITH ch AS (
     WHERE i.inhrelid = ANY($1::oid[])
     GROUP BY i.inhrelid
 ), settings AS (
-    SELECT col.attrelid AS rel, array_agg(v.s ORDER BY col.attnum, v.k) AS statements
+    -- The columns' settings as subcommands of one ALTER TABLE (pg_dump writes a statement
+    -- for each; one statement is the same table at a fraction of the cost), and their
+    -- comments.
+    SELECT col.attrelid AS rel,
+           array_agg(v.s ORDER BY col.attnum, v.k) FILTER (WHERE v.k < 7) AS subcommands,
+           array_agg(v.s ORDER BY col.attnum) FILTER (WHERE v.k = 7) AS comments
     FROM col JOIN ch ON ch.oid = col.attrelid, LATERAL (VALUES
         (1, CASE WHEN NOT col.attislocal AND col.def IS NOT NULL AND col.attgenerated = '' THEN
-                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET DEFAULT %s', ch.qname, col.attname, col.def) END),
+                 format('ALTER COLUMN %I SET DEFAULT %s', col.attname, col.def) END),
         (2, CASE WHEN NOT col.attislocal AND col.attnotnull AND NOT col.parent_notnull THEN
-                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET NOT NULL', ch.qname, col.attname) END),
+                 format('ALTER COLUMN %I SET NOT NULL', col.attname) END),
         (3, CASE WHEN col.attstattarget >= 0 THEN
-                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STATISTICS %s', ch.qname, col.attname, col.attstattarget) END),
+                 format('ALTER COLUMN %I SET STATISTICS %s', col.attname, col.attstattarget) END),
         (4, CASE WHEN col.attstorage <> col.typstorage THEN
-                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET STORAGE %s', ch.qname, col.attname,
+                 format('ALTER COLUMN %I SET STORAGE %s', col.attname,
                         CASE col.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL'
                                             WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END) END),
         (5, CASE WHEN col.attcompression <> '' THEN
-                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET COMPRESSION %s', ch.qname, col.attname,
+                 format('ALTER COLUMN %I SET COMPRESSION %s', col.attname,
                         CASE col.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END) END),
         (6, CASE WHEN col.attoptions IS NOT NULL THEN
-                 format('ALTER TABLE ONLY %s ALTER COLUMN %I SET (%s)', ch.qname, col.attname,
+                 format('ALTER COLUMN %I SET (%s)', col.attname,
                         (SELECT string_agg(format('%I = %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)), ', ')
                          FROM unnest(col.attoptions) o)) END),
         (7, CASE WHEN col.comment IS NOT NULL THEN
@@ -99,13 +104,17 @@ SELECT ch.oid, ch.nspname::text AS schema_name, ch.relname::text AS table_name,
                     || coalesce((SELECT array_agg(format('toast.%I = %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)))
                                  FROM unnest(toast.reloptions) o), '{}'), ', ') || ')'
             ELSE '' END)]
-        || coalesce(settings.statements, '{}')
         || ARRAY[
-            CASE ch.relreplident WHEN 'f' THEN format('ALTER TABLE ONLY %s REPLICA IDENTITY FULL', ch.qname)
-                                 WHEN 'n' THEN format('ALTER TABLE ONLY %s REPLICA IDENTITY NOTHING', ch.qname) END,
-            CASE WHEN ch.relrowsecurity THEN format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', ch.qname) END,
-            CASE WHEN ch.relforcerowsecurity THEN format('ALTER TABLE ONLY %s FORCE ROW LEVEL SECURITY', ch.qname) END,
-            CASE WHEN d.description IS NOT NULL THEN format('COMMENT ON TABLE %s IS %L', ch.qname, d.description) END],
+            'ALTER TABLE ONLY ' || ch.qname || ' ' || nullif(array_to_string(
+                coalesce(settings.subcommands, '{}')
+                || array_remove(ARRAY[
+                    CASE ch.relreplident WHEN 'f' THEN 'REPLICA IDENTITY FULL'
+                                         WHEN 'n' THEN 'REPLICA IDENTITY NOTHING' END,
+                    CASE WHEN ch.relrowsecurity THEN 'ENABLE ROW LEVEL SECURITY' END,
+                    CASE WHEN ch.relforcerowsecurity THEN 'FORCE ROW LEVEL SECURITY' END], NULL),
+                ', '), ''),
+            CASE WHEN d.description IS NOT NULL THEN format('COMMENT ON TABLE %s IS %L', ch.qname, d.description) END]
+        || coalesce(settings.comments, '{}'),
         NULL) AS statements
 FROM ch
 LEFT JOIN elements ON elements.rel = ch.oid
