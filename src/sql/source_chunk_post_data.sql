@@ -1,11 +1,11 @@
 -- The post-data DDL of the chunk tables $1 (OIDs), as pg_dump --schema-only writes it:
 -- indexes (those of constraints come with the constraint), PRIMARY KEY, UNIQUE, EXCLUDE,
 -- FOREIGN KEY and unvalidated CHECK constraints, triggers, with their comments, clustered
--- index and replica identity index marks. One row per object: (chunk oid, object
+-- index and replica identity index marks; row security enabled. One row per object: (chunk oid, object
 -- oid, how target_post_data_present.sql names the object, statements). Run with search_path =
 -- pg_catalog inside the run's snapshot.
 WITH ch AS (
-    SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname) AS qname
+    SELECT c.oid, n.nspname, c.relname, c.relrowsecurity, format('%I.%I', n.nspname, c.relname) AS qname
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid = ANY($1::oid[]) AND c.relkind = 'r'
@@ -65,4 +65,10 @@ SELECT ch.oid AS chunk, t.oid, 'TRIGGER ' || ch.nspname || ' ' || ch.relname || 
 FROM ch
 JOIN pg_trigger t ON t.tgrelid = ch.oid
 WHERE NOT t.tgisinternal AND t.tgparentid = 0
+UNION ALL
+-- Named as no object on the target is: enabling it again is harmless.
+SELECT ch.oid, ch.oid, 'ROW SECURITY ' || ch.nspname || ' ' || ch.relname,
+       ARRAY[format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', ch.qname)]
+FROM ch
+WHERE ch.relrowsecurity
 ORDER BY 1, 3

@@ -1,13 +1,14 @@
 -- The pre-data DDL of the chunk tables $1 (OIDs), as pg_dump --schema-only writes it for
 -- each: CREATE TABLE with its local columns and CHECK constraints (the dimension slices)
 -- and INHERITS, then one ALTER TABLE of the column settings, defaults, replica identity
--- and row security, and the comments. Owners and grants are applied with everyone else's. One row per chunk:
+-- and forced row security, and the comments (row security itself is enabled with the
+-- post-data, as pg_dump does, so that the rows can be copied in first). Owners and grants are applied with everyone else's. One row per chunk:
 -- (oid, schema, name, statements). Run with search_path = pg_catalog (names come out
 -- qualified) inside the run's snapshot. Every part is grouped by chunk and joined once,
 -- so the query stays linear in the chunks.
 WITH ch AS (
     SELECT c.oid, n.nspname, c.relname, c.relpersistence, c.reloptions, c.relam, c.relreplident,
-           c.relrowsecurity, c.relforcerowsecurity, c.reltoastrelid,
+           c.relforcerowsecurity, c.reltoastrelid,
            format('%I.%I', n.nspname, c.relname) AS qname
     FROM pg_class c
     JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -110,7 +111,6 @@ SELECT ch.oid, ch.nspname::text AS schema_name, ch.relname::text AS table_name,
                 || array_remove(ARRAY[
                     CASE ch.relreplident WHEN 'f' THEN 'REPLICA IDENTITY FULL'
                                          WHEN 'n' THEN 'REPLICA IDENTITY NOTHING' END,
-                    CASE WHEN ch.relrowsecurity THEN 'ENABLE ROW LEVEL SECURITY' END,
                     CASE WHEN ch.relforcerowsecurity THEN 'FORCE ROW LEVEL SECURITY' END], NULL),
                 ', '), ''),
             CASE WHEN d.description IS NOT NULL THEN format('COMMENT ON TABLE %s IS %L', ch.qname, d.description) END]
