@@ -1,7 +1,8 @@
 -- The post-data DDL of the chunk tables $1 (OIDs), as pg_dump --schema-only writes it:
 -- indexes (those of constraints come with the constraint), PRIMARY KEY, UNIQUE, EXCLUDE,
 -- FOREIGN KEY and unvalidated CHECK constraints, triggers, with their comments, clustered
--- index and replica identity index marks; row security enabled. One row per object: (chunk oid, object
+-- index and replica identity index marks; policies, rules, extended statistics, publication
+-- memberships (without row filters or column lists); row security enabled. One row per object: (chunk oid, object
 -- oid, how target_post_data_present.sql names the object, statements). Run with search_path =
 -- pg_catalog inside the run's snapshot.
 WITH ch AS (
@@ -65,6 +66,44 @@ SELECT ch.oid AS chunk, t.oid, 'TRIGGER ' || ch.nspname || ' ' || ch.relname || 
 FROM ch
 JOIN pg_trigger t ON t.tgrelid = ch.oid
 WHERE NOT t.tgisinternal AND t.tgparentid = 0
+UNION ALL
+SELECT ch.oid, p.oid, 'POLICY ' || ch.nspname || ' ' || ch.relname || ' ' || p.polname,
+       ARRAY[format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s', p.polname, ch.qname,
+                    CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                    CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                  WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                    CASE WHEN p.polroles = '{0}' THEN 'PUBLIC' ELSE
+                        (SELECT string_agg(quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+                         FROM pg_roles r WHERE r.oid = ANY (p.polroles)) END,
+                    ' USING (' || pg_get_expr(p.polqual, p.polrelid) || ')',
+                    ' WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')')]
+FROM ch
+JOIN pg_policy p ON p.polrelid = ch.oid
+UNION ALL
+SELECT ch.oid, r.oid, 'RULE ' || ch.nspname || ' ' || ch.relname || ' ' || r.rulename,
+       ARRAY[rtrim(pg_get_ruledef(r.oid), ';')]
+       || CASE r.ev_enabled WHEN 'D' THEN ARRAY[format('ALTER TABLE %s DISABLE RULE %I', ch.qname, r.rulename)]
+                            WHEN 'A' THEN ARRAY[format('ALTER TABLE %s ENABLE ALWAYS RULE %I', ch.qname, r.rulename)]
+                            WHEN 'R' THEN ARRAY[format('ALTER TABLE %s ENABLE REPLICA RULE %I', ch.qname, r.rulename)]
+                            ELSE '{}'::text[] END
+FROM ch
+JOIN pg_rewrite r ON r.ev_class = ch.oid
+WHERE r.rulename <> '_RETURN'
+UNION ALL
+SELECT ch.oid, s.oid, 'STATISTICS ' || sn.nspname || ' ' || s.stxname,
+       ARRAY[pg_get_statisticsobjdef(s.oid)]
+       || CASE WHEN s.stxstattarget >= 0 THEN
+              ARRAY[format('ALTER STATISTICS %I.%I SET STATISTICS %s', sn.nspname, s.stxname, s.stxstattarget)]
+          ELSE '{}'::text[] END
+FROM ch
+JOIN pg_statistic_ext s ON s.stxrelid = ch.oid
+JOIN pg_namespace sn ON sn.oid = s.stxnamespace
+UNION ALL
+SELECT ch.oid, pr.oid, 'PUBLICATION TABLE ' || ch.nspname || ' ' || p.pubname || ' ' || ch.relname,
+       ARRAY[format('ALTER PUBLICATION %I ADD TABLE ONLY %s', p.pubname, ch.qname)]
+FROM ch
+JOIN pg_publication_rel pr ON pr.prrelid = ch.oid
+JOIN pg_publication p ON p.oid = pr.prpubid
 UNION ALL
 -- Named as no object on the target is: enabling it again is harmless.
 SELECT ch.oid, ch.oid, 'ROW SECURITY ' || ch.nspname || ' ' || ch.relname,
