@@ -412,11 +412,11 @@ mod tests {
         assert!(e.message().contains("manifest.json is missing"), "{e}");
         fs::write(
             dir.path().join(MANIFEST),
-            r#"{"format": 4, "tsxfer_version": "9.9.9"}"#,
+            r#"{"format": 99, "tsxfer_version": "9.9.9"}"#,
         )
         .unwrap();
         let e = read_manifest(dir.path()).unwrap_err();
-        assert!(e.message().contains("format 4"), "{e}");
+        assert!(e.message().contains("format 99"), "{e}");
         assert!(e.message().contains("9.9.9"), "{e}");
         fs::write(dir.path().join(MANIFEST), "{\"format\": 1, ").unwrap();
         let e = read_manifest(dir.path()).unwrap_err();

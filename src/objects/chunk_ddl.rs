@@ -308,7 +308,7 @@ mod tests {
     fn restore_options_become_session_settings() {
         assert_eq!(
             session_settings("-c maintenance_work_mem=262144kB -c synchronous_commit=off"),
-            "SET maintenance_work_mem = '262144kB';SET synchronous_commit = 'off';"
+            "SET \"maintenance_work_mem\" = '262144kB';SET \"synchronous_commit\" = 'off';"
         );
         assert_eq!(session_settings(""), "");
     }
