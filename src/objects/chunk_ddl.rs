@@ -9,7 +9,7 @@
 //! Owners and grants are not here: they are applied with every other object's
 //! ([`crate::objects::privileges`]).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -43,7 +43,10 @@ pub struct ChunkTableDdl {
     pub oid: u32,
     pub schema: String,
     pub name: String,
-    /// The table, its column settings, replica identity, row security, comments.
+    /// The tables it inherits from (its hypertable), as INHERITS names them; empty for a
+    /// compressed chunk's table, which inherits from none.
+    pub inherits: String,
+    /// The table, its column settings, replica identity, forced row security, comments.
     pub pre_data: Vec<String>,
     pub post_data: Vec<PostDataObject>,
 }
@@ -84,6 +87,7 @@ pub async fn read(src: &Source, oids: &[u32]) -> Result<ChunkDdl> {
             oid: r.get("oid"),
             schema: r.get("schema_name"),
             name: r.get("table_name"),
+            inherits: r.get("inherits"),
             pre_data: r.get("statements"),
             post_data: Vec::new(),
         })
@@ -149,6 +153,36 @@ fn trips(items: impl IntoIterator<Item = Vec<String>>) -> Vec<String> {
     }
     if !text.is_empty() {
         out.push(text);
+    }
+    out
+}
+
+/// The round trips that make `tables`, those of each parent in order, the parents taking
+/// turns: making a child locks its parent against another child being made (SHARE UPDATE
+/// EXCLUSIVE), so the trips of one hypertable's chunks run one at a time whatever the
+/// jobs, while those of another (or of compressed chunks, which inherit from none) can run
+/// beside them.
+fn interleaved_by_parent(tables: &[&ChunkTableDdl]) -> Vec<String> {
+    let mut by_parent: BTreeMap<&str, Vec<Vec<String>>> = BTreeMap::new();
+    for t in tables {
+        by_parent
+            .entry(t.inherits.as_str())
+            .or_default()
+            .push(t.pre_data.clone());
+    }
+    let mut each: Vec<std::vec::IntoIter<String>> = by_parent
+        .into_values()
+        .map(|g| trips(g).into_iter())
+        .collect();
+    let mut out = Vec::new();
+    while !each.is_empty() {
+        each.retain_mut(|g| match g.next() {
+            Some(trip) => {
+                out.push(trip);
+                true
+            }
+            None => false,
+        });
     }
     out
 }
@@ -221,7 +255,7 @@ pub async fn apply_pre_data(
         .iter()
         .filter(|t| !present.contains(&t.relation()))
         .collect();
-    let trips = trips(left.iter().map(|t| t.pre_data.clone()));
+    let trips = interleaved_by_parent(&left);
     run_trips(
         target,
         jobs,
@@ -302,6 +336,40 @@ mod tests {
         let t = trips((0..CHUNKS_PER_TRIP * 2 + 1).map(|_| group(1)));
         assert_eq!(t.len(), 3);
         assert!(trips(Vec::<Vec<String>>::new()).is_empty());
+    }
+
+    #[test]
+    fn parents_take_turns_and_each_keeps_its_order() {
+        let table = |name: &str, inherits: &str| ChunkTableDdl {
+            oid: 0,
+            schema: "s".into(),
+            name: name.into(),
+            inherits: inherits.into(),
+            pre_data: vec![name.to_string()],
+            post_data: Vec::new(),
+        };
+        let mut tables: Vec<ChunkTableDdl> = (0..CHUNKS_PER_TRIP * 3)
+            .map(|i| table(&format!("a{i}"), "p.a"))
+            .collect();
+        tables.push(table("c0", ""));
+        tables.extend((0..CHUNKS_PER_TRIP + 1).map(|i| table(&format!("b{i}"), "p.b")));
+        let refs: Vec<&ChunkTableDdl> = tables.iter().collect();
+        let firsts: Vec<String> = interleaved_by_parent(&refs)
+            .iter()
+            .map(|t| t.lines().next().unwrap().to_string())
+            .collect();
+        let cut = CHUNKS_PER_TRIP;
+        assert_eq!(
+            firsts,
+            [
+                "c0;".to_string(),
+                "a0;".into(),
+                "b0;".into(),
+                format!("a{cut};"),
+                format!("b{cut};"),
+                format!("a{};", cut * 2),
+            ]
+        );
     }
 
     #[test]

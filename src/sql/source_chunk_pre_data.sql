@@ -91,6 +91,7 @@ WITH ch AS (
     GROUP BY col.attrelid
 )
 SELECT ch.oid, ch.nspname::text AS schema_name, ch.relname::text AS table_name,
+    coalesce(parents.list, '') AS inherits,
     array_remove(
         ARRAY[format('CREATE %sTABLE %s (%s)%s%s%s',
             CASE WHEN ch.relpersistence = 'u' THEN 'UNLOGGED ' ELSE '' END,
