@@ -338,6 +338,22 @@ fn chunk_tables_arrive_with_what_they_carry_of_their_own() {
         diffs.join("\n")
     );
     assert_eq!(tgt.psql("fid_chunk_tgt", own), "1|2|2|1|1|t");
+    // What compare_databases does not look at: a chunk's policy, rule, extended statistics
+    // and publication membership.
+    let more = "SELECT (SELECT string_agg(polname || ' ' || pg_get_expr(polqual, polrelid), ',') FROM pg_policy
+                        WHERE polrelid::regclass::text LIKE 'plant_chunks.%'),
+                       (SELECT string_agg(rulename, ',') FROM pg_rules WHERE schemaname = 'plant_chunks'),
+                       (SELECT string_agg(stxname || ' ' || stxrelid::regclass::text, ',') FROM pg_statistic_ext),
+                       (SELECT string_agg(pubname || ' ' || tablename, ',') FROM pg_publication_tables)";
+    let (s, t) = both(src, "fid_chunk_src", tgt, "fid_chunk_tgt", more);
+    assert!(
+        s.contains("machine_one")
+            && s.contains("no_deletes")
+            && s.contains("level_by_machine")
+            && s.contains("plant_feed"),
+        "{s}"
+    );
+    assert_eq!(s, t);
 
     // A hypertable left out takes its chunks' DDL with it; the others' chunks are whole.
     tgt.create_cloud_like_database("fid_chunk_some");
