@@ -355,6 +355,41 @@ fn chunk_tables_arrive_with_what_they_carry_of_their_own() {
     );
     assert_eq!(s, t);
 
+    // Row security is enabled with the post-data, as pg_dump does: enabled before the copy,
+    // a chunk that forces it on its owner refuses COPY into a non-superuser target.
+    let dir = crate::scratch_dir().join("fid-chunk-ddl-dump");
+    let _ = std::fs::remove_dir_all(&dir);
+    let dump = tsxfer(&[
+        "dump",
+        "--source",
+        &source,
+        "--dir",
+        dir.to_str().unwrap(),
+        "--metrics-addr",
+        "off",
+    ]);
+    assert_eq!(dump.code, 0, "{dump:?}");
+    let ddl: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("schema/chunk-ddl.json")).unwrap())
+            .unwrap();
+    let text = |part: &str| {
+        ddl["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[part].to_string())
+            .collect::<String>()
+    };
+    assert!(
+        !text("pre_data").contains("ENABLE ROW LEVEL SECURITY"),
+        "{ddl}"
+    );
+    assert!(
+        text("post_data").contains("ENABLE ROW LEVEL SECURITY"),
+        "{ddl}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
     // A hypertable left out takes its chunks' DDL with it; the others' chunks are whole.
     tgt.create_cloud_like_database("fid_chunk_some");
     let (_, some) = conninfos(src, "fid_chunk_src", tgt, "fid_chunk_some");
