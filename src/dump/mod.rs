@@ -4,7 +4,8 @@
 //!
 //! The directory holds `manifest.json` (format version, source, snapshot, every unit with
 //! its rows, bytes and checksum, the schema files), `roles.json` (the source's roles, with
-//! password hashes when they could be read: mode 0600), `schema/` (pg_dump archives) and
+//! password hashes when they could be read: mode 0600), `schema/` (the pg_dump archive,
+//! the chunk tables' DDL, TimescaleDB's catalog rows) and
 //! `data/`, one zstd-compressed binary COPY stream per unit. Compression, decompression
 //! and SHA-256 checksums run on a rayon pool fed through bounded channels, never
 //! on the async runtime's threads; each stream holds at most three buffers.
@@ -32,11 +33,14 @@ pub use zst::{compress, decompress};
 /// The manifest format this build writes. Format 2 may cut a table into parts (units with
 /// a range of pages): a reader of format 1 would load every part's file as the whole
 /// table, so it must refuse the dump. Format 3 writes large objects in slices, as rows of
-/// (oid, comment, offset, data), and may cut them into parts by OID.
-pub const FORMAT: u32 = 3;
+/// (oid, comment, offset, data), and may cut them into parts by OID. Format 4 holds the
+/// chunk tables' DDL as generated statements ([`CHUNK_DDL`]) instead of pg_dump archives
+/// of them: a reader of format 3 would restore no chunk table.
+pub const FORMAT: u32 = 4;
 /// The manifest formats this build reads (format 1 is format 2 without parts; formats 1
-/// and 2 hold each large object whole, as a row of (oid, comment, data)).
-const READS: [u64; 3] = [1, 2, 3];
+/// and 2 hold each large object whole, as a row of (oid, comment, data); formats 1 to 3
+/// hold the chunk tables' DDL in pg_dump archives, restored as they were).
+const READS: [u64; 4] = [1, 2, 3, 4];
 /// The first format that holds large objects in slices.
 const LARGE_OBJECT_SLICES: u32 = 3;
 pub(crate) const MANIFEST: &str = "manifest.json";
@@ -46,6 +50,8 @@ pub(crate) const DATA_DIR: &str = "data";
 pub(crate) const JOURNAL: &str = "done.jsonl";
 /// TimescaleDB's catalog rows, under `SCHEMA_DIR`.
 pub(crate) const CATALOG: &str = "timescaledb-catalog.json";
+/// The chunk tables' DDL ([`crate::objects::chunk_ddl::ChunkDdl`]), under `SCHEMA_DIR`.
+pub(crate) const CHUNK_DDL: &str = "chunk-ddl.json";
 /// `tsxfer dump`'s zstd level. Level 1 gives smaller files than 3 to 9 on random text
 /// (binary COPY of md5 text and jsonb: the higher levels' short matches cost more than
 /// the literals they replace), takes half the CPU of 3, and with the window below is
@@ -406,11 +412,11 @@ mod tests {
         assert!(e.message().contains("manifest.json is missing"), "{e}");
         fs::write(
             dir.path().join(MANIFEST),
-            r#"{"format": 4, "tsxfer_version": "9.9.9"}"#,
+            r#"{"format": 99, "tsxfer_version": "9.9.9"}"#,
         )
         .unwrap();
         let e = read_manifest(dir.path()).unwrap_err();
-        assert!(e.message().contains("format 4"), "{e}");
+        assert!(e.message().contains("format 99"), "{e}");
         assert!(e.message().contains("9.9.9"), "{e}");
         fs::write(dir.path().join(MANIFEST), "{\"format\": 1, ").unwrap();
         let e = read_manifest(dir.path()).unwrap_err();

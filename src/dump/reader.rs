@@ -10,8 +10,8 @@ use futures_util::{SinkExt, pin_mut};
 
 use super::zst::{Piece, read_compressed};
 use super::{
-    CATALOG, FileCheck, LARGE_OBJECT_SLICES, Manifest, ROLES, SCHEMA_DIR, UnitFile, check_files,
-    rayon_pool, read_json, read_manifest,
+    CATALOG, CHUNK_DDL, FileCheck, LARGE_OBJECT_SLICES, Manifest, ROLES, SCHEMA_DIR, UnitFile,
+    check_files, rayon_pool, read_json, read_manifest,
 };
 use crate::copy::checksum::RowHasher;
 use crate::copy::{CopyOptions, RowCounter, UnitOutcome, copy_error, target_sink};
@@ -288,6 +288,12 @@ pub fn open_for_restore(dir: &Path, jobs: usize) -> Result<(Manifest, DumpReader
     let catalog = format!("{SCHEMA_DIR}/{CATALOG}");
     if manifest.schema_files.iter().any(|f| f.file == catalog) {
         manifest.extract.catalog = read_json(&dir.join(catalog))?;
+    }
+    // SQL to run on the target, as the pg_dump archive is: only once its checksum matched
+    // the manifest's (above).
+    let chunk_ddl = format!("{SCHEMA_DIR}/{CHUNK_DDL}");
+    if manifest.schema_files.iter().any(|f| f.file == chunk_ddl) {
+        manifest.extract.chunk_ddl = read_json(&dir.join(chunk_ddl))?;
     }
     let reader = DumpReader::new(dir, &manifest, pool)?;
     Ok((manifest, reader))

@@ -1,5 +1,6 @@
 //! DDL through PostgreSQL's own tools: `pg_dump` reads the schema under the run's snapshot,
-//! `pg_restore` applies it. tsxfer only chooses which archive entries go when, so that
+//! `pg_restore` applies it (the chunk tables' DDL is generated instead, see
+//! [`crate::objects::chunk_ddl`]). tsxfer only chooses which archive entries go when, so that
 //! TimescaleDB's catalog arrives after the tables it names, data before indexes, and no
 //! single transaction locks an unbounded number of tables.
 
@@ -13,25 +14,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pg::Target;
 use crate::pg::conninfo::ConnInfo;
 use crate::quote;
-
-/// At most this many chunk tables go into one `pg_dump`, which locks each of them until
-/// it ends: with thousands of chunks one dump of them all would fill the lock table of a
-/// server at the default `max_locks_per_transaction` (what `pg_dump -j` runs into).
-pub const CHUNK_BATCH: usize = 1000;
-
-/// Fewer chunk tables than this are not worth a pg_dump (and a pg_restore) of their own.
-const MIN_CHUNK_BATCH: usize = 50;
-
-/// How the chunk tables are dumped: (tables per pg_dump, pg_dumps at a time). Each pg_dump
-/// costs its round trips once and then some per table, so the chunks are spread over up to
-/// `jobs` dumps that run (and are later restored) side by side; the locks they hold together
-/// stay within `lock_batch`, what one dump alone may hold.
-pub fn chunk_batches(chunks: usize, lock_batch: usize, jobs: usize) -> (usize, usize) {
-    let at_once = jobs.clamp(1, (lock_batch / MIN_CHUNK_BATCH).max(1));
-    let most = (lock_batch / at_once).max(1);
-    let even = chunks.div_ceil(at_once).max(1);
-    (even.max(MIN_CHUNK_BATCH).min(most), at_once)
-}
 
 /// The pg_dump and pg_restore this run uses.
 #[derive(Debug, Clone)]
@@ -247,7 +229,13 @@ pub async fn post_data_left(
     entries: Vec<TocEntry>,
     owners: &BTreeSet<String>,
 ) -> Result<Vec<TocEntry>> {
-    let present: HashSet<String> = tgt
+    Ok(not_present(entries, &post_data_present(tgt).await?, owners))
+}
+
+/// The post-data objects the target has, each as "description schema tag" (see
+/// sql/target_post_data_present.sql).
+pub async fn post_data_present(tgt: &Target) -> Result<HashSet<String>> {
+    Ok(tgt
         .query(include_str!("../sql/target_post_data_present.sql"), &[])
         .await?
         .iter()
@@ -259,8 +247,7 @@ pub async fn post_data_left(
                 r.get::<_, String>(2)
             )
         })
-        .collect();
-    Ok(not_present(entries, &present, owners))
+        .collect())
 }
 
 /// How an archive listing starts the entry of the user mapping pg_dump tags `tag`
@@ -701,21 +688,6 @@ mod tests {
         let order = fk_order(&["c".into(), "b".into(), "a".into()], &refs);
         assert_eq!(order.len(), 3);
         assert!(order.iter().position(|x| x == "c") > order.iter().position(|x| x == "a"));
-    }
-
-    #[test]
-    fn chunk_dumps_share_the_lock_budget_and_are_not_tiny() {
-        // Spread over the jobs, within what one dump may lock.
-        assert_eq!(chunk_batches(200, 1000, 2), (100, 2));
-        assert_eq!(chunk_batches(6000, 1000, 2), (500, 2));
-        assert_eq!(chunk_batches(6000, 1000, 4), (250, 4));
-        // A few chunks go into one dump.
-        assert_eq!(chunk_batches(30, 1000, 4), (50, 4));
-        assert_eq!(chunk_batches(0, 1000, 2), (50, 2));
-        // A small lock table: fewer dumps at a time, never more locks than one dump's.
-        assert_eq!(chunk_batches(6000, 100, 4), (50, 2));
-        assert_eq!(chunk_batches(6000, 10, 4), (10, 1));
-        assert_eq!(chunk_batches(100, 1000, 1), (100, 1));
     }
 
     #[test]

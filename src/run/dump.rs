@@ -17,7 +17,7 @@ use crate::copy::checksum;
 use crate::copy::{Gather, UnitOutcome, copy_error};
 use crate::dump::zst::write_compressed;
 use crate::dump::{
-    CATALOG, DATA_DIR, FORMAT, FileCheck, JOURNAL, MANIFEST, Manifest, ROLES, RoleEntry,
+    CATALOG, CHUNK_DDL, DATA_DIR, FORMAT, FileCheck, JOURNAL, MANIFEST, Manifest, ROLES, RoleEntry,
     SCHEMA_DIR, UnitFile, WINDOW_LOG, check_file, dir_size, file_problem, io_error, now_utc,
     on_pool, rayon_pool, read_journal, read_manifest, remove_dump, unit_file_name,
     write_atomically, write_manifest,
@@ -464,9 +464,10 @@ pub async fn dump(
             write_atomically(&dir.join(ROLES), &roles_json, true)?;
             let catalog_json = serde_json::to_vec(&extract.catalog).expect("rows serialize");
             write_atomically(&dir.join(SCHEMA_DIR).join(CATALOG), &catalog_json, false)?;
-            let mut files: Vec<String> = std::iter::once(&extract.main_archive)
-                .chain(extract.chunk_archives.iter())
-                .chain(std::iter::once(&CATALOG.to_string()))
+            let ddl_json = serde_json::to_vec(&extract.chunk_ddl).expect("DDL serializes");
+            write_atomically(&dir.join(SCHEMA_DIR).join(CHUNK_DDL), &ddl_json, false)?;
+            let mut files: Vec<String> = [extract.main_archive.as_str(), CATALOG, CHUNK_DDL]
+                .into_iter()
                 .map(|f| format!("{SCHEMA_DIR}/{f}"))
                 .collect();
             files.push(ROLES.to_string());

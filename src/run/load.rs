@@ -18,7 +18,7 @@ use super::worker::worker_name;
 use super::{Ledger, LoadOptions, check_drain, pool, verify};
 use crate::error::{Error, ErrorKind, Result};
 use crate::objects::schema::{self, Archives};
-use crate::objects::{catalog_rows, privileges, roles};
+use crate::objects::{catalog_rows, chunk_ddl, privileges, roles};
 use crate::observe::progress::Progress;
 use crate::observe::report::{Report, UnitReport};
 use crate::pg::retry::Retry;
@@ -308,6 +308,17 @@ pub(super) async fn load_phases(
         )
         .await?;
         report.rewrites.extend(dropped);
+        let made = chunk_ddl::apply_pre_data(
+            l.target,
+            l.jobs,
+            &l.archives.restore_pgoptions,
+            &ex.chunk_ddl,
+            &target_relations(tgt, "r").await?,
+        )
+        .await?;
+        if made > 0 {
+            info!("made {made} chunk tables");
+        }
         if let Some(ts) = pre.target.extension("timescaledb") {
             for c in &ex.conversions {
                 tgt.execute(&c.create_sql(&ts.schema))
@@ -425,6 +436,25 @@ pub(super) async fn load_phases(
         )
         .await?;
         report.rewrites.extend(dropped);
+        check_drain(drain)?;
+        let present = match resumed {
+            true => Some(schema::post_data_present(tgt).await?),
+            false => None,
+        };
+        let made = chunk_ddl::apply_post_data(
+            l.target,
+            l.jobs,
+            &l.archives.restore_pgoptions,
+            &ex.chunk_ddl,
+            &skip,
+            present.as_ref(),
+            drain,
+        )
+        .await?;
+        check_drain(drain)?;
+        if made > 0 {
+            info!("made {made} indexes, constraints and triggers of chunk tables");
+        }
         for (_, sql) in own {
             match tgt.execute(sql).await {
                 Err(e) if !(resumed && e.has_sqlstate(ALREADY_THERE)) => {
@@ -653,7 +683,8 @@ pub(super) enum Section {
     PostData,
 }
 
-/// Restores one section of the main archive, then of every chunk archive. Pre-data runs
+/// Restores one section of the main archive, then of every chunk archive (a dump of an
+/// earlier version holds some; the chunks' DDL is generated since). Pre-data runs
 /// on one connection (each statement its own transaction); post-data (indexes,
 /// constraints, triggers) over the job pool, and stops between archives when the operator
 /// asks. When resuming, post-data entries whose objects an earlier attempt made (read

@@ -1,19 +1,19 @@
 //! What a migration reads from the source, all under one snapshot: the work units, the
-//! schema archives, roles, owners and grants, sequence values. A live migration loads it
+//! schema archive, the chunk tables' DDL, roles, owners and grants, sequence values. A live migration loads it
 //! into the target at once; `tsxfer dump` keeps it in a manifest for a later restore.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::error::Result;
 use crate::objects::catalog_rows::CatalogRows;
+use crate::objects::chunk_ddl::{self, ChunkDdl};
 use crate::objects::privileges::{self, SourcePrivileges};
 use crate::objects::roles::{self, Membership, SourceRole};
-use crate::objects::schema::{self, Archives, CHUNK_BATCH};
+use crate::objects::schema::{self, Archives};
 use crate::pg::Source;
 use crate::pg::conninfo::ConnInfo;
 use crate::plan::{self, CopyUnit, UnitKind};
@@ -79,10 +79,17 @@ pub struct Extract {
     /// Whether pg_dump filters chose what was read (some objects' owners and grants then
     /// have nothing to apply to).
     pub filtered: bool,
-    /// The main schema archive and the chunk DDL archives, as file names in the archive
+    /// The schema archive (everything but the chunk tables), as a file name in the archive
     /// directory.
     pub main_archive: String,
+    /// The chunk tables' DDL archives of a dump written by an earlier version (one
+    /// `pg_dump` per batch of chunks); none since their DDL is generated ([`Self::chunk_ddl`]).
+    #[serde(default)]
     pub chunk_archives: Vec<String>,
+    /// The DDL of the chunk tables kept (in a dump, a file of its own: it grows with the
+    /// number of chunks).
+    #[serde(skip)]
+    pub chunk_ddl: ChunkDdl,
     /// What was changed on the way, for the report.
     pub rewrites: Vec<String>,
 }
@@ -153,16 +160,15 @@ pub async fn extract(
     let superuser_user_mappings = catalog::superuser_user_mappings(src).await?;
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
-    let (main, chunk_archives, selection) = dump_schema(
-        archives,
-        conninfo,
-        src,
-        facts,
-        snapshot,
-        asked.filters,
-        asked.split.streams,
-    )
-    .await?;
+    let (main, selection) =
+        dump_schema(archives, conninfo, src, facts, snapshot, asked.filters).await?;
+    let chunk_ddl = chunk_ddl::read(src, &selection.kept_chunk_oids()).await?;
+    if !chunk_ddl.tables.is_empty() {
+        info!(
+            "read the DDL of {} chunk tables from the catalog",
+            chunk_ddl.tables.len()
+        );
+    }
     if !asked.filters.is_empty() {
         let (kept, note) =
             filter_units(archives, &main, src, asked.filters, &selection, units).await?;
@@ -209,7 +215,8 @@ pub async fn extract(
         superuser_user_mappings,
         filtered: !asked.filters.is_empty(),
         main_archive: file_name(&main),
-        chunk_archives: chunk_archives.iter().map(|p| file_name(p)).collect(),
+        chunk_archives: Vec::new(),
+        chunk_ddl,
         rewrites,
     })
 }
@@ -345,10 +352,8 @@ async fn filter_units(
 }
 
 /// pg_dump of the schema: everything but the chunk tables (with what the filters keep of
-/// TimescaleDB's hypertables, see [`hypertables::dump_main`]), then the chunk tables of the
-/// kept hypertables in batches sized from the source's lock table, `jobs` dumps at a time
-/// (see [`schema::chunk_batches`]). Returns (main archive,
-/// chunk archives, what the filters keep).
+/// TimescaleDB's hypertables, see [`hypertables::dump_main`]); the chunk tables' DDL is read
+/// from the catalog ([`chunk_ddl::read`]). Returns (the archive, what the filters keep).
 async fn dump_schema(
     archives: &Archives,
     conninfo: &ConnInfo,
@@ -356,10 +361,8 @@ async fn dump_schema(
     facts: &ServerFacts,
     snapshot: &str,
     filters: &Filters,
-    jobs: usize,
-) -> Result<(PathBuf, Vec<PathBuf>, Selection)> {
+) -> Result<(PathBuf, Selection)> {
     let mut main_args: Vec<String> = Vec::new();
-    let mut chunk_archives = Vec::new();
     for schema in catalog::user_schemas(src).await? {
         main_args.push(format!("--exclude-table-data={}.*", dump_pattern(&schema)));
     }
@@ -372,32 +375,8 @@ async fn dump_schema(
         }
     }
     main_args.extend(filters.pg_dump_args());
-    let (main, selection) = hypertables::dump_main(
+    hypertables::dump_main(
         archives, conninfo, src, snapshot, main_args, filters, timescale,
     )
-    .await?;
-    let chunks = selection.kept_chunk_tables();
-    let (size, at_once) = schema::chunk_batches(chunks.len(), facts.lock_batch(CHUNK_BATCH), jobs);
-    let dumps = chunks.chunks(size).enumerate().map(|(i, batch)| {
-        let mut args = vec!["--schema-only".to_string()];
-        args.extend(
-            batch
-                .iter()
-                .map(|(s, n)| format!("--table={}.{}", dump_pattern(s), dump_pattern(n))),
-        );
-        let file = format!("chunks-{i:04}.dump");
-        async move { archives.dump(conninfo, snapshot, &file, args).await }
-    });
-    let mut dumped = futures_util::stream::iter(dumps).buffered(at_once);
-    while let Some(archive) = dumped.next().await {
-        chunk_archives.push(archive?);
-    }
-    if !chunks.is_empty() {
-        info!(
-            "dumped the DDL of {} chunks in {} batch(es)",
-            chunks.len(),
-            chunk_archives.len()
-        );
-    }
-    Ok((main, chunk_archives, selection))
+    .await
 }

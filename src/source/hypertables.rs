@@ -300,12 +300,13 @@ impl Selection {
         Ok(())
     }
 
-    /// Chunk tables to dump: those of the kept hypertables, in chunk order.
-    pub fn kept_chunk_tables(&self) -> Vec<(String, String)> {
+    /// The chunk tables whose DDL goes to the target: those of the kept hypertables (by
+    /// OID), in chunk order.
+    pub fn kept_chunk_oids(&self) -> Vec<u32> {
         self.chunks
             .iter()
             .filter(|c| !self.left_out.contains(&c.hypertable_id))
-            .map(|c| (c.table.schema.clone(), c.table.name.clone()))
+            .filter_map(|c| c.table.oid)
             .collect()
     }
 
@@ -658,20 +659,7 @@ mod tests {
         let mut s = source();
         // readings and metrics kept, both aggregates left out.
         s.left_out = [8, 9, 10].into();
-        assert_eq!(
-            s.kept_chunk_tables(),
-            [
-                (
-                    "_timescaledb_internal".to_string(),
-                    "_hyper_1_1_chunk".to_string()
-                ),
-                (
-                    "_timescaledb_internal".into(),
-                    "compress_hyper_5_2_chunk".into()
-                ),
-                ("_timescaledb_internal".into(), "_hyper_3_3_chunk".into()),
-            ]
-        );
+        assert_eq!(s.kept_chunk_oids(), [401, 402, 403]);
         let chunks = s.chunk_tables();
         let chunk = |kept, owner| ChunkTable { kept, owner };
         assert_eq!(chunks.len(), 4);

@@ -276,6 +276,11 @@ fn catalog_checks() -> Vec<(&'static str, String)> {
                'identity', a.attidentity, \
                'generated', a.attgenerated, \
                'collation', (SELECT collname FROM pg_collation WHERE oid = a.attcollation), \
+               'statistics', a.attstattarget, \
+               'storage', a.attstorage, \
+               'compression', a.attcompression, \
+               'options', (SELECT jsonb_agg(o ORDER BY o) FROM unnest(a.attoptions) o \
+                           WHERE o NOT LIKE 'pg\\_attver=%'), \
                'acl', CASE WHEN a.attacl IS NOT NULL THEN {acl} END) \
              FROM pg_attribute a \
              JOIN pg_class c ON c.oid = a.attrelid \

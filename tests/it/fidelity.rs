@@ -298,3 +298,125 @@ fn foreign_servers_need_their_wrapper_and_superuser_only_mappings_are_listed() {
     let acl = "SELECT has_server_privilege('fid_role_remote', 'elsewhere', 'USAGE')";
     assert_eq!(tgt.psql("fid_fdw_tgt", acl), "t");
 }
+
+/// Chunk tables' own DDL as the source has it, made on the target from the statements
+/// tsxfer generates from the catalog (no pg_dump of the chunks): a chunk's own column
+/// settings, comments, row security, checks, clustered index, trigger states, and the
+/// compressed chunks' column settings.
+#[test]
+fn chunk_tables_arrive_with_what_they_carry_of_their_own() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("fid_chunk_src");
+    src.psql_file("fid_chunk_src", &fixture("chunk_ddl.sql"));
+    // What the fixture gave the chunks is there to be lost.
+    let own = "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                       WHERE n.nspname = 'plant_chunks' AND c.relrowsecurity),
+                      (SELECT count(*) FROM pg_class WHERE relrowsecurity AND relname LIKE '%chunk'),
+                      (SELECT count(*) FROM pg_trigger WHERE tgname = 'counters_touch' AND tgenabled <> 'O'),
+                      (SELECT count(*) FROM pg_constraint WHERE conname = 'level_sane' AND NOT convalidated),
+                      (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+                       WHERE i.indisclustered AND c.relname LIKE '%chunk'),
+                      (SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                       WHERE c.relname LIKE 'compress\\_hyper\\_%' AND a.attstattarget = 1000)
+                       > 0";
+    assert_eq!(src.psql("fid_chunk_src", own), "1|2|2|1|1|t");
+    tgt.create_cloud_like_database("fid_chunk_tgt");
+    let (source, target) = conninfos(src, "fid_chunk_src", tgt, "fid_chunk_tgt");
+    let run = tsxfer(&["--source", &source, "--target", &target, "--jobs", "3"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.all().contains("chunk tables from the catalog"),
+        "{run:?}"
+    );
+    let diffs: Vec<String> = compare_databases(src, "fid_chunk_src", tgt, "fid_chunk_tgt")
+        .into_iter()
+        .filter(|d| !unavoidable(d))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "source and target differ:\n{}",
+        diffs.join("\n")
+    );
+    assert_eq!(tgt.psql("fid_chunk_tgt", own), "1|2|2|1|1|t");
+    // What compare_databases does not look at: a chunk's policy, rule, extended statistics
+    // and publication membership.
+    let more = "SELECT (SELECT string_agg(polname || ' ' || pg_get_expr(polqual, polrelid), ',') FROM pg_policy
+                        WHERE polrelid::regclass::text LIKE 'plant_chunks.%'),
+                       (SELECT string_agg(rulename, ',') FROM pg_rules WHERE schemaname = 'plant_chunks'),
+                       (SELECT string_agg(stxname || ' ' || stxrelid::regclass::text, ',') FROM pg_statistic_ext),
+                       (SELECT string_agg(pubname || ' ' || tablename, ',') FROM pg_publication_tables)";
+    let (s, t) = both(src, "fid_chunk_src", tgt, "fid_chunk_tgt", more);
+    assert!(
+        s.contains("machine_one")
+            && s.contains("no_deletes")
+            && s.contains("level_by_machine")
+            && s.contains("plant_feed"),
+        "{s}"
+    );
+    assert_eq!(s, t);
+
+    // Row security is enabled with the post-data, as pg_dump does: enabled before the copy,
+    // a chunk that forces it on its owner refuses COPY into a non-superuser target.
+    let dir = crate::scratch_dir().join("fid-chunk-ddl-dump");
+    let _ = std::fs::remove_dir_all(&dir);
+    let dump = tsxfer(&[
+        "dump",
+        "--source",
+        &source,
+        "--dir",
+        dir.to_str().unwrap(),
+        "--metrics-addr",
+        "off",
+    ]);
+    assert_eq!(dump.code, 0, "{dump:?}");
+    let ddl: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("schema/chunk-ddl.json")).unwrap())
+            .unwrap();
+    let text = |part: &str| {
+        ddl["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[part].to_string())
+            .collect::<String>()
+    };
+    assert!(
+        !text("pre_data").contains("ENABLE ROW LEVEL SECURITY"),
+        "{ddl}"
+    );
+    assert!(
+        text("post_data").contains("ENABLE ROW LEVEL SECURITY"),
+        "{ddl}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
+    // A hypertable left out takes its chunks' DDL with it; the others' chunks are whole.
+    tgt.create_cloud_like_database("fid_chunk_some");
+    let (_, some) = conninfos(src, "fid_chunk_src", tgt, "fid_chunk_some");
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &some,
+        "--exclude-table",
+        "public.counters",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let chunks = "SELECT h.table_name, count(c.oid) FROM _timescaledb_catalog.chunk ch
+                  JOIN _timescaledb_catalog.hypertable h ON h.id = ch.hypertable_id
+                  LEFT JOIN pg_class c ON c.relname = ch.table_name
+                  GROUP BY 1 ORDER BY 1";
+    let on_source = src.psql("fid_chunk_src", chunks);
+    let kept: Vec<&str> = on_source
+        .lines()
+        .filter(|l| !l.starts_with("counters|"))
+        .collect();
+    assert_eq!(tgt.psql("fid_chunk_some", chunks), kept.join("\n"));
+    assert_eq!(
+        tgt.psql(
+            "fid_chunk_some",
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'counters_touch'"
+        ),
+        "0"
+    );
+}

@@ -106,7 +106,7 @@ fn dump_then_restore_gives_the_target_a_direct_migration_gives() {
     assert!(run.stdout.contains("dumped "), "{run:?}");
     // Nothing was written to any target, and the dump is whole.
     let m = manifest(&dir);
-    assert_eq!(m["format"], 3);
+    assert_eq!(m["format"], 4);
     assert!(m["completed_at"].is_string(), "{m}");
     let units = m["extract"]["units"].as_array().unwrap().len();
     assert_eq!(m["files"].as_array().unwrap().len(), units);
@@ -342,7 +342,7 @@ fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
     let manifest_path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&manifest_path).unwrap();
     let mut old = manifest(&dir);
-    assert_eq!(old["format"], 3);
+    assert_eq!(old["format"], 4);
     old["format"] = 1.into();
     write_whole_large_objects(&dir, &mut old, &source);
     std::fs::write(&manifest_path, serde_json::to_string(&old).unwrap()).unwrap();
@@ -353,7 +353,7 @@ fn damaged_files_are_named_and_no_unit_is_loaded_half_way() {
     // A missing manifest, and one from an unknown format version.
     std::fs::write(
         &manifest_path,
-        text.replacen("\"format\": 3", "\"format\": 99", 1),
+        text.replacen("\"format\": 4", "\"format\": 99", 1),
     )
     .unwrap();
     let run = restore(d, &target);
@@ -626,4 +626,95 @@ fn a_dump_of_random_text_is_smaller_than_pg_dump_and_restores_equal() {
     assert_same("offz_src", "offz_tgt");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&pg_dump_dir);
+}
+
+/// The chunk tables' DDL is a file of the dump (format 4); a dump of the version before
+/// (format 3) holds it as pg_dump archives, and those are still restored.
+#[test]
+fn chunk_ddl_comes_from_the_dump_and_a_dump_with_chunk_archives_still_restores() {
+    use sha2::Digest;
+    let (src, tgt) = cluster::clusters();
+    load_source(src, "off_ddl_src", true);
+    let (source, target) = conninfos(src, "off_ddl_src", tgt, "off_ddl_tgt");
+    let dir = dump_dir("chunk-ddl");
+    let d = dir.to_str().unwrap();
+    let run = tsxfer(&[
+        "dump",
+        "--source",
+        &source,
+        "--dir",
+        d,
+        "--metrics-addr",
+        "off",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut m = manifest(&dir);
+    let listed = |m: &serde_json::Value, f: &str| {
+        m["schema_files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["file"] == f)
+    };
+    assert!(listed(&m, "schema/chunk-ddl.json"), "{m}");
+    let ddl: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("schema/chunk-ddl.json")).unwrap())
+            .unwrap();
+    let chunks = src.psql(
+        "off_ddl_src",
+        "SELECT format('%I.%I', schema_name, table_name) FROM _timescaledb_catalog.chunk
+         WHERE NOT dropped ORDER BY id",
+    );
+    assert_eq!(
+        ddl["tables"].as_array().unwrap().len(),
+        chunks.lines().count(),
+        "{ddl}"
+    );
+    tgt.create_cloud_like_database("off_ddl_tgt");
+    let run = restore(d, &target);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_same("off_ddl_src", "off_ddl_tgt");
+
+    // The same dump as the version before wrote it: the chunks' DDL in a pg_dump archive.
+    let archive = dir.join("schema/chunks-0000.dump");
+    let mut dump = std::process::Command::new(cluster::pg_bin().join("pg_dump"));
+    dump.args([
+        "--format=custom",
+        "--schema-only",
+        "--no-blobs",
+        "-d",
+        &source,
+    ])
+    .arg(format!("--file={}", archive.display()));
+    for c in chunks.lines() {
+        dump.arg(format!("--table={c}"));
+    }
+    let out = dump.output().unwrap();
+    assert!(out.status.success(), "pg_dump: {out:?}");
+    std::fs::remove_file(dir.join("schema/chunk-ddl.json")).unwrap();
+    let bytes = std::fs::read(&archive).unwrap();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    m["format"] = 3.into();
+    m["extract"]["chunk_archives"] = serde_json::json!(["chunks-0000.dump"]);
+    let files = m["schema_files"].as_array_mut().unwrap();
+    files.retain(|e| e["file"] != "schema/chunk-ddl.json");
+    files.push(serde_json::json!({
+        "file": "schema/chunks-0000.dump",
+        "bytes": bytes.len(),
+        "sha256": sha,
+    }));
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_string(&m).unwrap(),
+    )
+    .unwrap();
+    tgt.create_cloud_like_database("off_ddl_old");
+    let (_, old) = conninfos(src, "off_ddl_src", tgt, "off_ddl_old");
+    let run = restore(d, &old);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_same("off_ddl_src", "off_ddl_old");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -566,3 +566,67 @@ fn a_shared_transaction_that_fails_part_way_leaves_none_of_its_units_done_and_a_
         "20|20"
     );
 }
+
+/// A post-data pass taken up again makes the chunks' indexes, constraints and triggers the
+/// target lacks, and only those: one made twice would fail the run ("already exists").
+#[test]
+fn a_resumed_post_data_pass_makes_only_the_chunk_objects_the_target_lacks() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("res_ddl_src");
+    src.psql_file("res_ddl_src", &crate::fixture("chunk_ddl.sql"));
+    tgt.create_cloud_like_database("res_ddl_tgt");
+    let (source, target) = conninfos(src, "res_ddl_src", tgt, "res_ddl_tgt");
+    let run = tsxfer(&["--source", &source, "--target", &target, "--keep-state"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // As if the earlier attempt had stopped part way through its post-data: some chunks'
+    // objects made, others not.
+    let lost =
+        "SELECT (SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%readings_by_machine'),
+                       (SELECT count(*) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+                        WHERE c.contype = 'f' AND t.relname LIKE '\\_hyper\\_%'),
+                       (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                        WHERE t.tgname = 'counters_touch' AND c.relname LIKE '\\_hyper\\_%')";
+    let whole = tgt.psql("res_ddl_tgt", lost);
+    tgt.psql(
+        "res_ddl_tgt",
+        "SET timescaledb.restoring = on;
+         DO $d$
+         DECLARE r record;
+         BEGIN
+             FOR r IN SELECT format('%I.%I', schemaname, indexname) AS i FROM pg_indexes
+                      WHERE indexname LIKE '%readings_by_machine' AND tablename LIKE '\\_hyper\\_%'
+                      ORDER BY indexname LIMIT 3 LOOP
+                 EXECUTE 'DROP INDEX ' || r.i;
+             END LOOP;
+             FOR r IN SELECT c.conname, c.conrelid::regclass AS t FROM pg_constraint c
+                      JOIN pg_class t ON t.oid = c.conrelid
+                      WHERE c.contype = 'f' AND t.relname LIKE '\\_hyper\\_%' ORDER BY 1 LIMIT 2 LOOP
+                 EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.t, r.conname);
+             END LOOP;
+             FOR r IN SELECT t.tgrelid::regclass AS t FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                      WHERE t.tgname = 'counters_touch' AND c.relname LIKE '\\_hyper\\_%' ORDER BY 1 LIMIT 2 LOOP
+                 EXECUTE format('DROP TRIGGER counters_touch ON %s', r.t);
+             END LOOP;
+         END $d$;
+         UPDATE tsxfer.run SET phase = 'data'",
+    );
+    assert_ne!(tgt.psql("res_ddl_tgt", lost), whole);
+    let again = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--allow-inconsistent",
+    ]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(tgt.psql("res_ddl_tgt", lost), whole);
+    let diffs: Vec<String> = compare_databases(src, "res_ddl_src", tgt, "res_ddl_tgt")
+        .into_iter()
+        .filter(|d| !crate::migrate::unavoidable(d))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "source and target differ:\n{}",
+        diffs.join("\n")
+    );
+}
