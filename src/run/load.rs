@@ -309,7 +309,7 @@ pub(super) async fn load_phases(
         .await?;
         report.rewrites.extend(dropped);
         let made = chunk_ddl::apply_pre_data(
-            l.target,
+            &l.options.target,
             l.jobs,
             &l.archives.restore_pgoptions,
             &ex.chunk_ddl,
@@ -442,7 +442,7 @@ pub(super) async fn load_phases(
             false => None,
         };
         let made = chunk_ddl::apply_post_data(
-            l.target,
+            &l.options.target,
             l.jobs,
             &l.archives.restore_pgoptions,
             &ex.chunk_ddl,
