@@ -33,6 +33,7 @@ mod load;
 mod migrate;
 pub use migrate::MigrateOptions;
 mod restore;
+mod schema;
 pub use restore::RestoreOptions;
 mod status;
 pub use status::{clean, describe_plan, status};
