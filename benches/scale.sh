@@ -32,10 +32,11 @@ PG_BIN=${TSXFER_PG_BIN:-/usr/lib/postgresql/15/bin}
 as_pg() { runuser -u postgres -- "$@"; }
 port() { awk -F' = ' '/^port = / { p = $2 } END { print p }' "$DIR/clusters/$1/data/postgresql.conf"; }
 PORT_source=$(port source) PORT_target=$(port target)
+# No parallel workers: each would lock every chunk again, past the lock table's room.
 q() { # <side> <db> [psql args...]
     local port=PORT_$1 db=$2
     shift 2
-    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At -d "host=127.0.0.1 port=${!port} user=postgres dbname=$db" "$@"
+    PGOPTIONS='-c max_parallel_workers_per_gather=0' "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At -d "host=127.0.0.1 port=${!port} user=postgres dbname=$db" "$@"
 }
 start() {
     local c
