@@ -466,7 +466,9 @@ fingerprint() { # <side> <db> <relations file> <out>
             "$kind" "$rel" "$kind" "${rel//\'/\'\'}" "$chunk_sql" "$rel" >>"$sqlfile"
     done <"$list"
     # One session per relation, JOBS at a time; a failing query says why in its line.
-    xargs -a "$sqlfile" -d '\n' -P "$JOBS" -n 1 bash -c 'fingerprint_one "$@"' _ "$PG_BIN/psql" "$conn" |
+    # No parallel workers: each would lock every chunk again, past the lock table's room
+    # at tens of thousands of chunks.
+    PGOPTIONS='-c max_parallel_workers_per_gather=0' xargs -a "$sqlfile" -d '\n' -P "$JOBS" -n 1 bash -c 'fingerprint_one "$@"' _ "$PG_BIN/psql" "$conn" |
         sort >"$out"
 }
 

@@ -3,6 +3,8 @@
 -- one page or less holds what its rows are wide (by their statistics, when analyzed)
 -- rather than the page: thousands of chunks of a few rows are not thousands of 8 KiB.
 -- pg_relation_size locks the table and its TOAST table until the end of the transaction.
+-- Each table is looked up by its OID (OFFSET 0 keeps the lookup apart): joined as a whole,
+-- pg_class would be read once for each batch of tables, so once per few hundred chunks.
 SELECT o,
        CASE
            WHEN heap <= current_setting('block_size')::int8 AND c.reltuples > 0
@@ -11,7 +13,10 @@ SELECT o,
            ELSE heap + toast
        END AS bytes
 FROM unnest($1::oid[]) AS o
-JOIN pg_catalog.pg_class c ON c.oid = o
+CROSS JOIN LATERAL (
+    SELECT c.relname, c.relnamespace, c.reltuples, c.reltoastrelid
+    FROM pg_catalog.pg_class c WHERE c.oid = o OFFSET 0
+) AS c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL (
     SELECT COALESCE(pg_catalog.pg_relation_size(o, 'main'), 0) AS heap,

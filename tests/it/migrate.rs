@@ -187,6 +187,53 @@ fn migrates_a_plain_postgres_database() {
     );
 }
 
+/// The analyze phase's list (sql/target_analyze.sql, read as sets joined by OID so that it
+/// stays linear in the chunks): what has no statistics yet, what needs them again
+/// (expression indexes, extended statistics), materialized views, then the parents
+/// (inheritance, partitioned tables, hypertables); never an extension's own tables.
+#[test]
+fn the_analyze_list_names_what_needs_statistics_and_parents_last() {
+    let (_, tgt) = cluster::clusters();
+    tgt.create_database("analyze_list");
+    tgt.psql(
+        "analyze_list",
+        "CREATE EXTENSION timescaledb;
+         CREATE TABLE analyzed (id int); INSERT INTO analyzed VALUES (1); ANALYZE analyzed;
+         CREATE TABLE fresh (id int); INSERT INTO fresh VALUES (1);
+         CREATE TABLE parent (id int); CREATE TABLE child () INHERITS (parent); ANALYZE parent;
+         CREATE TABLE parted (id int) PARTITION BY RANGE (id);
+         CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
+         CREATE TABLE exprs (v text); CREATE INDEX ON exprs (lower(v)); ANALYZE exprs;
+         CREATE TABLE extstats (a int, b int);
+         CREATE STATISTICS extstats_ab ON a, b FROM extstats; ANALYZE extstats;
+         CREATE MATERIALIZED VIEW mv AS SELECT 1 AS x;
+         CREATE TABLE ht (time timestamptz NOT NULL, v int);
+         SELECT create_hypertable('ht', 'time');
+         INSERT INTO ht VALUES ('2024-01-01', 1), ('2024-02-01', 2);
+         ANALYZE _timescaledb_internal._hyper_1_1_chunk;",
+    );
+    let list = tgt.psql(
+        "analyze_list",
+        include_str!("../../src/sql/target_analyze.sql"),
+    );
+    let list: Vec<&str> = list.lines().collect();
+    assert_eq!(
+        list,
+        [
+            "_timescaledb_internal._hyper_1_2_chunk|f",
+            "public.child|f",
+            "public.exprs|f",
+            "public.extstats|f",
+            "public.fresh|f",
+            "public.mv|f",
+            "public.parted_1|f",
+            "public.ht|t",
+            "public.parent|t",
+            "public.parted|t",
+        ]
+    );
+}
+
 #[test]
 fn plan_prints_every_unit_and_changes_nothing() {
     let (src, tgt) = cluster::clusters();

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Times tsxfer again on the clusters a `benches/run.sh` run kept (BENCH_KEEP=1), so that
+# builds can be compared on one generated source (a source of 24,000 chunks takes longer
+# to make than to migrate):
+#
+#   BENCH_DATASET=chunks BENCH_CHUNKS=12000 BENCH_TOOLS=tsxfer BENCH_COPY_RATE=0 \
+#       BENCH_KEEP=1 BENCH_DIR=/tmp/bench-scale-12000 bash benches/run.sh
+#   bash benches/scale.sh /tmp/bench-scale-12000 target/release/tsxfer after plan
+#   bash benches/scale.sh /tmp/bench-scale-12000 target/release/tsxfer after migrate
+#   bash benches/scale.sh /tmp/bench-scale-12000 - - stop
+#
+# Arguments: the run directory, the tsxfer binary, a label for the results, and what to
+# do: `plan` times `tsxfer plan`; `migrate` times a whole migration into a new
+# cloud-like target database, as benches/run.sh runs it (--jobs 2, to tsdbadmin), prints
+# its phases and checks the hypertable's rows, order-independent hash and chunks against
+# the source; `start` and `stop` start and stop the two clusters. Each timing is printed
+# with the machine's load average before and after. As root (the clusters belong to the
+# postgres OS user). Results: <run dir>/scale-<label>-<what>-<time>/.
+set -euo pipefail
+[[ $# -eq 4 ]] || {
+    echo "usage: $0 <bench dir> <tsxfer binary> <label> plan|migrate|start|stop" >&2
+    exit 2
+}
+DIR=$1 BIN=$2 LABEL=$3 WHAT=$4
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=${TSXFER_PG_BIN:-/usr/lib/postgresql/15/bin}
+[[ -d $DIR/clusters/source/data && -d $DIR/clusters/target/data ]] ||
+    {
+        echo "$DIR has no kept clusters (run benches/run.sh with BENCH_KEEP=1)" >&2
+        exit 1
+    }
+as_pg() { runuser -u postgres -- "$@"; }
+port() { awk -F' = ' '/^port = / { p = $2 } END { print p }' "$DIR/clusters/$1/data/postgresql.conf"; }
+PORT_source=$(port source) PORT_target=$(port target)
+# No parallel workers: each would lock every chunk again, past the lock table's room.
+q() { # <side> <db> [psql args...]
+    local port=PORT_$1 db=$2
+    shift 2
+    PGOPTIONS='-c max_parallel_workers_per_gather=0' "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At -d "host=127.0.0.1 port=${!port} user=postgres dbname=$db" "$@"
+}
+start() {
+    local c
+    for c in source target; do
+        [[ -f $DIR/clusters/$c/data/postmaster.pid ]] ||
+            as_pg "$PG_BIN/pg_ctl" -D "$DIR/clusters/$c/data" -l "$DIR/clusters/$c/server.log" -w -t 120 start >/dev/null
+    done
+}
+case $WHAT in
+start)
+    start
+    exit 0
+    ;;
+stop)
+    for c in source target; do
+        [[ -f $DIR/clusters/$c/data/postmaster.pid ]] &&
+            as_pg "$PG_BIN/pg_ctl" -D "$DIR/clusters/$c/data" -m fast -w -t 300 stop >/dev/null
+    done
+    exit 0
+    ;;
+plan | migrate) ;;
+*)
+    echo "unknown action '$WHAT' (plan, migrate, start, stop)" >&2
+    exit 2
+    ;;
+esac
+[[ -x $BIN ]] || {
+    echo "$BIN is not an executable" >&2
+    exit 1
+}
+start
+SRC="host=127.0.0.1 port=$PORT_source dbname=bench user=postgres"
+TGT="host=127.0.0.1 port=$PORT_target dbname=bench user=tsdbadmin password=bench-Adm1n"
+# The target database as benches/run.sh makes it (its role tsdbadmin is kept).
+q target postgres -c "DROP DATABASE IF EXISTS bench WITH (FORCE)"
+q target postgres -c "CREATE DATABASE bench OWNER tsdbadmin TEMPLATE template0"
+q target bench -v admin=tsdbadmin -f "$REPO/scripts/cloud-like-target.sql" >/dev/null
+q source postgres -c CHECKPOINT
+q target postgres -c CHECKPOINT
+sync
+RUN=$DIR/scale-$LABEL-$WHAT-$(date -u +%H%M%S)
+mkdir -p "$RUN"
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+before=$(load)
+t0=$EPOCHREALTIME
+status=0
+if [[ $WHAT == plan ]]; then
+    "$BIN" plan --source "$SRC" --target "$TGT" --jobs 2 >"$RUN/output.log" 2>&1 || status=$?
+else
+    "$BIN" --source "$SRC" --target "$TGT" --jobs 2 --buffer-size 1MiB --work-dir "$RUN" \
+        --report "$RUN/report.json" --metrics-addr off >"$RUN/output.log" 2>&1 || status=$?
+fi
+t1=$EPOCHREALTIME
+{
+    echo "$LABEL $WHAT: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, exit $status; load average before $before, after $(load)"
+    if [[ $WHAT == migrate && -f $RUN/report.json ]]; then
+        jq -r '[.phases[] | "\(.phase) \(.seconds * 10 | round / 10) s"] | join(", ")' "$RUN/report.json"
+        fp="SELECT count(*) || '|' || coalesce(sum(pg_catalog.hashtextextended(r::text, 0)), 0) FROM public.readings r"
+        chunks="SELECT count(*) || '/' || count(*) FILTER (WHERE is_compressed) FROM timescaledb_information.chunks"
+        s="$(q source bench -c "$fp") $(q source bench -c "$chunks")"
+        t="$(q target bench -c "$fp") $(q target bench -c "$chunks")"
+        if [[ $s == "$t" ]]; then echo "equal: yes ($s)"; else echo "equal: no (source $s, target $t)"; fi
+    fi
+} | tee "$RUN/summary.txt"
+exit "$status"
