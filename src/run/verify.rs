@@ -2,6 +2,9 @@
 //! content. A run's verify phase reads every copied unit back from the target and
 //! compares it with what passed through tsxfer ([`check_copied`]); `tsxfer verify`
 //! compares an existing pair of databases, reading both ([`compare`]).
+//!
+//! One file because both halves read rows back the same way ([`hash_rows`], the same
+//! statements) and say a difference in the same words, which must not drift apart.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
