@@ -71,6 +71,11 @@ pub fn clusters() -> &'static (Cluster, Cluster) {
             let target = target
                 .join()
                 .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            // Roles belong to the whole cluster, and every run carries the source's: the
+            // fixtures' roles are made before any test starts, so that none appears on
+            // the source while another test's migration is under way (its comparison
+            // would then miss them on its target).
+            source.psql_file("postgres", &crate::fixture("roles.sql"));
             (source, target)
         })
     })
