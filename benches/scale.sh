@@ -16,6 +16,10 @@
 # the source; `start` and `stop` start and stop the two clusters. Each timing is printed
 # with the machine's load average before and after. As root (the clusters belong to the
 # postgres OS user). Results: <run dir>/scale-<label>-<what>-<time>/.
+#
+# Environment: BENCH_JOBS (tsxfer --jobs, default 2) and BENCH_RTT_MS (round trip added
+# between tsxfer and each server by benches/delay_proxy.py, as benches/run.sh does;
+# default 0, no proxy). The checks connect directly.
 set -euo pipefail
 [[ $# -eq 4 ]] || {
     echo "usage: $0 <bench dir> <tsxfer binary> <label> plan|migrate|start|stop" >&2
@@ -68,8 +72,40 @@ esac
     exit 1
 }
 start
-SRC="host=127.0.0.1 port=$PORT_source dbname=bench user=postgres"
-TGT="host=127.0.0.1 port=$PORT_target dbname=bench user=tsdbadmin password=bench-Adm1n"
+JOBS=${BENCH_JOBS:-2}
+RTT_MS=${BENCH_RTT_MS:-0}
+[[ $JOBS =~ ^[1-9][0-9]*$ ]] || {
+    echo "BENCH_JOBS must be a positive integer, not '$JOBS'" >&2
+    exit 2
+}
+[[ $RTT_MS =~ ^[0-9]+([.][0-9]+)?$ ]] || {
+    echo "BENCH_RTT_MS must be a number of milliseconds, not '$RTT_MS'" >&2
+    exit 2
+}
+PROXIES=()
+trap 'for p in "${PROXIES[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+# Where tsxfer connects to <side> (sets REACH_<side>): the server itself, or a delay
+# proxy in front of it.
+reach() { # <side>
+    local port=PORT_$1 p i
+    if [[ $RTT_MS == 0 ]]; then
+        printf -v "REACH_$1" '%s' "${!port}"
+        return
+    fi
+    p=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    python3 "$REPO/benches/delay_proxy.py" "$p" "${!port}" "$(awk -v r="$RTT_MS" 'BEGIN { print r / 2 }')" \
+        >"$DIR/scale-proxy-$1.log" 2>&1 &
+    PROXIES+=("$!")
+    for i in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
+        sleep 0.1
+    done
+    printf -v "REACH_$1" '%s' "$p"
+}
+reach source
+reach target
+SRC="host=127.0.0.1 port=$REACH_source dbname=bench user=postgres"
+TGT="host=127.0.0.1 port=$REACH_target dbname=bench user=tsdbadmin password=bench-Adm1n"
 # The target database as benches/run.sh makes it (its role tsdbadmin is kept).
 q target postgres -c "DROP DATABASE IF EXISTS bench WITH (FORCE)"
 q target postgres -c "CREATE DATABASE bench OWNER tsdbadmin TEMPLATE template0"
@@ -84,14 +120,14 @@ before=$(load)
 t0=$EPOCHREALTIME
 status=0
 if [[ $WHAT == plan ]]; then
-    "$BIN" plan --source "$SRC" --target "$TGT" --jobs 2 >"$RUN/output.log" 2>&1 || status=$?
+    "$BIN" plan --source "$SRC" --target "$TGT" --jobs "$JOBS" >"$RUN/output.log" 2>&1 || status=$?
 else
-    "$BIN" --source "$SRC" --target "$TGT" --jobs 2 --buffer-size 1MiB --work-dir "$RUN" \
+    "$BIN" --source "$SRC" --target "$TGT" --jobs "$JOBS" --buffer-size 1MiB --work-dir "$RUN" \
         --report "$RUN/report.json" --metrics-addr off >"$RUN/output.log" 2>&1 || status=$?
 fi
 t1=$EPOCHREALTIME
 {
-    echo "$LABEL $WHAT: $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, exit $status; load average before $before, after $(load)"
+    echo "$LABEL $WHAT (--jobs $JOBS, ${RTT_MS} ms added): $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, exit $status; load average before $before, after $(load)"
     if [[ $WHAT == migrate && -f $RUN/report.json ]]; then
         jq -r '[.phases[] | "\(.phase) \(.seconds * 10 | round / 10) s"] | join(", ")' "$RUN/report.json"
         fp="SELECT count(*) || '|' || coalesce(sum(pg_catalog.hashtextextended(r::text, 0)), 0) FROM public.readings r"
