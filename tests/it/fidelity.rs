@@ -3,8 +3,7 @@
 //! words: it arrives as it was, or the run is refused before anything is written.
 
 use crate::cluster::{self, TSDBADMIN, TSDBADMIN_PASSWORD};
-use crate::compare::compare_databases;
-use crate::migrate::unavoidable;
+use crate::compare::assert_migrated;
 use crate::sources::assert_refused;
 use crate::{conninfos, fixture, tsxfer};
 
@@ -40,15 +39,7 @@ fn chunk_skipping_hypercore_foreign_keys_to_hypertables_and_superuser_jobs_arriv
         "{run:?}"
     );
 
-    let diffs: Vec<String> = compare_databases(src, "fid_ts_src", tgt, "fid_ts_tgt")
-        .into_iter()
-        .filter(|d| !unavoidable(d))
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "source and target differ:\n{}",
-        diffs.join("\n")
-    );
+    assert_migrated(src, "fid_ts_src", tgt, "fid_ts_tgt");
 
     // Chunk skipping: the whole-hypertable row and every chunk's range, ids included.
     let (s, t) = both(
@@ -131,15 +122,7 @@ fn schema_owners_forced_row_security_role_comments_and_database_settings_arrive(
     let run = tsxfer(&["--source", &source, "--target", &target]);
     // Verification counts every row, whatever the policies let the login role see.
     assert_eq!(run.code, 0, "{run:?}");
-    let diffs: Vec<String> = compare_databases(src, "fid_pl_src", tgt, "fid_pl_tgt")
-        .into_iter()
-        .filter(|d| !unavoidable(d))
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "source and target differ:\n{}",
-        diffs.join("\n")
-    );
+    assert_migrated(src, "fid_pl_src", tgt, "fid_pl_tgt");
 
     // What only a superuser may make is listed; what follows it in the archive arrives.
     assert!(
@@ -328,15 +311,7 @@ fn chunk_tables_arrive_with_what_they_carry_of_their_own() {
         run.all().contains("chunk tables from the catalog"),
         "{run:?}"
     );
-    let diffs: Vec<String> = compare_databases(src, "fid_chunk_src", tgt, "fid_chunk_tgt")
-        .into_iter()
-        .filter(|d| !unavoidable(d))
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "source and target differ:\n{}",
-        diffs.join("\n")
-    );
+    assert_migrated(src, "fid_chunk_src", tgt, "fid_chunk_tgt");
     assert_eq!(tgt.psql("fid_chunk_tgt", own), "1|2|2|1|1|t");
     // What compare_databases does not look at: a chunk's policy, rule, extended statistics
     // and publication membership.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cluster::{self, TSDBADMIN_PASSWORD};
-use crate::compare::{compare_databases, count_rows};
+use crate::compare::{compare_databases, count_rows, unavoidable};
 use crate::sources::assert_refused;
 use crate::{conninfos, fixture, load_source, tsxfer};
 
@@ -31,11 +31,6 @@ fn unit_files(dir: &Path) -> Vec<(String, PathBuf)> {
             )
         })
         .collect()
-}
-
-/// Differences a non-superuser target cannot avoid (see migrate.rs).
-fn unavoidable(diff: &str) -> bool {
-    diff.contains("_timescaledb_internal") && (diff.contains("owner") || diff.contains("acl"))
 }
 
 fn assert_same(src_db: &str, tgt_db: &str) {

@@ -622,7 +622,7 @@ fn a_resumed_post_data_pass_makes_only_the_chunk_objects_the_target_lacks() {
     assert_eq!(tgt.psql("res_ddl_tgt", lost), whole);
     let diffs: Vec<String> = compare_databases(src, "res_ddl_src", tgt, "res_ddl_tgt")
         .into_iter()
-        .filter(|d| !crate::migrate::unavoidable(d))
+        .filter(|d| !crate::compare::unavoidable(d))
         .collect();
     assert!(
         diffs.is_empty(),

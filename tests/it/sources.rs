@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::cluster::{self, Cluster, TSDBADMIN, TSDBADMIN_PASSWORD, quote_literal};
+use crate::compare::unavoidable;
 use crate::compare::{compare_databases, count_rows, row_hash_sql};
-use crate::migrate::unavoidable;
 use crate::{Run, conninfos, fixture, tsxfer};
 
 /// The target's tables outside TimescaleDB's own schemas: a refused run must leave none.
