@@ -464,8 +464,10 @@ pub struct BatchFailure {
 /// caller has open, each unit's COPY opened while the one before ends, so that a
 /// unit's round trips on both sides overlap the previous one's: for units of a few rows,
 /// round trips are what copying costs. The source's shared snapshot transaction is
-/// renewed, when due, only after the whole batch. On error the caller must drop both
-/// connections: they may be mid-COPY.
+/// renewed, when due, only after the whole batch: the driver hands a request its reply
+/// only once the replies before it are read, so a COMMIT sent behind the next unit's
+/// COPY, whose rows nobody reads yet, would never be answered. On error the caller must
+/// drop both connections: they may be mid-COPY.
 pub async fn copy_tables(
     lane: Lane<'_>,
     units: &[&CopyUnit],
