@@ -61,18 +61,12 @@ pub(super) async fn load(
     l: Load<'_>,
     mut tgt: Target,
     src: Option<&Source>,
-    ledger: Ledger<'_>,
+    mut ledger: Ledger<'_>,
 ) -> Result<()> {
-    let Ledger {
-        report,
-        cleanup,
-        phases,
-        drain,
-    } = ledger;
     let ex = l.ex;
-    report.rewrites.extend(ex.rewrites.iter().cloned());
+    ledger.report.rewrites.extend(ex.rewrites.iter().cloned());
     // Stopped before anything was written: a rerun starts afresh.
-    check_drain(drain)?;
+    check_drain(ledger.drain)?;
     // The recorded units, rebuilt from what was read from the source (or the dump) now:
     // the state names them, it does not define them. Read before anything is written, so
     // a damaged state is a refusal.
@@ -83,7 +77,7 @@ pub(super) async fn load(
         ),
         None => None,
     };
-    cleanup.written = true;
+    ledger.cleanup.written = true;
     let book = Arc::new(match recorded {
         None => {
             let options = serde_json::json!({
@@ -111,37 +105,23 @@ pub(super) async fn load(
             book
         }
     });
-    let retry = Retry::new(l.options.retries, drain.clone());
+    let retry = Retry::new(l.options.retries, ledger.drain.clone());
     let mut milestone = l.resumed.unwrap_or(Milestone::Started);
     let mut resumed = l.resumed.is_some();
     let mut attempt = 0;
     loop {
-        let (warnings, rewrites) = (report.warnings.len(), report.rewrites.len());
-        let created = report.roles_created.clone();
-        let e = match load_phases(
-            &l,
-            &mut tgt,
-            src,
-            &book,
-            milestone,
-            resumed,
-            Ledger {
-                report: &mut *report,
-                cleanup: &mut *cleanup,
-                phases: &mut *phases,
-                drain,
-            },
-        )
-        .await
-        {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
+        let (warnings, rewrites) = (ledger.report.warnings.len(), ledger.report.rewrites.len());
+        let created = ledger.report.roles_created.clone();
+        let e =
+            match load_phases(&l, &mut tgt, src, &book, milestone, resumed, ledger.again()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
         attempt += 1;
         if !e.is_retryable() || attempt > l.options.retries {
-            return Err(failed_load(&l, &book, report, e).await);
+            return Err(failed_load(&l, &book, ledger.report, e).await);
         }
-        let Some(phase) = phases.current.as_ref().map(|(name, _)| name.clone()) else {
+        let Some(phase) = ledger.phases.current.as_ref().map(|(name, _)| name.clone()) else {
             return Err(e);
         };
         let again = async {
@@ -152,7 +132,7 @@ pub(super) async fn load(
         };
         let (t, run) = match again.await {
             Ok(x) => x,
-            Err(e) => return Err(failed_load(&l, &book, report, e).await),
+            Err(e) => return Err(failed_load(&l, &book, ledger.report, e).await),
         };
         tgt = t;
         milestone = match run {
@@ -167,11 +147,11 @@ pub(super) async fn load(
         };
         resumed = true;
         // The phases run again: what they report is theirs to say again.
-        report.warnings.truncate(warnings);
-        report.rewrites.truncate(rewrites);
+        ledger.report.warnings.truncate(warnings);
+        ledger.report.rewrites.truncate(rewrites);
         for r in created {
-            if !report.roles_created.contains(&r) {
-                report.roles_created.push(r);
+            if !ledger.report.roles_created.contains(&r) {
+                ledger.report.roles_created.push(r);
             }
         }
         info!("taking the run up again from {}", milestone.name());

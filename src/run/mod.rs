@@ -96,6 +96,18 @@ struct Ledger<'a> {
     drain: &'a Arc<AtomicBool>,
 }
 
+impl Ledger<'_> {
+    /// The same ledger, lent to a callee for a while.
+    fn again(&mut self) -> Ledger<'_> {
+        Ledger {
+            report: &mut *self.report,
+            cleanup: &mut *self.cleanup,
+            phases: &mut *self.phases,
+            drain: self.drain,
+        }
+    }
+}
+
 struct Phases {
     started: Instant,
     current: Option<(String, Instant)>,
