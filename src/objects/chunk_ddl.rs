@@ -64,24 +64,30 @@ pub struct ChunkDdl {
     pub tables: Vec<ChunkTableDdl>,
 }
 
-/// The chunk tables `oids` read from `src` (search_path pg_catalog, inside the run's
-/// snapshot): two queries whatever their number. Constants in expressions come out as
-/// pg_dump writes them (ISO dates, full float precision): these settings last until the
-/// snapshot's transaction ends, and tsxfer reads nothing else as text there.
-pub async fn read(src: &Source, oids: &[u32]) -> Result<ChunkDdl> {
+/// The chunk tables `oids` read inside the run's snapshot (search_path pg_catalog): their
+/// tables from `src`, their indexes, constraints and triggers from `beside`, a second
+/// session in the same snapshot, at the same time; two queries whatever their number.
+/// Constants in expressions come out as pg_dump writes them (ISO dates, full float
+/// precision): these settings last until the snapshot's transactions end, and tsxfer reads
+/// nothing else as text there.
+pub async fn read(src: &Source, beside: &Source, oids: &[u32]) -> Result<ChunkDdl> {
     if oids.is_empty() {
         return Ok(ChunkDdl::default());
     }
-    src.query(
-        "SELECT set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
-                set_config('extra_float_digits', '3', true)",
-        &[],
-    )
-    .await?;
     let oids: Vec<u32> = oids.to_vec();
-    let mut tables: Vec<ChunkTableDdl> = src
-        .query(include_str!("../sql/source_chunk_pre_data.sql"), &[&oids])
-        .await?
+    let pre = async {
+        pg_dump_text(src).await?;
+        src.query(include_str!("../sql/source_chunk_pre_data.sql"), &[&oids])
+            .await
+    };
+    let post = async {
+        pg_dump_text(beside).await?;
+        beside
+            .query(include_str!("../sql/source_chunk_post_data.sql"), &[&oids])
+            .await
+    };
+    let (pre, rows) = futures_util::future::try_join(pre, post).await?;
+    let mut tables: Vec<ChunkTableDdl> = pre
         .iter()
         .map(|r| ChunkTableDdl {
             oid: r.get("oid"),
@@ -92,9 +98,6 @@ pub async fn read(src: &Source, oids: &[u32]) -> Result<ChunkDdl> {
             post_data: Vec::new(),
         })
         .collect();
-    let rows = src
-        .query(include_str!("../sql/source_chunk_post_data.sql"), &[&oids])
-        .await?;
     let mut at = 0;
     for r in &rows {
         let chunk: u32 = r.get("chunk");
@@ -119,6 +122,18 @@ pub async fn read(src: &Source, oids: &[u32]) -> Result<ChunkDdl> {
     }
     tables.sort_by_key(|t| t.oid);
     Ok(ChunkDdl { tables })
+}
+
+/// Sets the text output of dates, intervals and floats as pg_dump's, for the rest of
+/// `src`'s transaction.
+async fn pg_dump_text(src: &Source) -> Result<()> {
+    src.query(
+        "SELECT set_config('datestyle', 'ISO', true), set_config('intervalstyle', 'postgres', true),
+                set_config('extra_float_digits', '3', true)",
+        &[],
+    )
+    .await?;
+    Ok(())
 }
 
 fn gone(what: &str) -> Error {

@@ -131,7 +131,13 @@ pub async fn extract(
     asked: Asked<'_>,
 ) -> Result<Extract> {
     let mut rewrites = Vec::new();
-    let mut units = plan::order_units(catalog_units(src, reader, facts).await?);
+    // The units and their sizes (on `reader`) while pg_dump writes the schema archive.
+    let (units, (main, selection)) = futures_util::future::try_join(
+        catalog_units(src, reader, facts),
+        dump_schema(archives, conninfo, src, facts, snapshot, asked.filters),
+    )
+    .await?;
+    let mut units = plan::order_units(units);
     if needs_null_placeholder_rewrite(facts) {
         let rewritten = units
             .iter()
@@ -160,15 +166,6 @@ pub async fn extract(
     let superuser_user_mappings = catalog::superuser_user_mappings(src).await?;
     let sequences = catalog::sequence_values(src).await?;
     let matviews = catalog::populated_matviews(src).await?;
-    let (main, selection) =
-        dump_schema(archives, conninfo, src, facts, snapshot, asked.filters).await?;
-    let chunk_ddl = chunk_ddl::read(src, &selection.kept_chunk_oids()).await?;
-    if !chunk_ddl.tables.is_empty() {
-        info!(
-            "read the DDL of {} chunk tables from the catalog",
-            chunk_ddl.tables.len()
-        );
-    }
     if !asked.filters.is_empty() {
         let (kept, note) =
             filter_units(archives, &main, src, asked.filters, &selection, units).await?;
@@ -176,10 +173,37 @@ pub async fn extract(
         rewrites.extend(selection.summary());
         rewrites.push(note);
     }
-    units = split_big_tables(reader, facts, units, asked.split).await?;
-    let catalog = selection.read_catalog(conninfo, snapshot).await?;
-    let (roles, memberships, passwords_read) = roles::read_source_roles(src).await?;
-    let privileges = privileges::read(src).await?;
+    // The rest at once, on three sessions in the snapshot and the size reader: the chunk
+    // tables (on `src`), their indexes and constraints, then the roles and privileges
+    // (`beside`), TimescaleDB's catalog rows (a session of their own); the big tables'
+    // pages (`reader`).
+    let beside = Source::connect(conninfo, "catalog beside").await?;
+    beside.begin_snapshot(Some(snapshot)).await?;
+    let kept_chunks = selection.kept_chunk_oids();
+    let (chunk_ddl, (roles, memberships, passwords_read, privileges), units, catalog) =
+        futures_util::future::try_join4(
+            chunk_ddl::read(src, &beside, &kept_chunks),
+            async {
+                let (roles, memberships, passwords_read) =
+                    roles::read_source_roles(&beside).await?;
+                Ok((
+                    roles,
+                    memberships,
+                    passwords_read,
+                    privileges::read(&beside).await?,
+                ))
+            },
+            split_big_tables(reader, facts, units, asked.split),
+            selection.read_catalog(conninfo, snapshot),
+        )
+        .await?;
+    beside.end().await?;
+    if !chunk_ddl.tables.is_empty() {
+        info!(
+            "read the DDL of {} chunk tables from the catalog",
+            chunk_ddl.tables.len()
+        );
+    }
     let total: i64 = units.iter().map(|u| u.estimated_bytes).sum();
     info!(
         "{} units to copy, about {}",
