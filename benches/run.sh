@@ -48,6 +48,8 @@
 #                   then `tsxfer restore` from it
 #   BENCH_BUFFER    tsxfer --buffer-size, default 1MiB
 #   BENCH_COPY_RATE 1 (default) measures the servers' own COPY rates; 0 skips it
+#   BENCH_SETTLE_SECONDS  wait before each tool's run (after the last one's target was
+#                   dropped and a sync), default 65: see settle()
 #   BENCH_PERF      1 records a system-wide perf profile (cpu-clock) of the first
 #                   tsxfer run: $BENCH_DIR/perf.data, summed up by process, by tsxfer
 #                   phase and by symbol in $BENCH_DIR/perf-summary.txt, and drawn as
@@ -511,10 +513,19 @@ reset_target() {
         WHERE rolname NOT IN ('postgres', '$ADMIN') AND rolname !~ '^pg_' ORDER BY 1")
 }
 
-settle() { # so that one run's writes do not land in the next run's time
+# So that one run's writes and deletions do not land in the next run's time. ext4 does not
+# hand out an inode again until a minute after its file was deleted (five more while the
+# inode's block is dirty: RECENTCY_MIN and RECENTCY_DIRTY in fs/ext4/ialloc.c), and skips
+# past every such inode to allocate one: right after a DROP DATABASE of tens of thousands
+# of files (a many-chunk target), each file the next run made paid for it (tsxfer on the
+# same 6,000-chunk clusters: 18.0 s right after the drop, 11.0 s 45 s later). So each run
+# starts, after a sync, more than a minute after the last one's deletions.
+SETTLE_SECONDS=${BENCH_SETTLE_SECONDS:-65}
+settle() {
     q source postgres -c CHECKPOINT
     q target postgres -c CHECKPOINT
     sync
+    sleep "$SETTLE_SECONDS"
 }
 
 fresh_target_superuser() {

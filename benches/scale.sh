@@ -19,7 +19,8 @@
 #
 # Environment: BENCH_JOBS (tsxfer --jobs, default 2) and BENCH_RTT_MS (round trip added
 # between tsxfer and each server by benches/delay_proxy.py, as benches/run.sh does;
-# default 0, no proxy). The checks connect directly.
+# default 0, no proxy), and BENCH_SETTLE_SECONDS (wait after the target database is dropped,
+# default 65, as benches/run.sh waits). The checks connect directly.
 set -euo pipefail
 [[ $# -eq 4 ]] || {
     echo "usage: $0 <bench dir> <tsxfer binary> <label> plan|migrate|start|stop" >&2
@@ -113,6 +114,9 @@ q target bench -v admin=tsdbadmin -f "$REPO/scripts/cloud-like-target.sql" >/dev
 q source postgres -c CHECKPOINT
 q target postgres -c CHECKPOINT
 sync
+# The dropped database's files must be older than ext4's inode reuse window (see settle()
+# in benches/run.sh), or every file the run makes pays for them.
+sleep "${BENCH_SETTLE_SECONDS:-65}"
 RUN=$DIR/scale-$LABEL-$WHAT-$(date -u +%H%M%S)
 mkdir -p "$RUN"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
