@@ -453,13 +453,21 @@ impl Snapshot {
         text
     }
 
-    /// One line saying where the data pass stands.
+    /// One line saying where the data pass stands. Past the estimate, the estimate is
+    /// named as such rather than as a total already exceeded.
     pub fn status_line(&self) -> String {
-        format!(
-            "{}: {} of about {}, {} rows, {}, {} active streams",
-            self.phase,
+        let (done, estimate) = (
             human_bytes(self.bytes as i64),
             human_bytes(self.total_bytes as i64),
+        );
+        let bytes = if self.bytes > self.total_bytes {
+            format!("{done} (estimated {estimate})")
+        } else {
+            format!("{done} of about {estimate}")
+        };
+        format!(
+            "{}: {bytes}, {} rows, {}, {} active streams",
+            self.phase,
             self.rows,
             self.counts(),
             self.active_streams()
@@ -778,6 +786,18 @@ mod tests {
         assert_eq!(
             snapshot().streams[0].as_ref().unwrap().line(1),
             "stream 1: table public.t, 8.0 MiB at 4.0 MiB/s"
+        );
+    }
+
+    #[test]
+    fn past_the_estimate_the_line_says_it_was_one() {
+        let mut s = snapshot();
+        s.bytes = 400 << 20;
+        assert!(
+            s.status_line()
+                .starts_with("data: 400.0 MiB (estimated 300.0 MiB), 1234 rows, 12/40 units"),
+            "{}",
+            s.status_line()
         );
     }
 

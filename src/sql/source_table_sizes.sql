@@ -1,7 +1,10 @@
 -- The bytes a table's COPY is expected to carry, for the tables $1. The heap and its TOAST
 -- table by their main forks (the free space and visibility maps hold no rows). A table of
 -- one page or less holds what its rows are wide (by their statistics, when analyzed)
--- rather than the page: thousands of chunks of a few rows are not thousands of 8 KiB.
+-- rather than the page: thousands of chunks of a few rows are not thousands of 8 KiB. A
+-- column without statistics (a compressed chunk's compressed columns have their
+-- statistics target at 0) counts at its fixed length, or at 32 bytes, the width the
+-- planner assumes for a variable-length value it knows nothing of.
 -- pg_relation_size locks the table and its TOAST table until the end of the transaction.
 -- Each table is looked up by its OID (OFFSET 0 keeps the lookup apart): joined as a whole,
 -- pg_class would be read once for each batch of tables, so once per few hundred chunks.
@@ -25,7 +28,12 @@ CROSS JOIN LATERAL (
            END AS toast
 ) AS s
 LEFT JOIN LATERAL (
-    SELECT sum(st.avg_width)::int8 AS width
-    FROM pg_catalog.pg_stats st
-    WHERE st.schemaname = n.nspname AND st.tablename = c.relname AND NOT st.inherited
+    SELECT sum(COALESCE(st.avg_width, CASE WHEN a.attlen > 0 THEN a.attlen ELSE 32 END))::int8
+               AS width
+    FROM pg_catalog.pg_attribute a
+    LEFT JOIN pg_catalog.pg_stats st
+           ON st.schemaname = n.nspname AND st.tablename = c.relname
+          AND st.attname = a.attname AND NOT st.inherited
+    WHERE a.attrelid = o AND a.attnum > 0 AND NOT a.attisdropped
+    HAVING count(st.avg_width) > 0
 ) AS w ON true

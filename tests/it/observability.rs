@@ -664,6 +664,53 @@ fn quiet_prints_only_the_summary() {
     assert!(report.exists());
 }
 
+/// A table of a few rows is estimated at what its rows are wide, also when a column has no
+/// statistics (as a compressed chunk's compressed columns have none): not at a page, and
+/// not at the other columns alone (the estimate was a quarter of the bytes copied then).
+#[test]
+fn a_few_row_table_is_estimated_near_what_its_copy_carries() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("obs_estimate_src");
+    src.psql(
+        "obs_estimate_src",
+        "CREATE TABLE few (id int, note text);
+         ALTER TABLE few ALTER COLUMN note SET STATISTICS 0;
+         INSERT INTO few SELECT i, repeat('x', 40) FROM generate_series(1, 5) i;
+         ANALYZE few;",
+    );
+    tgt.create_cloud_like_database("obs_estimate_tgt");
+    tgt.psql("obs_estimate_tgt", "DROP EXTENSION timescaledb");
+    let (source, target) = conninfos(src, "obs_estimate_src", tgt, "obs_estimate_tgt");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("estimate.json");
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--metrics-addr",
+        "off",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let unit = report["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["relation"] == "\"public\".\"few\"")
+        .unwrap_or_else(|| panic!("no unit for few: {report}"));
+    let (estimated, copied) = (
+        unit["estimated_bytes"].as_f64().unwrap(),
+        unit["bytes"].as_f64().unwrap(),
+    );
+    assert!(
+        (0.5 * copied..=2.0 * copied).contains(&estimated),
+        "estimated {estimated} B for {copied} B copied"
+    );
+}
+
 /// On a terminal, the bars: the overall line with units and rate, and a line per active
 /// stream naming what it copies. `script` gives the run a pty.
 #[test]
