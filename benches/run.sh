@@ -48,8 +48,6 @@
 #                   then `tsxfer restore` from it
 #   BENCH_BUFFER    tsxfer --buffer-size, default 1MiB
 #   BENCH_COPY_RATE 1 (default) measures the servers' own COPY rates; 0 skips it
-#   BENCH_SETTLE_SECONDS  wait before each tool's run (after the last one's target was
-#                   dropped and a sync), default 65: see settle()
 #   BENCH_PERF      1 records a system-wide perf profile (cpu-clock) of the first
 #                   tsxfer run: $BENCH_DIR/perf.data, summed up by process, by tsxfer
 #                   phase and by symbol in $BENCH_DIR/perf-summary.txt, and drawn as
@@ -166,6 +164,7 @@ cleanup() {
     for p in "${BG_PIDS[@]}" "${PROXY_PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
     done
+    delete_deferred
     for c in "${STARTED[@]}"; do
         if [[ -f $c/data/postmaster.pid ]]; then
             say "stopping $(basename "$c")"
@@ -175,7 +174,7 @@ cleanup() {
         cp "$c/server.log" "$BENCH_DIR/$(basename "$c")-server.log" 2>/dev/null || true
     done
     if [[ ${BENCH_KEEP:-0} != 1 ]]; then
-        rm -rf "$CLUSTERS" "$BENCH_DIR/copy-files"
+        rm -rf "$CLUSTERS"
     fi
     say "logs and results in $BENCH_DIR"
     exit "$status"
@@ -503,29 +502,57 @@ compare_fingerprints() { # <source fp> <target fp> <relations file>
 }
 
 # --- targets -----------------------------------------------------------------------------------
+# Nothing is deleted between runs: ext4 does not hand an inode out again until a minute
+# after its file was deleted (six while the inode's block is dirty, which making files
+# beside it makes it: RECENTCY_MIN and RECENTCY_DIRTY in fs/ext4/ialloc.c), and skips
+# past every such inode to allocate one. After the DROP DATABASE of a many-chunk target
+# (tens of thousands of files), every file the next run made paid for that: tsxfer on the
+# same 6,000-chunk clusters took 18.0 s right after a drop and 11.0 s 45 s later. So a
+# run's target database is renamed out of the way instead of dropped, its dump files are
+# kept, and all of it is deleted when the harness ends (start the next harness run some
+# minutes after that).
+RETIRED=0
+DEFERRED=()
+retire_database() { # <db>: out of the way, not dropped
+    [[ -n $(qv target postgres -c "SELECT 1 FROM pg_database WHERE datname = '$1'") ]] || return 0
+    q target postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$1' AND pid <> pg_backend_pid()" >/dev/null
+    RETIRED=$((RETIRED + 1))
+    q target postgres -c "ALTER DATABASE \"$1\" RENAME TO \"retired_${RETIRED}_$1\""
+}
+
 reset_target() {
-    q target postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "DROP DATABASE IF EXISTS copy_rate WITH (FORCE)"
-    # Roles a previous run brought over (roles are cluster-wide).
-    local r
+    retire_database "$DB"
+    retire_database copy_rate
+    # Roles a previous run brought over (roles are cluster-wide): what they own in the
+    # retired databases goes to postgres first, and their grants there go (no file is
+    # deleted by either).
+    local r d
     while read -r r; do
-        [[ -n $r ]] && q target postgres -c "DROP ROLE $r"
+        [[ -n $r ]] || continue
+        while read -r d; do
+            q target "$d" -c "REASSIGN OWNED BY $r TO postgres" -c "DROP OWNED BY $r"
+        done < <(qv target postgres -c "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")
+        q target postgres -c "DROP ROLE $r"
     done < <(qv target postgres -c "SELECT quote_ident(rolname) FROM pg_roles
         WHERE rolname NOT IN ('postgres', '$ADMIN') AND rolname !~ '^pg_' ORDER BY 1")
 }
 
-# So that one run's writes and deletions do not land in the next run's time. ext4 does not
-# hand out an inode again until a minute after its file was deleted (five more while the
-# inode's block is dirty: RECENTCY_MIN and RECENTCY_DIRTY in fs/ext4/ialloc.c), and skips
-# past every such inode to allocate one: right after a DROP DATABASE of tens of thousands
-# of files (a many-chunk target), each file the next run made paid for it (tsxfer on the
-# same 6,000-chunk clusters: 18.0 s right after the drop, 11.0 s 45 s later). So each run
-# starts, after a sync, more than a minute after the last one's deletions.
-SETTLE_SECONDS=${BENCH_SETTLE_SECONDS:-65}
+# At the end: the retired databases and the files kept, once nothing is timed any more.
+delete_deferred() {
+    local d
+    if [[ -n $PORT_target && -f $CLUSTERS/target/data/postmaster.pid ]]; then
+        while read -r d; do
+            [[ -n $d ]] && q target postgres -c "DROP DATABASE \"$d\" WITH (FORCE)" >/dev/null 2>&1
+        done < <(qv target postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'retired\\_%'" 2>/dev/null)
+    fi
+    ((${#DEFERRED[@]} == 0)) || rm -rf "${DEFERRED[@]}"
+}
+
+# So that one run's writes do not land in the next run's time.
 settle() {
     q source postgres -c CHECKPOINT
     q target postgres -c CHECKPOINT
     sync
-    sleep "$SETTLE_SECONDS"
 }
 
 fresh_target_superuser() {
@@ -790,8 +817,8 @@ run_tool() { # <variant> <tool> <source db> <relations> <source fingerprint>
     ((${#notes[@]} > 0)) && note_text=$(printf '%s; ' "${notes[@]}" | sed 's/; $//')
     ROWLINE[$variant-$tool]="$tool|$wall|$rss|$tool_rss|$bytes|$status|$cpu_client|$cpu_servers|$other|${equal//|//}|${note_text//|//}"
     say "[$variant] $tool: ${wall} s, exit $status, equal: ${equal:0:200}"
-    q target postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
-    rm -rf "$dir/dump" "$dir/dump.sql" "$dir/work"
+    retire_database "$DB"
+    DEFERRED+=("$dir/dump" "$dir/dump.sql" "$dir/work")
 }
 
 declare -A TSXFER_PHASES=() TSXFER_DATA=() TSXFER_ANALYZE=() TSXFER_BYTES=()
@@ -868,7 +895,7 @@ deal_lanes() { # <statements> <sizes> <prefix>
 }
 
 measure_copy_rates() { # <variant> <source db>
-    local variant=$1 srcdb=$2 files=$BENCH_DIR/copy-files
+    local variant=$1 srcdb=$2 files=$BENCH_DIR/copy-files-$variant
     rm -rf "$files"
     mkdir -p "$files"
     chown postgres:postgres "$files"
@@ -959,8 +986,8 @@ measure_copy_rates() { # <variant> <source db>
     bytes=$(du -sb "$files" | cut -f1)
     COPY_RATE_LINE[$variant]="$bytes|$(elapsed "$t0" "$t1")|$(elapsed "$t2" "$t3")|$(wc -l <"$list")|$other_out|$other_in"
     q target copy_rate -c "SELECT public.timescaledb_post_restore()" >/dev/null
-    q target postgres -c "DROP DATABASE copy_rate WITH (FORCE)"
-    rm -rf "$files"
+    retire_database copy_rate
+    DEFERRED+=("$files")
 }
 
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { if (s <= 0 || b == "" || b == "-") print "-"; else printf "%.1f", b / 1048576 / s }'; }

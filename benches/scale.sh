@@ -19,8 +19,8 @@
 #
 # Environment: BENCH_JOBS (tsxfer --jobs, default 2) and BENCH_RTT_MS (round trip added
 # between tsxfer and each server by benches/delay_proxy.py, as benches/run.sh does;
-# default 0, no proxy), and BENCH_SETTLE_SECONDS (wait after the target database is dropped,
-# default 65, as benches/run.sh waits). The checks connect directly.
+# default 0, no proxy). The checks connect directly. The targets of earlier timings are
+# renamed retired_<time> and dropped by `stop`.
 set -euo pipefail
 [[ $# -eq 4 ]] || {
     echo "usage: $0 <bench dir> <tsxfer binary> <label> plan|migrate|start|stop" >&2
@@ -56,6 +56,10 @@ start)
     exit 0
     ;;
 stop)
+    if [[ -f $DIR/clusters/target/data/postmaster.pid ]]; then
+        q target postgres -c "SELECT datname FROM pg_database WHERE datname LIKE 'retired\\_%'" |
+            while read -r d; do q target postgres -c "DROP DATABASE \"$d\" WITH (FORCE)"; done
+    fi
     for c in source target; do
         [[ -f $DIR/clusters/$c/data/postmaster.pid ]] &&
             as_pg "$PG_BIN/pg_ctl" -D "$DIR/clusters/$c/data" -m fast -w -t 300 stop >/dev/null
@@ -108,15 +112,18 @@ reach target
 SRC="host=127.0.0.1 port=$REACH_source dbname=bench user=postgres"
 TGT="host=127.0.0.1 port=$REACH_target dbname=bench user=tsdbadmin password=bench-Adm1n"
 # The target database as benches/run.sh makes it (its role tsdbadmin is kept).
-q target postgres -c "DROP DATABASE IF EXISTS bench WITH (FORCE)"
+# The last target is renamed out of the way, not dropped: files deleted just before would
+# slow every file this run makes (see "Nothing is deleted between runs" in benches/run.sh).
+# `stop` drops them.
+if [[ -n $(q target postgres -c "SELECT 1 FROM pg_database WHERE datname = 'bench'") ]]; then
+    q target postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'bench'" >/dev/null
+    q target postgres -c "ALTER DATABASE bench RENAME TO retired_$(date -u +%s%N)"
+fi
 q target postgres -c "CREATE DATABASE bench OWNER tsdbadmin TEMPLATE template0"
 q target bench -v admin=tsdbadmin -f "$REPO/scripts/cloud-like-target.sql" >/dev/null
 q source postgres -c CHECKPOINT
 q target postgres -c CHECKPOINT
 sync
-# The dropped database's files must be older than ext4's inode reuse window (see settle()
-# in benches/run.sh), or every file the run makes pays for them.
-sleep "${BENCH_SETTLE_SECONDS:-65}"
 RUN=$DIR/scale-$LABEL-$WHAT-$(date -u +%H%M%S)
 mkdir -p "$RUN"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
