@@ -337,8 +337,9 @@ pub struct Source {
 
 /// Units one snapshot transaction of a copy stream reads before it is renewed: sharing it
 /// saves two round trips a unit, and renewing it lets go of the locks it holds (one for
-/// each table read, until the transaction ends).
-const UNITS_PER_SNAPSHOT: u32 = 32;
+/// each table read, until the transaction ends). As many as a batch of small units
+/// ([`crate::copy::BATCH_UNITS`]): it is renewed between batches only.
+const UNITS_PER_SNAPSHOT: u32 = 64;
 
 impl Source {
     pub async fn connect(info: &ConnInfo, role: &str) -> Result<Source> {
