@@ -117,7 +117,10 @@ TGT="host=127.0.0.1 port=$REACH_target dbname=bench user=tsdbadmin password=benc
 # `stop` drops them.
 if [[ -n $(q target postgres -c "SELECT 1 FROM pg_database WHERE datname = 'bench'") ]]; then
     q target postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'bench'" >/dev/null
-    q target postgres -c "ALTER DATABASE bench RENAME TO retired_$(date -u +%s%N)"
+    retired=retired_$(date -u +%s%N)
+    q target postgres -c "ALTER DATABASE bench RENAME TO $retired"
+    # Nothing left there for autovacuum to do while the run is timed.
+    q target "$retired" -c "VACUUM (ANALYZE)"
 fi
 q target postgres -c "CREATE DATABASE bench OWNER tsdbadmin TEMPLATE template0"
 q target bench -v admin=tsdbadmin -f "$REPO/scripts/cloud-like-target.sql" >/dev/null
