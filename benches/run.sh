@@ -65,6 +65,11 @@
 # for timescaledb_pre_restore()). tsxfer runs as `tsdbadmin`, a non-superuser that owns
 # the target database, as on a managed service (the same setup as scripts/demo.sh), with
 # --metrics-addr off when it has that flag. Every tool connects over TCP to 127.0.0.1.
+#
+# The whole script is one brace group, read before any of it runs: bash reads a script as
+# it goes, and an edit of this file during a run once cut that run short before its
+# tables were printed.
+{
 set -euo pipefail
 exec </dev/null
 
@@ -1131,3 +1136,4 @@ done
     echo
     echo "Tools' commands and logs: $RUNS/<variant>-<tool>/ (commands.sh, output.log, time.txt; tsxfer's report.json). The whole harness took $((SECONDS - HARNESS_START)) s."
 } | tee -a "$RESULTS"
+}; exit
