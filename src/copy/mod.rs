@@ -69,8 +69,9 @@ pub const BATCH_UNIT_BYTES: i64 = 1 << 20;
 
 /// At most this many units share one target transaction. A batch costs five round trips
 /// of its own (BEGIN, the claim, the prepared COPY statements, the done marks, COMMIT)
-/// besides about one a unit: with 16 units a batch, 5 of every 21 round trips. Each unit holds a lock on its table on both sides until its
-/// batch ends, so a stream holds at most this many (and their TOAST tables').
+/// besides about one a unit: with 16 units a batch, 5 of every 21 round trips. Each unit
+/// holds a lock on its table on both sides until its batch ends, so a stream holds at
+/// most this many (and their TOAST tables').
 pub const BATCH_UNITS: usize = 64;
 
 /// How units are copied over one pair of connections.
