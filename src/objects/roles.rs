@@ -96,7 +96,10 @@ pub fn plan_roles(
             continue;
         }
         if target_roles.contains(&role.name) {
+            // The role is the cluster's and stays as it is; what it has set in this
+            // database belongs to the database, which is new.
             plan.existing.push(role.name.clone());
+            push_database_settings(&mut plan, role, target_db);
             continue;
         }
         let mut dropped = Vec::new();
@@ -163,19 +166,7 @@ pub fn plan_roles(
                     .push((format!("setting {setting} of role {}", role.name), stmt));
             }
         }
-        for setting in &role.database_settings {
-            let head = format!(
-                "ALTER ROLE {} IN DATABASE {}",
-                ident(&role.name),
-                ident(target_db)
-            );
-            if let Some(stmt) = setting_sql(&head, setting) {
-                plan.extras.push((
-                    format!("setting {setting} of role {} in the database", role.name),
-                    stmt,
-                ));
-            }
-        }
+        push_database_settings(&mut plan, role, target_db);
     }
     let mut granted_by_dropped = 0;
     for m in memberships {
@@ -258,6 +249,24 @@ fn split_list_setting(value: &str) -> Vec<String> {
         }
     }
     items
+}
+
+/// `ALTER ROLE ... IN DATABASE target_db SET ...` for what `role` set in the source
+/// database.
+fn push_database_settings(plan: &mut RolePlan, role: &SourceRole, target_db: &str) {
+    let head = format!(
+        "ALTER ROLE {} IN DATABASE {}",
+        ident(&role.name),
+        ident(target_db)
+    );
+    for setting in &role.database_settings {
+        if let Some(stmt) = setting_sql(&head, setting) {
+            plan.extras.push((
+                format!("setting {setting} of role {} in the database", role.name),
+                stmt,
+            ));
+        }
+    }
 }
 
 /// `ALTER ROLE ... SET name TO 'value'` from a `name=value` catalog entry.
@@ -503,5 +512,21 @@ mod tests {
         let plan = plan_roles(&roles, &[], &existing, "me", "db", false);
         assert_eq!(plan.existing, ["old"]);
         assert_eq!(plan.need_password, ["app"]);
+    }
+
+    #[test]
+    fn an_existing_role_gets_its_settings_in_the_new_database_and_nothing_else() {
+        let mut old = role("old");
+        old.settings = vec!["work_mem=64MB".into()];
+        old.database_settings = vec!["statement_timeout=45s".into()];
+        old.comment = Some("theirs".into());
+        let existing: BTreeSet<String> = ["old".to_string()].into();
+        let plan = plan_roles(&[old], &[], &existing, "me", "db", true);
+        assert!(plan.creates.is_empty());
+        let statements: Vec<_> = plan.extras.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            statements,
+            ["ALTER ROLE \"old\" IN DATABASE \"db\" SET \"statement_timeout\" TO '45s'"]
+        );
     }
 }

@@ -196,7 +196,7 @@ impl Report {
         if !self.roles_existing.is_empty() {
             let _ = writeln!(
                 s,
-                "roles already on the target, left as they were: {}",
+                "roles already on the target, left as they were but for their settings in this database: {}",
                 self.roles_existing.join(", ")
             );
         }

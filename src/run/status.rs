@@ -182,7 +182,11 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Erro
         let _ = writeln!(out, "  {sql}");
     }
     for r in &role_plan.existing {
-        let _ = writeln!(out, "  (exists on the target, left as it is) {}", ident(r));
+        let _ = writeln!(
+            out,
+            "  (exists on the target, left as it is but for its settings in this database) {}",
+            ident(r)
+        );
     }
     for r in &role_plan.rewrites {
         let _ = writeln!(out, "  rewrite: {r}");

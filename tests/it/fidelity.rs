@@ -200,6 +200,15 @@ fn schema_owners_forced_row_security_role_comments_and_database_settings_arrive(
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(tgt.psql("fid_pl_super", member_acls), "f|t");
+    // The roles exist on the target by now, made by the first run; what they set in
+    // the source database is still this database's to have.
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("roles already on the target") && l.contains("fid_role_clerk")),
+        "{run:?}"
+    );
+    assert_eq!(tgt.psql("fid_pl_super", &settings("fid_pl_super")), s);
 }
 
 #[test]
