@@ -6,7 +6,8 @@
 //! whose data is left out.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pg::Source;
+use crate::pg::{Source, Target};
+use crate::quote::ident;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
@@ -198,6 +199,61 @@ pub async fn check_exclusions(src: &Source, filters: &Filters) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// With `-t`, pg_dump makes no schemas: those of the tables it keeps must already be on
+/// the target, or pg_restore fails after the target was written to. Refuses the run
+/// before anything is written when one is missing, naming the statements that make them.
+pub async fn check_table_schemas(src: &Source, tgt: &Target, filters: &Filters) -> Result<()> {
+    if filters.tables.is_empty() {
+        return Ok(());
+    }
+    let mut kept: Vec<u32> = Vec::new();
+    for p in &filters.tables {
+        kept.extend(matching_relations(src, p).await?);
+    }
+    for p in &filters.exclude_tables {
+        let excluded = matching_relations(src, p).await?;
+        kept.retain(|oid| !excluded.contains(oid));
+    }
+    let needed: Vec<String> = src
+        .query(
+            "SELECT DISTINCT n.nspname::text FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = ANY($1) ORDER BY 1",
+            &[&kept],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let present: Vec<String> = tgt
+        .query(
+            "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)",
+            &[&needed],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<&String> = needed.iter().filter(|n| !present.contains(n)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = missing.iter().map(|n| ident(n)).collect();
+    let statements: Vec<String> = names
+        .iter()
+        .map(|n| format!("CREATE SCHEMA {n};"))
+        .collect();
+    Err(Error::new(
+        ErrorKind::Preflight,
+        format!(
+            "with --table, pg_dump makes no schemas, and the target has no schema {} for the tables asked: make {} there first ({}) and run again",
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+            statements.join(" "),
+        ),
+    ))
 }
 
 fn nothing(pattern: &str, flag: &str) -> Error {

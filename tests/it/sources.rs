@@ -249,6 +249,13 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
         (vec!["-t", "app.nothing_*"], 3, "matches nothing"),
         (vec!["-T", "app.nothing_*"], 3, "matches nothing"),
         (vec!["-N", "nothing"], 3, "matches nothing"),
+        // With -t pg_dump makes no schema: one the target lacks is named with the
+        // statement that makes it, before anything is written.
+        (
+            vec!["-t", "app.orders", "-t", "scratch.*", "-T", "scratch.junk"],
+            3,
+            "the target has no schema \"app\" for the tables asked: make it there first (CREATE SCHEMA \"app\";)",
+        ),
     ] {
         let mut all = vec!["--source", source.as_str(), "--target", target.as_str()];
         all.extend(args.iter());
@@ -280,6 +287,29 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
     assert_eq!(tables, "app.audit,app.orders");
     assert_eq!(count_rows(tgt, "src_filt_tgt", "app.orders"), 100);
     assert_eq!(count_rows(tgt, "src_filt_tgt", "app.audit"), 0);
+
+    // Once the schema is there, -t takes the table into it.
+    tgt.create_cloud_like_database("src_filt_t_tgt");
+    let (_, target) = conninfos(src, "src_filt_src", tgt, "src_filt_t_tgt");
+    let plan = tsxfer(&[
+        "plan",
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "-t",
+        "app.orders",
+    ]);
+    assert_eq!(plan.code, 3, "{plan:?}");
+    assert!(plan.stdout.contains("CREATE SCHEMA \"app\";"), "{plan:?}");
+    tgt.psql(
+        "src_filt_t_tgt",
+        &format!("CREATE SCHEMA app AUTHORIZATION {TSDBADMIN}"),
+    );
+    let run = tsxfer(&["--source", &source, "--target", &target, "-t", "app.orders"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(count_rows(tgt, "src_filt_t_tgt", "app.orders"), 100);
+    assert_eq!(target_tables("src_filt_t_tgt"), "1");
 }
 
 #[test]
