@@ -146,7 +146,7 @@ pub(super) async fn migrate(opts: &MigrateOptions, ledger: Ledger<'_>) -> Result
         .await
         .map_err(refusal)?;
     filter::check_exclusions(&src, &opts.filters).await?;
-    filter::check_table_schemas(&src, &tgt, &opts.filters).await?;
+    filter::check_table_dependencies(&src, &tgt, &opts.filters).await?;
     convert::check_source_kind(&conversions, &pre.source)?;
     convert::check_target_kind(&conversions, &pre.target)?;
     let tools = schema::find_tools(opts.load.pg_bin_dir.as_deref(), pre.source.major())?;

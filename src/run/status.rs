@@ -113,7 +113,7 @@ pub async fn describe_plan(opts: &MigrateOptions) -> Result<(String, Option<Erro
         let _ = writeln!(out, "preflight: the migration would be refused: {e}");
         refusal.get_or_insert(e);
     }
-    if let Err(e) = filter::check_table_schemas(&src, &tgt, &opts.filters).await {
+    if let Err(e) = filter::check_table_dependencies(&src, &tgt, &opts.filters).await {
         let _ = writeln!(out, "preflight: the migration would be refused: {e}");
         refusal.get_or_insert(e);
     }

@@ -7,7 +7,6 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Source, Target};
-use crate::quote::ident;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
@@ -201,10 +200,14 @@ pub async fn check_exclusions(src: &Source, filters: &Filters) -> Result<()> {
     Ok(())
 }
 
-/// With `-t`, pg_dump makes no schemas: those of the tables it keeps must already be on
-/// the target, or pg_restore fails after the target was written to. Refuses the run
-/// before anything is written when one is missing, naming the statements that make them.
-pub async fn check_table_schemas(src: &Source, tgt: &Target, filters: &Filters) -> Result<()> {
+/// With `-t`, pg_dump dumps the tables and the sequences they own, nothing else: the
+/// schemas they live in, the sequences their defaults call, the types of their columns,
+/// the tables their foreign keys reference and the functions their triggers call must
+/// already be on the target, or pg_restore fails after the target was written to (in the
+/// post-data phase, after every row was copied, for the last two).
+/// Refuses the run before anything is written when one is missing, naming each (and the
+/// statement that makes a schema).
+pub async fn check_table_dependencies(src: &Source, tgt: &Target, filters: &Filters) -> Result<()> {
     if filters.tables.is_empty() {
         return Ok(());
     }
@@ -216,44 +219,73 @@ pub async fn check_table_schemas(src: &Source, tgt: &Target, filters: &Filters) 
         let excluded = matching_relations(src, p).await?;
         kept.retain(|oid| !excluded.contains(oid));
     }
-    let needed: Vec<String> = src
-        .query(
-            "SELECT DISTINCT n.nspname::text FROM pg_catalog.pg_class c
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.oid = ANY($1) ORDER BY 1",
-            &[&kept],
-        )
+    let used: Vec<(String, String, String)> = src
+        .query(include_str!("../sql/source_table_uses.sql"), &[&kept])
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    let present: Vec<String> = tgt
-        .query(
-            "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)",
-            &[&needed],
-        )
-        .await?
+    // (kind, name) -> the tables that use it, in the query's order.
+    let mut lacking: Vec<((String, String), Vec<String>)> = Vec::new();
+    for (kind, name, used_by) in used {
+        let probe = match kind.as_str() {
+            "schema" => {
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE pg_catalog.quote_ident(nspname) = $1)"
+            }
+            "sequence" | "table" => "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+            "function" => "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
+            _ => "SELECT pg_catalog.to_regtype($1) IS NOT NULL",
+        };
+        let key = (kind, name);
+        match lacking.last_mut() {
+            Some((k, users)) if *k == key => users.push(used_by),
+            _ => {
+                if !tgt.query_one(probe, &[&key.1]).await?.get::<_, bool>(0) {
+                    lacking.push((key, vec![used_by]));
+                }
+            }
+        }
+    }
+    let schemas: Vec<&String> = lacking
         .iter()
-        .map(|r| r.get(0))
+        .filter(|((kind, _), _)| kind == "schema")
+        .map(|((_, name), _)| name)
         .collect();
-    let missing: Vec<&String> = needed.iter().filter(|n| !present.contains(n)).collect();
+    let missing: Vec<String> = lacking
+        .iter()
+        .map(|((kind, name), users)| match kind.as_str() {
+            "schema" => format!("schema {name}"),
+            _ => format!("{kind} {name} (used by {})", some_of(users, 3)),
+        })
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let names: Vec<String> = missing.iter().map(|n| ident(n)).collect();
-    let statements: Vec<String> = names
+    let make: Vec<String> = schemas
         .iter()
         .map(|n| format!("CREATE SCHEMA {n};"))
         .collect();
     Err(Error::new(
         ErrorKind::Preflight,
         format!(
-            "with --table, pg_dump makes no schemas, and the target has no schema {} for the tables asked: make {} there first ({}) and run again",
-            names.join(", "),
-            if names.len() == 1 { "it" } else { "them" },
-            statements.join(" "),
+            "with --table, pg_dump makes only the tables and the sequences they own, and the target lacks what the tables asked use: {}; make {} there first{}, ask for those tables too, or take whole schemas with --schema, and run again",
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" },
+            if make.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", make.join(" "))
+            },
         ),
     ))
+}
+
+/// `items`, the first `most` of them named and the rest counted.
+fn some_of(items: &[String], most: usize) -> String {
+    match items.len() {
+        n if n <= most => items.join(", "),
+        n => format!("{} and {} more", items[..most].join(", "), n - most),
+    }
 }
 
 fn nothing(pattern: &str, flag: &str) -> Error {
@@ -266,6 +298,13 @@ fn nothing(pattern: &str, flag: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lists_are_cut_and_counted() {
+        let items: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        assert_eq!(some_of(&items[..3], 3), "a, b, c");
+        assert_eq!(some_of(&items, 3), "a, b, c and 2 more");
+    }
 
     #[test]
     fn patterns_read_like_pg_dump() {

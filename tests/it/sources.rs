@@ -241,7 +241,14 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
          INSERT INTO app.tmp_x SELECT generate_series(1, 5);
          CREATE TABLE scratch.junk (id int);
          INSERT INTO scratch.junk SELECT generate_series(1, 5);
-         CREATE TABLE public.other (id int);",
+         CREATE TABLE public.other (id int);
+         CREATE SCHEMA desk; CREATE SEQUENCE desk.ticket_no;
+         CREATE TYPE desk.mood AS ENUM ('calm', 'busy');
+         CREATE TABLE desk.tickets (id serial, no int DEFAULT nextval('desk.ticket_no'),
+                                    mood desk.mood, moods desk.mood[],
+                                    order_id int REFERENCES app.orders);
+         CREATE FUNCTION desk.stamp() RETURNS trigger LANGUAGE plpgsql AS $f$BEGIN RETURN NEW; END$f$;
+         CREATE TRIGGER stamped BEFORE INSERT ON desk.tickets FOR EACH ROW EXECUTE FUNCTION desk.stamp();",
     );
     tgt.create_cloud_like_database("src_filt_tgt");
     let (source, target) = conninfos(src, "src_filt_src", tgt, "src_filt_tgt");
@@ -254,7 +261,7 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
         (
             vec!["-t", "app.orders", "-t", "scratch.*", "-T", "scratch.junk"],
             3,
-            "the target has no schema \"app\" for the tables asked: make it there first (CREATE SCHEMA \"app\";)",
+            "the target lacks what the tables asked use: schema app; make it there first (CREATE SCHEMA app;)",
         ),
     ] {
         let mut all = vec!["--source", source.as_str(), "--target", target.as_str()];
@@ -301,7 +308,7 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
         "app.orders",
     ]);
     assert_eq!(plan.code, 3, "{plan:?}");
-    assert!(plan.stdout.contains("CREATE SCHEMA \"app\";"), "{plan:?}");
+    assert!(plan.stdout.contains("(CREATE SCHEMA app;)"), "{plan:?}");
     tgt.psql(
         "src_filt_t_tgt",
         &format!("CREATE SCHEMA app AUTHORIZATION {TSDBADMIN}"),
@@ -310,6 +317,31 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(count_rows(tgt, "src_filt_t_tgt", "app.orders"), 100);
     assert_eq!(target_tables("src_filt_t_tgt"), "1");
+
+    // Nor does it make the sequence a default calls, the type of a column, the table a
+    // foreign key references or a trigger's function, unless the table owns it (a
+    // serial's sequence comes with its table).
+    tgt.create_cloud_like_database("src_filt_d_tgt");
+    let (_, target) = conninfos(src, "src_filt_src", tgt, "src_filt_d_tgt");
+    tgt.psql(
+        "src_filt_d_tgt",
+        &format!("CREATE SCHEMA desk AUTHORIZATION {TSDBADMIN}"),
+    );
+    let run = tsxfer(&[
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "-t",
+        "desk.tickets",
+    ]);
+    assert_refused(
+        &run,
+        3,
+        "function desk.stamp() (used by desk.tickets), sequence desk.ticket_no (used by desk.tickets), table app.orders (used by desk.tickets), type desk.mood (used by desk.tickets); make them there first, ask for those tables too, or take whole schemas with --schema, and run again",
+    );
+    assert!(!run.stderr.contains("tickets_id_seq"), "{run:?}");
+    assert_eq!(target_tables("src_filt_d_tgt"), "0");
 }
 
 #[test]
