@@ -442,7 +442,8 @@ pub async fn dump(
                 restore_pgoptions: String::new(),
             };
             let reader = Source::connect(&opts.source, "catalog").await?;
-            let extract = crate::source::extract::extract(
+            let table_uses = crate::source::filter::table_uses(&src, &opts.filters).await?;
+            let mut extract = crate::source::extract::extract(
                 &src,
                 &reader,
                 &opts.source,
@@ -460,6 +461,7 @@ pub async fn dump(
                 },
             )
             .await?;
+            extract.table_uses = table_uses;
             let roles_json = serde_json::to_vec_pretty(&extract.roles).expect("roles serialize");
             write_atomically(&dir.join(ROLES), &roles_json, true)?;
             let catalog_json = serde_json::to_vec(&extract.catalog).expect("rows serialize");

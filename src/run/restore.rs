@@ -62,6 +62,7 @@ pub(super) async fn restore(opts: &RestoreOptions, ledger: Ledger<'_>) -> Result
         .await
         .map_err(refusal)?;
     ledger.report.warnings.extend(pre.warnings.iter().cloned());
+    crate::source::filter::check_uses(&tgt, &ex.table_uses).await?;
     if let Some(p) = &prior {
         check_resumable(p, &ex.source_id)?;
         if p.snapshot != ex.snapshot {

@@ -92,6 +92,10 @@ pub struct Extract {
     pub chunk_ddl: ChunkDdl,
     /// What was changed on the way, for the report.
     pub rewrites: Vec<String>,
+    /// In a dump made with `-t`: what its tables use that pg_dump left out, which a
+    /// restore checks on the target first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub table_uses: Vec<crate::source::filter::TableUse>,
 }
 
 impl Extract {
@@ -242,6 +246,7 @@ pub async fn extract(
         chunk_archives: Vec::new(),
         chunk_ddl,
         rewrites,
+        table_uses: Vec::new(),
     })
 }
 

@@ -5,6 +5,8 @@
 //! them, to refuse one that matches nothing before pg_dump runs and to find the tables
 //! whose data is left out.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::pg::{Source, Target};
 
@@ -208,8 +210,23 @@ pub async fn check_exclusions(src: &Source, filters: &Filters) -> Result<()> {
 /// Refuses the run before anything is written when one is missing, naming each (and the
 /// statement that makes a schema).
 pub async fn check_table_dependencies(src: &Source, tgt: &Target, filters: &Filters) -> Result<()> {
+    check_uses(tgt, &table_uses(src, filters).await?).await
+}
+
+/// One object a table kept by `-t` uses and pg_dump leaves out (sql/source_table_uses.sql).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableUse {
+    /// schema, sequence, type, table or function.
+    pub kind: String,
+    /// Quoted and qualified; a function with its argument types.
+    pub name: String,
+    pub used_by: String,
+}
+
+/// What the tables `-t` keeps use and pg_dump leaves out (none without `-t`).
+pub async fn table_uses(src: &Source, filters: &Filters) -> Result<Vec<TableUse>> {
     if filters.tables.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut kept: Vec<u32> = Vec::new();
     for p in &filters.tables {
@@ -219,15 +236,29 @@ pub async fn check_table_dependencies(src: &Source, tgt: &Target, filters: &Filt
         let excluded = matching_relations(src, p).await?;
         kept.retain(|oid| !excluded.contains(oid));
     }
-    let used: Vec<(String, String, String)> = src
+    Ok(src
         .query(include_str!("../sql/source_table_uses.sql"), &[&kept])
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+        .map(|r| TableUse {
+            kind: r.get(0),
+            name: r.get(1),
+            used_by: r.get(2),
+        })
+        .collect())
+}
+
+/// Refuses when the target lacks one of `uses` (looked up by name, as a parameter: in a
+/// dump they are text from a file).
+pub async fn check_uses(tgt: &Target, uses: &[TableUse]) -> Result<()> {
     // (kind, name) -> the tables that use it, in the query's order.
     let mut lacking: Vec<((String, String), Vec<String>)> = Vec::new();
-    for (kind, name, used_by) in used {
+    for TableUse {
+        kind,
+        name,
+        used_by,
+    } in uses.iter().cloned()
+    {
         let probe = match kind.as_str() {
             "schema" => {
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE pg_catalog.quote_ident(nspname) = $1)"

@@ -342,6 +342,33 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
     );
     assert!(!run.stderr.contains("tickets_id_seq"), "{run:?}");
     assert_eq!(target_tables("src_filt_d_tgt"), "0");
+
+    // A dump made with -t carries the list, and its restore checks it the same way.
+    let dir = std::env::temp_dir().join(format!("tsxfer-dump-desk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let dump = tsxfer(&[
+        "dump",
+        "--source",
+        &source,
+        "--dir",
+        d,
+        "-t",
+        "desk.tickets",
+    ]);
+    assert_eq!(dump.code, 0, "{dump:?}");
+    let run = tsxfer(&[
+        "restore",
+        "--dir",
+        d,
+        "--target",
+        &target,
+        "--metrics-addr",
+        "off",
+    ]);
+    assert_refused(&run, 3, "type desk.mood (used by desk.tickets)");
+    assert_eq!(target_tables("src_filt_d_tgt"), "0");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
