@@ -91,6 +91,24 @@ pub fn plan_roles(
                 "role {}: not created ({reason})",
                 ident(&role.name)
             ));
+            // Not applied to another role either: said, not lost without a word.
+            let settings: Vec<&String> = role
+                .settings
+                .iter()
+                .chain(&role.database_settings)
+                .filter(|s| !s.starts_with("timescaledb.restoring="))
+                .collect();
+            if !settings.is_empty() {
+                plan.rewrites.push(format!(
+                    "role {}: its settings not applied ({})",
+                    ident(&role.name),
+                    settings
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             plan.mapped_to_target_user.push(role.name.clone());
             skipped.insert(&role.name);
             continue;
@@ -512,6 +530,28 @@ mod tests {
         let plan = plan_roles(&roles, &[], &existing, "me", "db", false);
         assert_eq!(plan.existing, ["old"]);
         assert_eq!(plan.need_password, ["app"]);
+    }
+
+    #[test]
+    fn a_managed_roles_settings_are_said_to_be_left_behind() {
+        let mut admin = role("tsdbadmin");
+        admin.database_settings = vec!["work_mem=8MB".into()];
+        let plan = plan_roles(
+            &[admin, role("plain")],
+            &[],
+            &BTreeSet::new(),
+            "me",
+            "db",
+            true,
+        );
+        assert!(plan.extras.is_empty(), "{plan:?}");
+        assert!(
+            plan.rewrites.contains(
+                &"role \"tsdbadmin\": its settings not applied (work_mem=8MB)".to_string()
+            ),
+            "{plan:?}"
+        );
+        assert_eq!(plan.rewrites.len(), 2, "{plan:?}");
     }
 
     #[test]

@@ -167,9 +167,15 @@ fn schema_owners_forced_row_security_role_comments_and_database_settings_arrive(
         format!(
             "SELECT string_agg(COALESCE(r.rolname, '(database)') || ' ' || array_to_string(s.setconfig, ','), '; ' ORDER BY r.rolname NULLS FIRST)
              FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
-             LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE d.datname = '{db}'"
+             LEFT JOIN pg_roles r ON r.oid = s.setrole
+             WHERE d.datname = '{db}' AND r.rolname IS DISTINCT FROM 'postgres'"
         )
     };
+    assert!(
+        run.stdout
+            .contains("role \"postgres\": its settings not applied (lock_timeout=7s)"),
+        "{run:?}"
+    );
     let s = src.psql("fid_pl_src", &settings("fid_pl_src"));
     assert!(
         s.contains("work_mem=12MB") && s.contains("statement_timeout=45s"),
