@@ -91,22 +91,20 @@ pub fn plan_roles(
                 "role {}: not created ({reason})",
                 ident(&role.name)
             ));
-            // Not applied to another role either: said, not lost without a word.
-            let settings: Vec<&String> = role
+            // Not applied to another role either: said, not lost without a word. Named,
+            // not valued: a custom setting may hold something secret.
+            let settings: Vec<&str> = role
                 .settings
                 .iter()
                 .chain(&role.database_settings)
-                .filter(|s| !s.starts_with("timescaledb.restoring="))
+                .filter_map(|s| s.split_once('=').map(|(name, _)| name))
+                .filter(|name| *name != "timescaledb.restoring")
                 .collect();
             if !settings.is_empty() {
                 plan.rewrites.push(format!(
                     "role {}: its settings not applied ({})",
                     ident(&role.name),
-                    settings
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    settings.join(", ")
                 ));
             }
             plan.mapped_to_target_user.push(role.name.clone());
@@ -535,7 +533,7 @@ mod tests {
     #[test]
     fn a_managed_roles_settings_are_said_to_be_left_behind() {
         let mut admin = role("tsdbadmin");
-        admin.database_settings = vec!["work_mem=8MB".into()];
+        admin.database_settings = vec!["work_mem=8MB".into(), "app.token=s3cret".into()];
         let plan = plan_roles(
             &[admin, role("plain")],
             &[],
@@ -547,7 +545,7 @@ mod tests {
         assert!(plan.extras.is_empty(), "{plan:?}");
         assert!(
             plan.rewrites.contains(
-                &"role \"tsdbadmin\": its settings not applied (work_mem=8MB)".to_string()
+                &"role \"tsdbadmin\": its settings not applied (work_mem, app.token)".to_string()
             ),
             "{plan:?}"
         );
