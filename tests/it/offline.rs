@@ -8,7 +8,7 @@ use crate::sources::assert_refused;
 use crate::{conninfos, fixture, load_source, tsxfer};
 
 /// A fresh, empty directory for one test's dump.
-fn dump_dir(name: &str) -> PathBuf {
+pub fn dump_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tsxfer-dump-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
@@ -55,7 +55,7 @@ fn assert_same_but(src_db: &str, tgt_db: &str, rewritten: &[String]) {
 }
 
 /// `tsxfer restore` of `dir` into `target`, without a metrics endpoint.
-fn restore(dir: &str, target: &str) -> crate::Run {
+pub fn restore(dir: &str, target: &str) -> crate::Run {
     tsxfer(&[
         "restore",
         "--dir",

@@ -344,8 +344,7 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
     assert_eq!(target_tables("src_filt_d_tgt"), "0");
 
     // A dump made with -t carries the list, and its restore checks it the same way.
-    let dir = std::env::temp_dir().join(format!("tsxfer-dump-desk-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = crate::offline::dump_dir("desk");
     let d = dir.to_str().unwrap();
     let dump = tsxfer(&[
         "dump",
@@ -357,15 +356,7 @@ fn filters_pick_what_is_migrated_and_a_filter_matching_nothing_is_refused() {
         "desk.tickets",
     ]);
     assert_eq!(dump.code, 0, "{dump:?}");
-    let run = tsxfer(&[
-        "restore",
-        "--dir",
-        d,
-        "--target",
-        &target,
-        "--metrics-addr",
-        "off",
-    ]);
+    let run = crate::offline::restore(d, &target);
     assert_refused(&run, 3, "type desk.mood (used by desk.tickets)");
     assert_eq!(target_tables("src_filt_d_tgt"), "0");
     let _ = std::fs::remove_dir_all(&dir);
