@@ -98,7 +98,7 @@ pub fn plan_roles(
                 .iter()
                 .chain(&role.database_settings)
                 .filter_map(|s| s.split_once('=').map(|(name, _)| name))
-                .filter(|name| *name != "timescaledb.restoring")
+                .filter(|name| *name != RESTORING)
                 .collect();
             if !settings.is_empty() {
                 plan.rewrites.push(format!(
@@ -285,10 +285,13 @@ fn push_database_settings(plan: &mut RolePlan, role: &SourceRole, target_db: &st
     }
 }
 
+/// TimescaleDB's restore flag: a role that had it set is never given it on the target.
+const RESTORING: &str = "timescaledb.restoring";
+
 /// `ALTER ROLE ... SET name TO 'value'` from a `name=value` catalog entry.
 fn setting_sql(head: &str, setting: &str) -> Option<String> {
     let (name, value) = setting.split_once('=')?;
-    if name == "timescaledb.restoring" {
+    if name == RESTORING {
         return None;
     }
     let value = if LIST_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {

@@ -248,33 +248,40 @@ pub async fn table_uses(src: &Source, filters: &Filters) -> Result<Vec<TableUse>
         .collect())
 }
 
-/// Refuses when the target lacks one of `uses` (looked up by name, as a parameter: in a
+/// Refuses when the target lacks one of `uses` (looked up by name, as parameters: in a
 /// dump they are text from a file).
 pub async fn check_uses(tgt: &Target, uses: &[TableUse]) -> Result<()> {
-    // (kind, name) -> the tables that use it, in the query's order.
+    // Each distinct object once, all in one round trip.
+    let mut distinct: Vec<(&str, &str)> = uses
+        .iter()
+        .map(|u| (u.kind.as_str(), u.name.as_str()))
+        .collect();
+    distinct.dedup();
+    let (kinds, names): (Vec<&str>, Vec<&str>) = distinct.into_iter().unzip();
+    let absent: Vec<(String, String)> = tgt
+        .query(
+            "SELECT kind, name FROM unnest($1::text[], $2::text[]) AS u(kind, name)
+             WHERE NOT CASE kind
+                 WHEN 'schema' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_namespace
+                                            WHERE pg_catalog.quote_ident(nspname) = name)
+                 WHEN 'function' THEN pg_catalog.to_regprocedure(name) IS NOT NULL
+                 WHEN 'type' THEN pg_catalog.to_regtype(name) IS NOT NULL
+                 ELSE pg_catalog.to_regclass(name) IS NOT NULL END",
+            &[&kinds, &names],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // (kind, name) -> the tables that use it, in the source query's order.
     let mut lacking: Vec<((String, String), Vec<String>)> = Vec::new();
-    for TableUse {
-        kind,
-        name,
-        used_by,
-    } in uses.iter().cloned()
+    for u in uses
+        .iter()
+        .filter(|u| absent.iter().any(|(k, n)| *k == u.kind && *n == u.name))
     {
-        let probe = match kind.as_str() {
-            "schema" => {
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE pg_catalog.quote_ident(nspname) = $1)"
-            }
-            "sequence" | "table" => "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-            "function" => "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
-            _ => "SELECT pg_catalog.to_regtype($1) IS NOT NULL",
-        };
-        let key = (kind, name);
         match lacking.last_mut() {
-            Some((k, users)) if *k == key => users.push(used_by),
-            _ => {
-                if !tgt.query_one(probe, &[&key.1]).await?.get::<_, bool>(0) {
-                    lacking.push((key, vec![used_by]));
-                }
-            }
+            Some(((k, n), users)) if *k == u.kind && *n == u.name => users.push(u.used_by.clone()),
+            _ => lacking.push(((u.kind.clone(), u.name.clone()), vec![u.used_by.clone()])),
         }
     }
     let schemas: Vec<&String> = lacking
