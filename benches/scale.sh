@@ -13,7 +13,12 @@
 # do: `plan` times `tsxfer plan`; `migrate` times a whole migration into a new
 # cloud-like target database, as benches/run.sh runs it (--jobs 2, to tsdbadmin), prints
 # its phases and checks the hypertable's rows, order-independent hash and chunks against
-# the source; `start` and `stop` start and stop the two clusters. Each timing is printed
+# the source; `guide` times the guide's procedure again (the commands benches/run.sh
+# wrote for its `seed` tool, into a new database of the target's superuser, the binary
+# argument unused) with the same check, so that the two can be timed in turn on one
+# machine in one state (its file system's state moves every time by more than the
+# difference between builds, benches/README.md); `start` and `stop` start and stop the
+# two clusters. Each timing is printed
 # with the machine's load average before and after. As root (the clusters belong to the
 # postgres OS user). Results: <run dir>/scale-<label>-<what>-<time>/.
 #
@@ -23,7 +28,7 @@
 # renamed retired_<time> and dropped by `stop`.
 set -euo pipefail
 [[ $# -eq 4 ]] || {
-    echo "usage: $0 <bench dir> <tsxfer binary> <label> plan|migrate|start|stop" >&2
+    echo "usage: $0 <bench dir> <tsxfer binary> <label> plan|migrate|guide|start|stop" >&2
     exit 2
 }
 DIR=$1 BIN=$2 LABEL=$3 WHAT=$4
@@ -67,12 +72,29 @@ stop)
     exit 0
     ;;
 plan | migrate) ;;
+guide)
+    # The variant whose source database is `bench` (the dense one has its own).
+    GUIDE=
+    for v in chunks sparse; do
+        [[ -f $DIR/runs/$v-seed/commands.sh ]] && GUIDE=$DIR/runs/$v-seed/commands.sh && break
+    done
+    [[ -n $GUIDE ]] || {
+        echo "$DIR has no commands of the guide's procedure (run benches/run.sh with seed in BENCH_TOOLS)" >&2
+        exit 1
+    }
+    # Roles are the cluster's: a second run of the guide's roles.sql stops at the first
+    # role an earlier run made.
+    grep -q '^CREATE ROLE' "$(dirname "$GUIDE")/roles.sql" && {
+        echo "the dataset has roles of its own, which the guide's procedure cannot make twice in one target cluster; time it with benches/run.sh" >&2
+        exit 1
+    }
+    ;;
 *)
-    echo "unknown action '$WHAT' (plan, migrate, start, stop)" >&2
+    echo "unknown action '$WHAT' (plan, migrate, guide, start, stop)" >&2
     exit 2
     ;;
 esac
-[[ -x $BIN ]] || {
+[[ $WHAT == guide || -x $BIN ]] || {
     echo "$BIN is not an executable" >&2
     exit 1
 }
@@ -122,8 +144,14 @@ if [[ -n $(q target postgres -c "SELECT 1 FROM pg_database WHERE datname = 'benc
     # Nothing left there for autovacuum to do while the run is timed.
     q target "$retired" -c "VACUUM (ANALYZE)"
 fi
-q target postgres -c "CREATE DATABASE bench OWNER tsdbadmin TEMPLATE template0"
-q target bench -v admin=tsdbadmin -f "$REPO/scripts/cloud-like-target.sql" >/dev/null
+if [[ $WHAT == guide ]]; then
+    # As benches/run.sh gives it to the tools other than tsxfer.
+    q target postgres -c "CREATE DATABASE bench TEMPLATE template0"
+    q target bench -c "CREATE EXTENSION timescaledb"
+else
+    q target postgres -c "CREATE DATABASE bench OWNER tsdbadmin TEMPLATE template0"
+    q target bench -v admin=tsdbadmin -f "$REPO/scripts/cloud-like-target.sql" >/dev/null
+fi
 q source postgres -c CHECKPOINT
 q target postgres -c CHECKPOINT
 sync
@@ -133,7 +161,18 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 before=$(load)
 t0=$EPOCHREALTIME
 status=0
-if [[ $WHAT == plan ]]; then
+if [[ $WHAT == guide ]]; then
+    # The harness's commands, connected as this run connects and writing into its directory.
+    SRC_LINE=$(printf 'SRC=%q' "$SRC")
+    TGT_LINE=$(printf 'TGT=%q' "host=127.0.0.1 port=$REACH_target dbname=bench user=postgres")
+    CD_LINE=$(printf 'cd %q' "$RUN")
+    SRC_LINE=$SRC_LINE TGT_LINE=$TGT_LINE CD_LINE=$CD_LINE awk '
+        /^SRC=/ { $0 = ENVIRON["SRC_LINE"] }
+        /^TGT=/ { $0 = ENVIRON["TGT_LINE"] }
+        /^cd / { $0 = ENVIRON["CD_LINE"] }
+        { print }' "$GUIDE" >"$RUN/commands.sh"
+    bash "$RUN/commands.sh" >"$RUN/output.log" 2>&1 || status=$?
+elif [[ $WHAT == plan ]]; then
     "$BIN" plan --source "$SRC" --target "$TGT" --jobs "$JOBS" >"$RUN/output.log" 2>&1 || status=$?
 else
     "$BIN" --source "$SRC" --target "$TGT" --jobs "$JOBS" --buffer-size 1MiB --work-dir "$RUN" \
@@ -142,8 +181,9 @@ fi
 t1=$EPOCHREALTIME
 {
     echo "$LABEL $WHAT (--jobs $JOBS, ${RTT_MS} ms added): $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, exit $status; load average before $before, after $(load)"
-    if [[ $WHAT == migrate && -f $RUN/report.json ]]; then
+    [[ $WHAT == migrate && -f $RUN/report.json ]] &&
         jq -r '[.phases[] | "\(.phase) \(.seconds * 10 | round / 10) s"] | join(", ")' "$RUN/report.json"
+    if [[ $WHAT == guide || ($WHAT == migrate && -f $RUN/report.json) ]]; then
         fp="SELECT count(*) || '|' || coalesce(sum(pg_catalog.hashtextextended(r::text, 0)), 0) FROM public.readings r"
         chunks="SELECT count(*) || '/' || count(*) FILTER (WHERE is_compressed) FROM timescaledb_information.chunks"
         s="$(q source bench -c "$fp") $(q source bench -c "$chunks")"
