@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::analyze::analyze;
+use super::analyze;
 use super::schema::{
     ALREADY_THERE, Section, add_hypertable_foreign_keys, restore_section, set_sequences,
     target_relations,
@@ -507,12 +507,24 @@ pub(super) async fn load_phases(
     add_hypertable_foreign_keys(tgt, &ex.hypertable_fks).await?;
     phases.enter("analyze");
     let on_timescaledb = pre.target.extension("timescaledb").is_some();
+    let mut done = UnitReport::by_table(state::done_units(tgt, book).await?);
+    let mut needed = analyze::Needed::read(tgt, on_timescaledb).await?;
+    // What the verify phase reads back, it analyzes first (see analyze.rs).
+    let analyze_first = match l.options.verify {
+        VerifyMode::Off => Default::default(),
+        _ => {
+            let tables: Vec<analyze::TableName> = done
+                .iter()
+                .map(|(u, _)| (u.schema.clone(), u.name.clone()))
+                .collect();
+            needed.take(&tables)
+        }
+    };
     report
         .warnings
-        .extend(analyze(&l.options.target, l.jobs, tgt, on_timescaledb).await?);
+        .extend(analyze::analyze(&l.options.target, l.jobs, tgt, needed).await?);
 
     phases.enter("verify");
-    let mut done = UnitReport::by_table(state::done_units(tgt, book).await?);
     // Names as the target's catalog renders them (a dump's list is text from a file).
     let tables = target_relations(tgt, "r").await?;
     let forced: Vec<String> = ex
@@ -535,6 +547,7 @@ pub(super) async fn load_phases(
         l.options.verify,
         &mut done,
         &counts_apart,
+        analyze_first,
     )
     .await;
     if l.options.verify == VerifyMode::Checksum {
@@ -550,9 +563,10 @@ pub(super) async fn load_phases(
     }
     let restored = privileges::force_row_security(tgt, &forced).await;
     report.warnings.extend(restored?);
-    let mismatches = verified?;
+    let verified = verified?;
+    report.warnings.extend(verified.analyze_warnings);
     report.units = done.into_iter().map(|(_, r)| r).collect();
-    report.mismatches = mismatches;
+    report.mismatches = verified.mismatches;
     verify::differ(&report.mismatches)?;
     if l.options.keep_state {
         info!("run state kept in schema tsxfer of the target (--keep-state)");

@@ -14,6 +14,7 @@ use futures_util::{StreamExt, pin_mut};
 use tokio::task::JoinSet;
 use tokio_postgres::error::SqlState;
 
+use super::analyze;
 use crate::copy::UnitOutcome;
 use crate::copy::checksum::{self, Checksum, HasherThread};
 use crate::error::{Error, ErrorKind, Result};
@@ -245,8 +246,18 @@ fn missing_line(report: &UnitReport) -> String {
 /// What one lane of the verify phase reads next: a unit by content, or many counts.
 enum Read {
     Content(usize, CopyUnit),
-    /// By index in `done`, each count's statement.
-    Counts(Vec<(usize, String)>),
+    /// By index in `done`, each count's statement and its unit.
+    Counts(Vec<(usize, String, CopyUnit)>),
+}
+
+impl Read {
+    fn units(&self) -> impl Iterator<Item = &CopyUnit> {
+        let (one, many) = match self {
+            Read::Content(_, unit) => (Some(unit), &[][..]),
+            Read::Counts(batch) => (None, &batch[..]),
+        };
+        one.into_iter().chain(many.iter().map(|(_, _, unit)| unit))
+    }
 }
 
 /// The next [`Read`] off `queue` (its end is read first): a unit to read by content
@@ -258,13 +269,13 @@ fn next_read(queue: &Mutex<Vec<Queued>>) -> Option<Read> {
         return Some(Read::Content(first.index, first.unit));
     };
     let mut bytes = first.bytes;
-    let mut batch = vec![(first.index, sql)];
+    let mut batch = vec![(first.index, sql, first.unit)];
     while batch.len() < COUNT_BATCH {
         match q.last() {
             Some(next) if next.count.is_some() && bytes + next.bytes <= COUNT_BATCH_BYTES => {
                 let next = q.pop().expect("just seen");
                 bytes += next.bytes;
-                batch.push((next.index, next.count.expect("just seen")));
+                batch.push((next.index, next.count.expect("just seen"), next.unit));
             }
             _ => break,
         }
@@ -281,6 +292,15 @@ struct Queued {
     count: Option<String>,
 }
 
+/// What the verify phase of a run found.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// One line per mismatch.
+    pub mismatches: Vec<String>,
+    /// Tables the server would not ANALYZE.
+    pub analyze_warnings: Vec<String>,
+}
+
 /// The verify phase of a run: reads every done unit back from the target over `jobs`
 /// connections (a table copied in parts once, against its parts added up) and compares
 /// it with what passed through tsxfer. Fills each report's target rows and checksum;
@@ -290,16 +310,19 @@ struct Queued {
 /// server declines is read again count by count).
 /// `counts_apart` holds, by (schema, table), the count to use for tables whose rows the
 /// target cannot read back as COPY sent them (hypercore chunks): those are compared by
-/// count.
+/// count. `analyze_first` holds, by (schema, table), the SQL names of tables still to
+/// ANALYZE: each lane analyzes those of what it reads next just before reading it, on
+/// the same connection.
 pub async fn check_copied(
     target: &ConnInfo,
     jobs: usize,
     mode: VerifyMode,
     done: &mut [(CopyUnit, UnitReport)],
     counts_apart: &HashMap<(String, String), String>,
-) -> Result<Vec<String>> {
+    analyze_first: HashMap<(String, String), String>,
+) -> Result<Verified> {
     if mode == VerifyMode::Off {
-        return Ok(Vec::new());
+        return Ok(Verified::default());
     }
     // Popped largest first, so that the lanes end together.
     let mut work: Vec<Queued> = done
@@ -324,22 +347,34 @@ pub async fn check_copied(
     work.sort_by_key(|q| q.bytes);
     let lanes = jobs.min(work.len()).max(1);
     let queue = Arc::new(Mutex::new(work));
+    let analyze_first = Arc::new(analyze_first);
     let mut set = JoinSet::new();
     for _ in 0..lanes {
         let queue = queue.clone();
         let target = target.clone();
+        let analyze_first = analyze_first.clone();
         set.spawn(async move {
             let mut tgt = Target::connect(&target, "verify").await?;
             let mut found = Vec::new();
+            let mut refused = Vec::new();
             while let Some(read) = next_read(&queue) {
+                let tables: Vec<String> = read
+                    .units()
+                    .filter_map(|unit| {
+                        analyze_first
+                            .get(&(unit.schema.clone(), unit.name.clone()))
+                            .cloned()
+                    })
+                    .collect();
+                refused.extend(analyze::analyze_tables(&tgt, &tables).await?);
                 match read {
                     Read::Content(i, unit) => {
                         found.push((i, read_content(&mut tgt, &unit).await?));
                     }
                     Read::Counts(batch) => {
-                        let sqls: Vec<&str> = batch.iter().map(|(_, s)| s.as_str()).collect();
+                        let sqls: Vec<&str> = batch.iter().map(|(_, s, _)| s.as_str()).collect();
                         let counts = read_counts(&tgt, &sqls).await?;
-                        found.extend(batch.iter().zip(counts).map(|((i, _), rows)| {
+                        found.extend(batch.iter().zip(counts).map(|((i, _, _), rows)| {
                             (
                                 *i,
                                 Found {
@@ -351,13 +386,15 @@ pub async fn check_copied(
                     }
                 }
             }
-            Ok::<_, Error>(found)
+            Ok::<_, Error>((found, refused))
         });
     }
-    let mut mismatches = Vec::new();
+    let mut verified = Verified::default();
+    let mismatches = &mut verified.mismatches;
     while let Some(joined) = set.join_next().await {
-        let found = joined
+        let (found, refused) = joined
             .map_err(|e| Error::new(ErrorKind::Internal, format!("a verify worker died: {e}")))??;
+        verified.analyze_warnings.extend(refused);
         for (i, f) in found {
             let report = &mut done[i].1;
             report.target_rows = f.rows;
@@ -368,8 +405,9 @@ pub async fn check_copied(
             });
         }
     }
-    mismatches.sort();
-    Ok(mismatches)
+    verified.mismatches.sort();
+    verified.analyze_warnings.sort();
+    Ok(verified)
 }
 
 /// What `tsxfer verify` compares.

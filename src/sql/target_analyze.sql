@@ -1,5 +1,6 @@
 -- Tables to ANALYZE after the load: leaves first (each locks only itself), then parents
 -- of inheritance trees and partitioned tables (each locks all its children at once).
+-- Each by its name as SQL, whether it is a parent, and its schema and name apart.
 -- A table the copy pool analyzed right after loading it is left out, unless it has an
 -- index on expressions or extended statistics: those come with post-data, and ANALYZE
 -- gathers their statistics only once they exist.
@@ -20,6 +21,8 @@ WITH parents AS (
     SELECT c.oid,
            c.relkind,
            format('%I.%I', n.nspname, c.relname) AS relation,
+           n.nspname::text AS schema_name,
+           c.relname::text AS table_name,
            (c.relkind = 'p' OR p.oid IS NOT NULL) AS parent,
            l.oid IS NOT NULL AS later_statistics
     FROM pg_catalog.pg_class c
@@ -32,7 +35,7 @@ WITH parents AS (
       AND n.nspname NOT LIKE 'pg\_toast%'
       AND m.oid IS NULL
 )
-SELECT relation, parent
+SELECT relation, parent, schema_name, table_name
 FROM candidates t
 WHERE parent
    OR relkind <> 'r'
