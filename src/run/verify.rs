@@ -366,14 +366,20 @@ pub async fn check_copied(
                             .cloned()
                     })
                     .collect();
-                refused.extend(analyze::analyze_tables(&tgt, &tables).await?);
                 match read {
                     Read::Content(i, unit) => {
+                        refused.extend(analyze::analyze_tables(&tgt, &tables).await?);
                         found.push((i, read_content(&mut tgt, &unit).await?));
                     }
                     Read::Counts(batch) => {
                         let sqls: Vec<&str> = batch.iter().map(|(_, s, _)| s.as_str()).collect();
-                        let counts = read_counts(&tgt, &sqls).await?;
+                        // The counts go out right behind the ANALYZE (one round trip),
+                        // which the server runs first.
+                        let (declined, counts) = futures_util::try_join!(
+                            analyze::analyze_tables(&tgt, &tables),
+                            read_counts(&tgt, &sqls)
+                        )?;
+                        refused.extend(declined);
                         found.extend(batch.iter().zip(counts).map(|((i, _, _), rows)| {
                             (
                                 *i,
