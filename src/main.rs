@@ -357,6 +357,7 @@ fn compare(runtime: &Runtime, screen: &Screen, args: CompareArgs) -> ExitCode {
         source: opts.source.describe(),
         target: opts.target.describe(),
         jobs: opts.jobs,
+        verified_by: Some("their rows' content, read on both sides".to_string()),
         ..Default::default()
     };
     let result = runtime.block_on(async {

@@ -94,6 +94,9 @@ pub struct Report {
     pub snapshot: Option<String>,
     pub success: bool,
     pub error: Option<String>,
+    /// How a successful run's units were checked against the source: none under
+    /// `--verify off`.
+    pub verified_by: Option<String>,
     pub phases: Vec<PhaseTime>,
     /// Units that were copied.
     pub units: Vec<UnitReport>,
@@ -238,7 +241,10 @@ impl Report {
         }
         match (&self.error, self.success) {
             (_, true) => {
-                let _ = writeln!(s, "result: success, every unit verified");
+                let _ = match &self.verified_by {
+                    Some(how) => writeln!(s, "result: success, every unit verified by {how}"),
+                    None => writeln!(s, "result: success, not verified (--verify off)"),
+                };
             }
             (Some(e), false) => {
                 let _ = writeln!(s, "result: FAILED: {e}");

@@ -148,6 +148,7 @@ pub async fn run(
         },
         target: job.load().target.describe(),
         jobs: job.load().jobs,
+        verified_by: job.load().verify.checks().map(str::to_string),
         ..Report::default()
     };
     let mut cleanup = Cleanup::default();

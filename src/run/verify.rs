@@ -42,6 +42,18 @@ pub enum VerifyMode {
     Checksum,
 }
 
+impl VerifyMode {
+    /// What a run under this mode checks every unit by, for its result line; `None`
+    /// when it checks nothing.
+    pub fn checks(self) -> Option<&'static str> {
+        match self {
+            VerifyMode::Off => None,
+            VerifyMode::Count => Some("row count"),
+            VerifyMode::Checksum => Some("row count and checksum"),
+        }
+    }
+}
+
 /// The rows of `unit` read on either side for comparison, in the unit's COPY format:
 /// a table's own rows (not its inheritance children's), all of a table copied in parts,
 /// and for a table that became a hypertable on the target, every row of the hypertable.

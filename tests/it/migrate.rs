@@ -221,7 +221,8 @@ fn the_analyze_list_names_what_needs_statistics_and_parents_last() {
 
 /// Small tables get their statistics whatever `--verify` says: with a verify phase, its
 /// lanes analyze what they read back just before counting it; without one, the analyze
-/// phase does it all. Names that need quoting included.
+/// phase does it all. Names that need quoting included. The result line says what was
+/// checked (under `--verify off` it once said "every unit verified").
 #[test]
 fn every_small_table_gets_statistics_with_and_without_a_verify_phase() {
     let (src, tgt) = cluster::clusters();
@@ -249,13 +250,26 @@ fn every_small_table_gets_statistics_with_and_without_a_verify_phase() {
            AND (n.nspname <> '_timescaledb_internal' OR c.relname LIKE '\\_hyper\\_%')
            AND NOT EXISTS (SELECT 1 FROM pg_statistic s WHERE s.starelid = c.oid)";
     let chunks = "SELECT count(*) FROM timescaledb_information.chunks";
-    for (db, verify) in [("e2e_stats_count", "count"), ("e2e_stats_off", "off")] {
+    for (db, verify, result) in [
+        (
+            "e2e_stats_count",
+            "count",
+            "result: success, every unit verified by row count\n",
+        ),
+        (
+            "e2e_stats_off",
+            "off",
+            "result: success, not verified (--verify off)\n",
+        ),
+    ] {
         tgt.create_cloud_like_database(db);
         let (source, target) = conninfos(src, "e2e_stats_src", tgt, db);
         let run = tsxfer(&[
             "--source", &source, "--target", &target, "--jobs", "2", "--verify", verify,
         ]);
         assert_eq!(run.code, 0, "{run:?}");
+        // What the run checked is what its result says.
+        assert!(run.stdout.contains(result), "{run:?}");
         assert_eq!(tgt.psql(db, chunks), "20", "--verify {verify}");
         assert_eq!(tgt.psql(db, without_statistics), "", "--verify {verify}");
         // The parent's statistics over its children too.
