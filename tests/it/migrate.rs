@@ -284,6 +284,42 @@ fn every_small_table_gets_statistics_with_and_without_a_verify_phase() {
     }
 }
 
+/// A target database with a short `lock_timeout` (managed services set one to protect
+/// their users) does not fail the run: tsxfer's sessions wait for each other on purpose
+/// (chunk tables of one hypertable are made over several sessions, each locking the
+/// parent), as pg_dump's and pg_restore's do, which set it to 0 for themselves.
+#[test]
+fn a_target_with_a_short_lock_timeout_is_migrated_whole() {
+    let (src, tgt) = cluster::clusters();
+    src.create_database("e2e_lockwait_src");
+    src.psql(
+        "e2e_lockwait_src",
+        "CREATE EXTENSION timescaledb;
+         CREATE TABLE m (t timestamptz NOT NULL, v int);
+         SELECT create_hypertable('m', 't', chunk_time_interval => interval '1 hour');
+         CREATE INDEX ON m (v, t);
+         INSERT INTO m SELECT timestamptz '2024-01-01' + i * interval '30 minutes', i
+           FROM generate_series(0, 799) i;",
+    );
+    tgt.create_cloud_like_database("e2e_lockwait_tgt");
+    tgt.psql(
+        "postgres",
+        "ALTER DATABASE e2e_lockwait_tgt SET lock_timeout = '1ms'",
+    );
+    let (source, target) = conninfos(src, "e2e_lockwait_src", tgt, "e2e_lockwait_tgt");
+    let run = tsxfer(&["--source", &source, "--target", &target, "--jobs", "2"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        count_rows(tgt, "e2e_lockwait_tgt", "public.m"),
+        count_rows(src, "e2e_lockwait_src", "public.m")
+    );
+    // The database's own setting is left as the DBA made it.
+    assert_eq!(
+        tgt.psql("e2e_lockwait_tgt", "SELECT current_setting('lock_timeout')"),
+        "1ms"
+    );
+}
+
 #[test]
 fn plan_prints_every_unit_and_changes_nothing() {
     let (src, tgt) = cluster::clusters();
