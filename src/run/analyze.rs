@@ -4,7 +4,7 @@
 //! the tables already open in that session (counting thousands of small chunks on fresh
 //! sessions costs more than the counts themselves).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -65,17 +65,17 @@ impl Needed {
     }
 
     /// Takes the leaves among `tables` out, for the verify phase to analyze as it reads
-    /// them; returns their SQL names by table.
-    pub(super) fn take<'a>(
+    /// them; returns those it took.
+    pub(super) fn take(
         &mut self,
-        tables: impl IntoIterator<Item = &'a TableName>,
-    ) -> HashMap<TableName, String> {
-        let wanted: BTreeSet<&TableName> = tables.into_iter().collect();
+        tables: impl IntoIterator<Item = TableName>,
+    ) -> HashSet<TableName> {
+        let wanted: HashSet<TableName> = tables.into_iter().collect();
         let (taken, left): (Vec<_>, Vec<_>) = std::mem::take(&mut self.leaves)
             .into_iter()
             .partition(|(t, _)| wanted.contains(t));
         self.leaves = left;
-        taken.into_iter().collect()
+        taken.into_iter().map(|(t, _)| t).collect()
     }
 }
 

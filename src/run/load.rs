@@ -512,13 +512,7 @@ pub(super) async fn load_phases(
     // What the verify phase reads back, it analyzes first (see analyze.rs).
     let analyze_first = match l.options.verify {
         VerifyMode::Off => Default::default(),
-        _ => {
-            let tables: Vec<analyze::TableName> = done
-                .iter()
-                .map(|(u, _)| (u.schema.clone(), u.name.clone()))
-                .collect();
-            needed.take(&tables)
-        }
+        _ => needed.take(done.iter().map(|(u, _)| (u.schema.clone(), u.name.clone()))),
     };
     report
         .warnings

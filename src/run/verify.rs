@@ -263,12 +263,11 @@ enum Read {
 }
 
 impl Read {
-    fn units(&self) -> impl Iterator<Item = &CopyUnit> {
-        let (one, many) = match self {
-            Read::Content(_, unit) => (Some(unit), &[][..]),
-            Read::Counts(batch) => (None, &batch[..]),
-        };
-        one.into_iter().chain(many.iter().map(|(_, _, unit)| unit))
+    fn units(&self) -> Vec<&CopyUnit> {
+        match self {
+            Read::Content(_, unit) => vec![unit],
+            Read::Counts(batch) => batch.iter().map(|(_, _, unit)| unit).collect(),
+        }
     }
 }
 
@@ -322,16 +321,16 @@ pub struct Verified {
 /// server declines is read again count by count).
 /// `counts_apart` holds, by (schema, table), the count to use for tables whose rows the
 /// target cannot read back as COPY sent them (hypercore chunks): those are compared by
-/// count. `analyze_first` holds, by (schema, table), the SQL names of tables still to
-/// ANALYZE: each lane analyzes those of what it reads next just before reading it, on
-/// the same connection.
+/// count. `analyze_first` holds, by (schema, table), the tables still to ANALYZE: each
+/// lane analyzes those of what it reads next just before reading it, on the same
+/// connection.
 pub async fn check_copied(
     target: &ConnInfo,
     jobs: usize,
     mode: VerifyMode,
     done: &mut [(CopyUnit, UnitReport)],
     counts_apart: &HashMap<(String, String), String>,
-    analyze_first: HashMap<(String, String), String>,
+    analyze_first: HashSet<(String, String)>,
 ) -> Result<Verified> {
     if mode == VerifyMode::Off {
         return Ok(Verified::default());
@@ -372,11 +371,9 @@ pub async fn check_copied(
             while let Some(read) = next_read(&queue) {
                 let tables: Vec<String> = read
                     .units()
-                    .filter_map(|unit| {
-                        analyze_first
-                            .get(&(unit.schema.clone(), unit.name.clone()))
-                            .cloned()
-                    })
+                    .into_iter()
+                    .filter(|u| analyze_first.contains(&(u.schema.clone(), u.name.clone())))
+                    .map(CopyUnit::relation)
                     .collect();
                 match read {
                     Read::Content(i, unit) => {
