@@ -698,6 +698,24 @@ fn signal(pid: &str, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
+/// A stopped backend, continued whatever happens to the test: one left stopped can hold a
+/// lock every new session of its cluster waits for, and then each later test on that
+/// cluster fails too.
+struct Stopped(String);
+
+impl Stopped {
+    fn new(pid: &str) -> Stopped {
+        signal(pid, "-STOP");
+        Stopped(pid.to_string())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
 #[test]
 fn a_target_that_goes_silent_mid_copy_is_noticed() {
     let (src, tgt) = cluster::clusters();
@@ -738,7 +756,7 @@ fn a_target_that_goes_silent_mid_copy_is_noticed() {
                    AND query LIKE 'COPY%big%FROM STDIN%' AND state = 'active' LIMIT 1";
     let pid = wait_for(tgt, "postgres", copying, Duration::from_secs(300))
         .expect("the COPY into the target never started");
-    signal(&pid, "-STOP");
+    let stopped = Stopped::new(&pid);
     // Noticed: tsxfer gives the stream up and, on a new connection, records the failure,
     // which waits for the stopped backend's lock on the unit.
     let noticed = wait_for(
@@ -755,7 +773,7 @@ fn a_target_that_goes_silent_mid_copy_is_noticed() {
         "postgres",
         &format!("SELECT pg_catalog.pg_terminate_backend({pid})"),
     );
-    signal(&pid, "-CONT");
+    drop(stopped);
     let status = {
         let start = Instant::now();
         loop {
