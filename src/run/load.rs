@@ -15,7 +15,7 @@ use super::schema::{
     target_relations,
 };
 use super::worker::worker_name;
-use super::{Ledger, LoadOptions, check_drain, pool, verify};
+use super::{Cleanup, Ledger, LoadOptions, check_drain, pool, resume_hint, verify};
 use crate::error::{Error, ErrorKind, Result};
 use crate::objects::schema::{self, Archives};
 use crate::objects::{catalog_rows, chunk_ddl, privileges, roles};
@@ -50,6 +50,23 @@ pub(super) struct Load<'a> {
     pub(super) from: DataFrom,
 }
 
+impl Load<'_> {
+    /// What a run stopped now tells the operator to run ([`resume_hint`]).
+    fn hint(&self, cleanup: &Cleanup) -> &'static str {
+        resume_hint(
+            cleanup.reached,
+            matches!(self.from, DataFrom::Source { .. }),
+        )
+    }
+}
+
+/// Records a milestone in the run state, and in what a stop from then on says.
+async fn reach(tgt: &Target, cleanup: &mut Cleanup, milestone: Milestone) -> Result<()> {
+    state::set_milestone(tgt, milestone).await?;
+    cleanup.reached = Some(milestone);
+    Ok(())
+}
+
 /// Roles, schema, TimescaleDB catalog, data, post-data, owners and grants, ANALYZE and
 /// verify. `src`, when the data comes from a live source, holds the snapshot until the
 /// data is copied.
@@ -65,8 +82,9 @@ pub(super) async fn load(
 ) -> Result<()> {
     let ex = l.ex;
     ledger.report.rewrites.extend(ex.rewrites.iter().cloned());
+    ledger.cleanup.reached = l.resumed;
     // Stopped before anything was written: a rerun starts afresh.
-    check_drain(ledger.drain)?;
+    check_drain(ledger.drain, l.hint(ledger.cleanup))?;
     // The recorded units, rebuilt from what was read from the source (or the dump) now:
     // the state names them, it does not define them. Read before anything is written, so
     // a damaged state is a refusal.
@@ -95,6 +113,7 @@ pub(super) async fn load(
                 &ex.units,
             )
             .await?;
+            ledger.cleanup.reached = Some(Milestone::Started);
             UnitBook::numbered(&ex.units)
         }
         Some(book) => {
@@ -336,9 +355,9 @@ pub(super) async fn load_phases(
                 );
             }
         }
-        state::set_milestone(tgt, Milestone::Schema).await?;
+        reach(tgt, cleanup, Milestone::Schema).await?;
     }
-    check_drain(drain)?;
+    check_drain(drain, l.hint(cleanup))?;
 
     if milestone < Milestone::Data {
         phases.enter("data");
@@ -359,12 +378,13 @@ pub(super) async fn load_phases(
             DataFrom::Source { .. } => "run the same command again with --allow-inconsistent",
             DataFrom::Dump(_) => "run the same command again",
         };
+        let stopped_hint = l.hint(cleanup);
         if end? == PoolEnd::Drained {
             let counts = state::counts(tgt).await?;
             return Err(Error::new(
                 ErrorKind::Interrupted,
                 format!(
-                    "stopped on request after the units in flight: {} of {} units copied; {resume_hint} to resume",
+                    "stopped on request after the units in flight: {} of {} units copied; {stopped_hint}",
                     counts.done,
                     counts.done + counts.pending + counts.failed
                 ),
@@ -389,9 +409,9 @@ pub(super) async fn load_phases(
             src.end().await?;
         }
         set_sequences(tgt, &ex.sequences).await?;
-        state::set_milestone(tgt, Milestone::Data).await?;
+        reach(tgt, cleanup, Milestone::Data).await?;
     }
-    check_drain(drain)?;
+    check_drain(drain, l.hint(cleanup))?;
 
     if milestone < Milestone::PostData {
         phases.enter("post-data");
@@ -416,7 +436,7 @@ pub(super) async fn load_phases(
         )
         .await?;
         report.rewrites.extend(dropped);
-        check_drain(drain)?;
+        check_drain(drain, l.hint(cleanup))?;
         let present = match resumed {
             true => Some(schema::post_data_present(tgt).await?),
             false => None,
@@ -431,7 +451,7 @@ pub(super) async fn load_phases(
             drain,
         )
         .await?;
-        check_drain(drain)?;
+        check_drain(drain, l.hint(cleanup))?;
         if made > 0 {
             info!("made {made} indexes, constraints and triggers of chunk tables");
         }
@@ -456,9 +476,9 @@ pub(super) async fn load_phases(
             privileges::run_and_summarize(tgt, &refreshes, "materialized view refresh", |_| true)
                 .await?,
         );
-        state::set_milestone(tgt, Milestone::PostData).await?;
+        reach(tgt, cleanup, Milestone::PostData).await?;
     }
-    check_drain(drain)?;
+    check_drain(drain, l.hint(cleanup))?;
 
     phases.enter("owners and grants");
     let privilege_plan = match l.from {

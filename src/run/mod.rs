@@ -27,6 +27,7 @@ use crate::pg::{Source, Target};
 use crate::quote::ident;
 use crate::run::verify::VerifyMode;
 use crate::target::state;
+use crate::target::state::Milestone;
 
 mod analyze;
 mod load;
@@ -85,6 +86,24 @@ struct Cleanup {
     restoring: Option<String>,
     /// Whether the target has been written to (a failure is then no longer a refusal).
     written: bool,
+    /// The last milestone the target's run state records (none before it has one): what
+    /// a rerun may do, and so what a stopped run tells the operator to run.
+    reached: Option<Milestone>,
+}
+
+/// What to run to go on after a stop, from the last milestone the run state records and
+/// whether the data comes from the live source (whose snapshot ends with this process).
+fn resume_hint(reached: Option<Milestone>, from_source: bool) -> &'static str {
+    match reached {
+        None => "nothing was written; run the same command again",
+        Some(Milestone::Started) => {
+            "the pre-data schema was half restored, which cannot be taken up: run the same command with --restart to start over"
+        }
+        Some(Milestone::Schema) if from_source => {
+            "run the same command again with --allow-inconsistent to resume"
+        }
+        Some(_) => "run the same command again to resume",
+    }
 }
 
 /// What a run keeps as it goes, handed from phase to phase: its report, what must be
@@ -170,16 +189,21 @@ pub async fn run(
             Job::Restore(o) => restore(o, ledger).await,
         }
     };
-    let result = tokio::select! {
-        r = work => r,
-        () = abort => Err(Error::new(
-            ErrorKind::Interrupted,
-            match job {
-                Job::Migrate(_) => "aborted: units in flight were rolled back; run the same command again with --allow-inconsistent to resume",
-                Job::Restore(_) => "aborted: units in flight were rolled back; run the same command again to resume",
-            },
-        )),
+    let aborted = tokio::select! {
+        r = work => Some(r),
+        () = abort => None,
     };
+    let result = aborted.unwrap_or_else(|| {
+        let copying = match cleanup.reached {
+            Some(Milestone::Schema) => ": units in flight were rolled back",
+            _ => "",
+        };
+        let hint = resume_hint(cleanup.reached, matches!(job, Job::Migrate(_)));
+        Err(Error::new(
+            ErrorKind::Interrupted,
+            format!("aborted{copying}; {hint}"),
+        ))
+    });
     // Exit code 3 says nothing was changed: once the target was written to, a refusal
     // met later (a reconnect refused, say) is a connection failure.
     let result = match result {
@@ -270,12 +294,13 @@ async fn connect_both(
     Ok((src, tgt))
 }
 
-/// Stops at a phase boundary when the operator asked to stop.
-fn check_drain(drain: &AtomicBool) -> Result<()> {
+/// Stops at a phase boundary when the operator asked to stop, saying what to run next
+/// (`resume_hint`).
+fn check_drain(drain: &AtomicBool, hint: &str) -> Result<()> {
     if drain.load(Ordering::SeqCst) {
         return Err(Error::new(
             ErrorKind::Interrupted,
-            "stopped on request; run the same command again (with --allow-inconsistent) to resume",
+            format!("stopped on request; {hint}"),
         ));
     }
     Ok(())

@@ -10,13 +10,14 @@ use futures_util::StreamExt;
 use tokio_postgres::error::SqlState;
 use tracing::info;
 
-use super::check_drain;
 use super::load::Load;
+use super::{check_drain, resume_hint};
 use crate::error::{Error, Result};
 use crate::objects::schema;
 use crate::pg::Target;
 use crate::quote::ident;
 use crate::source::catalog;
+use crate::target::state::Milestone;
 
 /// Adds the foreign keys that reference hypertables, out of restoring mode (TimescaleDB
 /// then checks them against the chunks). One an earlier attempt added, or whose table the
@@ -121,7 +122,8 @@ pub(super) async fn restore_section(
         let archive = archive.to_path_buf();
         async move {
             if section == Section::PostData {
-                check_drain(drain)?;
+                // Post-data comes after the data milestone, whatever the data came from.
+                check_drain(drain, resume_hint(Some(Milestone::Data), true))?;
             }
             let toc = l.archives.toc(&archive, Some(name)).await?;
             let (mut entries, left_out) = match section {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::{self, Cluster};
 use crate::compare::compare_databases;
 use crate::resume::finish;
-use crate::{conninfos, tsxfer};
+use crate::{Run, conninfos, tsxfer};
 
 /// Whether this machine has a German locale (`locale-gen de_DE.UTF-8`).
 fn german_available() -> bool {
@@ -298,6 +298,20 @@ fn more_jobs_than_the_target_takes_are_capped_before_anything_is_written() {
     );
 }
 
+/// The command a stopped run's last words ask for: `args`, with `--allow-inconsistent`
+/// when they name it. Every stop must say to run the same command again.
+fn as_told<'a>(args: &[&'a str], stopped: &Run) -> Vec<&'a str> {
+    assert!(
+        stopped.stderr.contains("run the same command again"),
+        "{stopped:?}"
+    );
+    let mut again = args.to_vec();
+    if stopped.stderr.contains("--allow-inconsistent") {
+        again.push("--allow-inconsistent");
+    }
+    again
+}
+
 #[test]
 fn ctrl_c_to_the_process_group_in_each_phase_then_a_rerun_completes() {
     let (src, tgt) = cluster::clusters();
@@ -313,11 +327,10 @@ fn ctrl_c_to_the_process_group_in_each_phase_then_a_rerun_completes() {
         "2",
         "--buffer-size",
         "8KiB",
-        "--allow-inconsistent",
     ];
     let db = "fault_int_tgt";
     // Once the run state is there (roles or schema): the schema is finished, then the
-    // run stops.
+    // run stops. What comes next is from another snapshot: it must say so.
     let child = spawn(&args, GERMAN);
     wait_until(
         tgt,
@@ -328,16 +341,21 @@ fn ctrl_c_to_the_process_group_in_each_phase_then_a_rerun_completes() {
     ctrl_c(&child);
     let stopped = finish(child);
     assert_eq!(stopped.code, 130, "schema: {stopped:?}");
+    let again = as_told(&args, &stopped);
+    assert!(again.contains(&"--allow-inconsistent"), "{stopped:?}");
 
     // In the data pass: units in flight finish.
-    let child = spawn(&args, GERMAN);
+    let child = spawn(&again, GERMAN);
     wait_until(tgt, db, UNITS_DONE_2, "the data pass");
     ctrl_c(&child);
     let stopped = finish(child);
     assert_eq!(stopped.code, 130, "data: {stopped:?}");
+    let again = as_told(&args, &stopped);
+    assert!(again.contains(&"--allow-inconsistent"), "{stopped:?}");
 
-    // Twice in the post-data pass: pg_restore is stopped half way.
-    let mut rest = spawn(&args, GERMAN);
+    // Twice in the post-data pass: pg_restore is stopped half way. Every unit is copied
+    // by then, so the rerun needs no --allow-inconsistent, and is not told to use it.
+    let mut rest = spawn(&again, GERMAN);
     wait_until(tgt, db, POST_DATA_BUSY, "the post-data pass");
     ctrl_c(&rest);
     std::thread::sleep(Duration::from_millis(50));
@@ -349,13 +367,16 @@ fn ctrl_c_to_the_process_group_in_each_phase_then_a_rerun_completes() {
     }
     let stopped = finish(rest);
     assert_eq!(stopped.code, 130, "post-data: {stopped:?}");
+    assert!(stopped.stderr.contains("aborted"), "{stopped:?}");
     assert_eq!(
         tgt.psql(db, "SELECT current_setting('timescaledb.restoring')"),
         "off",
         "{stopped:?}"
     );
+    let again = as_told(&args, &stopped);
+    assert_eq!(again, args, "{stopped:?}");
 
-    rest = spawn(&args, GERMAN);
+    rest = spawn(&again, GERMAN);
     let run = finish(rest);
     assert_eq!(run.code, 0, "{run:?}");
     assert_same(src, "fault_int_src", tgt, db);
