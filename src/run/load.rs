@@ -525,6 +525,7 @@ pub(super) async fn load_phases(
         info!("the target left TimescaleDB's restoring mode");
     }
     add_hypertable_foreign_keys(tgt, &ex.hypertable_fks).await?;
+    check_drain(drain, l.hint(cleanup))?;
     phases.enter("analyze");
     let on_timescaledb = pre.target.extension("timescaledb").is_some();
     let mut done = UnitReport::by_table(state::done_units(tgt, book).await?);
@@ -562,6 +563,7 @@ pub(super) async fn load_phases(
         &mut done,
         &counts_apart,
         analyze_first,
+        drain,
     )
     .await;
     if l.options.verify == VerifyMode::Checksum {
@@ -581,7 +583,18 @@ pub(super) async fn load_phases(
     report.warnings.extend(verified.analyze_warnings);
     report.units = done.into_iter().map(|(_, r)| r).collect();
     report.mismatches = verified.mismatches;
+    // A difference found before a stop is said all the same.
     verify::differ(&report.mismatches)?;
+    if verified.cut_short {
+        // A rerun verifies every unit again.
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            format!(
+                "stopped on request during verification; {}",
+                l.hint(cleanup)
+            ),
+        ));
+    }
     if l.options.keep_state {
         info!("run state kept in schema tsxfer of the target (--keep-state)");
     } else {

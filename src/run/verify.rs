@@ -7,6 +7,7 @@
 //! statements) and say a difference in the same words, which must not drift apart.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -310,6 +311,9 @@ pub struct Verified {
     pub mismatches: Vec<String>,
     /// Tables the server would not ANALYZE.
     pub analyze_warnings: Vec<String>,
+    /// Units left unread because the operator asked to stop: the mismatches are not the
+    /// whole answer.
+    pub cut_short: bool,
 }
 
 /// The verify phase of a run: reads every done unit back from the target over `jobs`
@@ -323,7 +327,8 @@ pub struct Verified {
 /// target cannot read back as COPY sent them (hypercore chunks): those are compared by
 /// count. `analyze_first` holds, by (schema, table), the tables still to ANALYZE: each
 /// lane analyzes those of what it reads next just before reading it, on the same
-/// connection.
+/// connection. Once `drain` is set, the lanes take no new read (a checksum read of a
+/// big table can take long) and what is left unread is [`Verified::cut_short`].
 pub async fn check_copied(
     target: &ConnInfo,
     jobs: usize,
@@ -331,6 +336,7 @@ pub async fn check_copied(
     done: &mut [(CopyUnit, UnitReport)],
     counts_apart: &HashMap<(String, String), String>,
     analyze_first: HashSet<(String, String)>,
+    drain: &Arc<AtomicBool>,
 ) -> Result<Verified> {
     if mode == VerifyMode::Off {
         return Ok(Verified::default());
@@ -364,11 +370,14 @@ pub async fn check_copied(
         let queue = queue.clone();
         let target = target.clone();
         let analyze_first = analyze_first.clone();
+        let drain = drain.clone();
         set.spawn(async move {
             let mut tgt = Target::connect(&target, "verify").await?;
             let mut found = Vec::new();
             let mut refused = Vec::new();
-            while let Some(read) = next_read(&queue) {
+            while !drain.load(Ordering::SeqCst)
+                && let Some(read) = next_read(&queue)
+            {
                 let tables: Vec<String> = read
                     .units()
                     .into_iter()
@@ -420,6 +429,7 @@ pub async fn check_copied(
             });
         }
     }
+    verified.cut_short = !queue.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
     verified.mismatches.sort();
     verified.analyze_warnings.sort();
     Ok(verified)

@@ -1,6 +1,7 @@
 //! Faults a run must outlive, injected for real: a target that goes down for several
 //! backoff rounds mid-data and mid-post-data, a connection limit met at reconnect, Ctrl-C
-//! as a terminal sends it (to the whole process group) in each phase, and servers and a
+//! as a terminal sends it (to the whole process group) in each phase, verify included, and
+//! servers and a
 //! tsxfer environment that speak German.
 
 use std::process::{Child, Command, Stdio};
@@ -421,4 +422,77 @@ fn a_german_target_and_environment_change_no_decision() {
         src.psql("fault_de_src", "SELECT count(*) FROM tsx_app.customers")
     );
     tgt.stop();
+}
+
+/// A verify session of the run is at work on the target.
+const VERIFYING: &str = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'tsxfer target verify' AND datname = current_database())";
+
+#[test]
+fn ctrl_c_once_in_the_verify_phase_stops_it_at_the_next_read_and_a_rerun_verifies_all() {
+    let (src, tgt) = cluster::clusters();
+    load_source(src, "fault_vint_src");
+    tgt.create_cloud_like_database("fault_vint_tgt");
+    let (source, target) = conninfos(src, "fault_vint_src", tgt, "fault_vint_tgt");
+    let report = crate::scratch_dir().join("fault_vint.json");
+    let report = report.to_str().unwrap();
+    // One lane, reading back by content: the big table first, then 60 more units.
+    let args = [
+        "--source",
+        source.as_str(),
+        "--target",
+        target.as_str(),
+        "--jobs",
+        "1",
+        "--verify",
+        "checksum",
+        "--report",
+        report,
+    ];
+    let child = spawn(&args, &[]);
+    wait_until(tgt, "fault_vint_tgt", VERIFYING, "the verify phase");
+    ctrl_c(&child);
+    let stopped = finish(child);
+    assert_eq!(stopped.code, 130, "{stopped:?}");
+    assert!(
+        stopped.stderr.contains(
+            "stopped on request during verification; run the same command again to resume"
+        ),
+        "{stopped:?}"
+    );
+    // The run state stays for the rerun (a finished run drops it).
+    assert_eq!(
+        tgt.psql(
+            "fault_vint_tgt",
+            "SELECT to_regclass('tsxfer.run') IS NOT NULL"
+        ),
+        "t",
+        "{stopped:?}"
+    );
+    assert_eq!(
+        tgt.psql(
+            "fault_vint_tgt",
+            "SELECT current_setting('timescaledb.restoring')"
+        ),
+        "off"
+    );
+
+    let again = as_told(&args, &stopped);
+    assert_eq!(again, args, "{stopped:?}");
+    let run = finish(spawn(&again, &[]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("every unit verified by row count and checksum"),
+        "{run:?}"
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let unread = written["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["target_rows"].is_null())
+        .count();
+    assert_eq!(unread, 0, "{run:?}");
+    assert_same(src, "fault_vint_src", tgt, "fault_vint_tgt");
 }
