@@ -1,8 +1,7 @@
 //! Faults a run must outlive, injected for real: a target that goes down for several
 //! backoff rounds mid-data and mid-post-data, a connection limit met at reconnect, Ctrl-C
 //! as a terminal sends it (to the whole process group) in each phase, verify included, and
-//! servers and a
-//! tsxfer environment that speak German.
+//! servers and a tsxfer environment that speak German.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
