@@ -8,6 +8,8 @@ pub mod framing;
 pub mod rows;
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -328,38 +330,44 @@ async fn open_table(
     unit: &CopyUnit,
     prepared: Option<&Prepared>,
 ) -> Result<Opened> {
-    let Lane {
-        src,
-        tgt,
-        snapshot,
-        options,
-        progress,
-        stream,
-    } = lane;
-    progress.started(stream, unit);
     let started = Instant::now();
-    let source_side = async {
-        src.enter_snapshot(snapshot)
-            .await
-            .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
-        if !unit.binary {
-            src.query(checksum::TEXT_SETTINGS, &[]).await?;
-        }
-        match prepared {
-            Some(p) => src.copy_out(&p.source).await,
-            None => src.copy_out(&unit.copy_out_sql()).await,
-        }
-        .map_err(|e| {
-            e.with_kind(ErrorKind::Copy)
-                .context(format!("reading {} from the source", unit.title()))
-        })
-    };
-    let target_side = open_sink(tgt, unit, options, prepared.map(|p| &p.target));
-    let (out, sink) = futures_util::try_join!(source_side, target_side)?;
+    let target_side = open_sink(lane.tgt, unit, lane.options, prepared.map(|p| &p.target));
+    let (out, sink) = futures_util::try_join!(open_source(lane, unit, prepared), target_side)?;
     Ok(Opened {
         out: Box::pin(out),
         sink: Box::pin(sink),
         started,
+    })
+}
+
+/// Opens the source side of table unit `unit` (its COPY out, in the shared snapshot
+/// transaction); the unit counts as begun from here.
+async fn open_source(
+    lane: Lane<'_>,
+    unit: &CopyUnit,
+    prepared: Option<&Prepared>,
+) -> Result<CopyOutStream> {
+    let Lane {
+        src,
+        snapshot,
+        progress,
+        stream,
+        ..
+    } = lane;
+    progress.started(stream, unit);
+    src.enter_snapshot(snapshot)
+        .await
+        .map_err(|e| e.context(format!("opening the snapshot for {}", unit.title())))?;
+    if !unit.binary {
+        src.query(checksum::TEXT_SETTINGS, &[]).await?;
+    }
+    match prepared {
+        Some(p) => src.copy_out(&p.source).await,
+        None => src.copy_out(&unit.copy_out_sql()).await,
+    }
+    .map_err(|e| {
+        e.with_kind(ErrorKind::Copy)
+            .context(format!("reading {} from the source", unit.title()))
     })
 }
 
@@ -465,52 +473,243 @@ pub struct BatchFailure {
 }
 
 /// Copies the table units `units` one after the other into the target transaction the
-/// caller has open, each unit's COPY opened while the one before ends, so that a
-/// unit's round trips on both sides overlap the previous one's: for units of a few rows,
-/// round trips are what copying costs. The source's shared snapshot transaction is
-/// renewed, when due, only after the whole batch: the driver hands a request its reply
-/// only once the replies before it are read, so a COMMIT sent behind the next unit's
-/// COPY, whose rows nobody reads yet, would never be answered. On error the caller must
-/// drop both connections: they may be mid-COPY.
+/// caller has open. The two sides run apart: the source reads unit after unit (each
+/// COPY sent right behind the one before it) into a queue of at most `buffer_size`
+/// bytes, while the target writes what is queued, each unit's COPY opened while the
+/// one before ends. For units of a few rows, the waits for replies are what copying
+/// costs; apart, each side waits only for its own server, and a source that is ahead
+/// no longer waits for the target's replies, nor the target for the source's. The
+/// source's shared snapshot transaction is renewed, when due, only after the whole
+/// batch: the driver hands a request its reply only once the replies before it are
+/// read, so a COMMIT sent behind the next unit's COPY, whose rows nobody reads yet,
+/// would never be answered. On error the caller must drop both connections: they may
+/// be mid-COPY.
 pub async fn copy_tables(
     lane: Lane<'_>,
     units: &[&CopyUnit],
     prepared: &[Option<Prepared>],
 ) -> Result<Vec<UnitOutcome>, BatchFailure> {
-    let fail = |at: usize, begun: usize| move |error: Error| BatchFailure { at, begun, error };
+    if units.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Enough to keep the source a few small units ahead; a unit bigger than its
+    // estimate goes through in pieces of at most `buffer_size` bytes.
+    let (queue, queued) = tokio::sync::mpsc::channel(QUEUED_PIECES);
+    let room = Arc::new(tokio::sync::Semaphore::new(lane.options.buffer_size));
+    let begun = AtomicUsize::new(0);
+    let read = read_ahead(lane, units, prepared, queue, &room, &begun);
+    let written = write_behind(lane, units, prepared, queued, &begun);
+    let (_, outcomes) = futures_util::try_join!(read, written)?;
+    lane.src.unit_read().await.map_err(|error| BatchFailure {
+        at: units.len() - 1,
+        begun: units.len(),
+        error,
+    })?;
+    Ok(outcomes)
+}
+
+/// Pieces (and unit ends) the source side of [`copy_tables`] may have queued at once.
+const QUEUED_PIECES: usize = 64;
+
+/// What the source side of [`copy_tables`] hands the target side, in order.
+enum FromSource {
+    /// Rows of the unit being read, as the target gets them, with how many rows they
+    /// complete; the permit holds their bytes' room in the queue.
+    Piece(Bytes, u64, tokio::sync::OwnedSemaphorePermit),
+    /// The unit was read whole.
+    End(ReadWhole),
+}
+
+/// A table unit read whole from the source.
+struct ReadWhole {
+    gather: Gather,
+    bytes: u64,
+    started: Instant,
+}
+
+/// The source side of [`copy_tables`]: reads every unit in turn and queues its pieces,
+/// the next unit's COPY sent while this one is read. Counts in `begun` the units opened.
+/// Stops early, without an error of its own, when the target side is gone (its error
+/// is the batch's).
+async fn read_ahead(
+    lane: Lane<'_>,
+    units: &[&CopyUnit],
+    prepared: &[Option<Prepared>],
+    queue: tokio::sync::mpsc::Sender<FromSource>,
+    room: &Arc<tokio::sync::Semaphore>,
+    begun: &AtomicUsize,
+) -> Result<(), BatchFailure> {
     let prepared_for = |at: usize| prepared.get(at).and_then(Option::as_ref);
-    let mut outcomes = Vec::with_capacity(units.len());
-    let Some(first) = units.first() else {
-        return Ok(outcomes);
+    let failed = |at: usize| {
+        move |error: Error| BatchFailure {
+            at,
+            begun: begun.load(Ordering::SeqCst),
+            error,
+        }
     };
-    let mut opened = open_table(lane, first, prepared_for(0))
-        .await
-        .map_err(fail(0, 1))?;
-    for (at, unit) in units.iter().enumerate() {
-        let relayed = relay_table(lane, unit, opened)
+    begun.store(1, Ordering::SeqCst);
+    let mut out = Box::pin(
+        open_source(lane, units[0], prepared_for(0))
             .await
-            .map_err(fail(at, at + 1))?;
+            .map_err(failed(0))?,
+    );
+    for (at, unit) in units.iter().enumerate() {
+        let whole = read_unit(lane, unit, out.as_mut(), &queue, room);
+        let (whole, opened) = match units.get(at + 1) {
+            Some(next) => {
+                let open = async {
+                    begun.store(at + 2, Ordering::SeqCst);
+                    open_source(lane, next, prepared_for(at + 1)).await
+                };
+                let (whole, opened) = futures_util::join!(whole, open);
+                let whole = whole.map_err(failed(at))?;
+                (whole, Some(opened.map_err(failed(at + 1))?))
+            }
+            None => (whole.await.map_err(failed(at))?, None),
+        };
+        let Some(whole) = whole else {
+            return Ok(());
+        };
+        if queue.send(FromSource::End(whole)).await.is_err() {
+            return Ok(());
+        }
+        match opened {
+            Some(o) => out = Box::pin(o),
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Reads one opened unit's rows into the queue, each piece once there is room for it;
+/// `None` when the target side is gone.
+async fn read_unit(
+    lane: Lane<'_>,
+    unit: &CopyUnit,
+    mut out: Pin<&mut CopyOutStream>,
+    queue: &tokio::sync::mpsc::Sender<FromSource>,
+    room: &Arc<tokio::sync::Semaphore>,
+) -> Result<Option<ReadWhole>> {
+    let started = Instant::now();
+    let mut gather = Gather::new(unit, lane.options.buffer_size, lane.options.checksum);
+    let mut bytes = 0u64;
+    loop {
+        let next = out.next().await;
+        let end = next.is_none();
+        if let Some(chunk) = next {
+            let chunk = chunk.map_err(|e| copy_error(unit, "source", e))?;
+            bytes += chunk.len() as u64;
+            gather.push(&chunk);
+        }
+        if let Some((piece, rows)) = gather.ready(end) {
+            gather.hash(&piece).await?;
+            // A piece is at most a buffer: it always fits once the queue is empty.
+            let cost = piece.len().min(lane.options.buffer_size);
+            let permit = room
+                .clone()
+                .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("the copy queue: {e}")))?;
+            if queue
+                .send(FromSource::Piece(piece, rows, permit))
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+        if end {
+            break;
+        }
+    }
+    gather.check_complete(unit, "copying")?;
+    Ok(Some(ReadWhole {
+        gather,
+        bytes,
+        started,
+    }))
+}
+
+/// The target side of [`copy_tables`]: writes each unit's queued pieces, then ends its
+/// COPY while the next one's opens.
+async fn write_behind(
+    lane: Lane<'_>,
+    units: &[&CopyUnit],
+    prepared: &[Option<Prepared>],
+    mut queued: tokio::sync::mpsc::Receiver<FromSource>,
+    begun: &AtomicUsize,
+) -> Result<Vec<UnitOutcome>, BatchFailure> {
+    let statement = |at: usize| prepared.get(at).and_then(Option::as_ref).map(|p| &p.target);
+    let failed = |at: usize| {
+        move |error: Error| BatchFailure {
+            at,
+            begun: begun.load(Ordering::SeqCst).max(at + 1),
+            error,
+        }
+    };
+    let mut sink = Box::pin(
+        open_sink(lane.tgt, units[0], lane.options, statement(0))
+            .await
+            .map_err(failed(0))?,
+    );
+    let mut outcomes = Vec::with_capacity(units.len());
+    for (at, unit) in units.iter().enumerate() {
+        let relayed = write_unit(lane, unit, sink, &mut queued)
+            .await
+            .map_err(failed(at))?;
         let Some(next) = units.get(at + 1) else {
-            outcomes.push(
-                finish_table(unit, relayed)
-                    .await
-                    .map_err(fail(at, at + 1))?,
-            );
+            outcomes.push(finish_table(unit, relayed).await.map_err(failed(at))?);
             break;
         };
-        // The next COPY goes out right behind this one's end, on both connections.
-        let (outcome, next_opened) = futures_util::join!(
+        let (outcome, opened) = futures_util::join!(
             finish_table(unit, relayed),
-            open_table(lane, next, prepared_for(at + 1))
+            open_sink(lane.tgt, next, lane.options, statement(at + 1))
         );
-        outcomes.push(outcome.map_err(fail(at, at + 2))?);
-        opened = next_opened.map_err(fail(at + 1, at + 2))?;
+        outcomes.push(outcome.map_err(failed(at))?);
+        sink = Box::pin(opened.map_err(failed(at + 1))?);
     }
-    lane.src
-        .unit_read()
-        .await
-        .map_err(fail(units.len() - 1, units.len()))?;
     Ok(outcomes)
+}
+
+/// Sends one unit's queued pieces into its open COPY on the target, up to the unit's end.
+async fn write_unit(
+    lane: Lane<'_>,
+    unit: &CopyUnit,
+    mut sink: Pin<Box<CopyInSink<Bytes>>>,
+    queued: &mut tokio::sync::mpsc::Receiver<FromSource>,
+) -> Result<Relayed> {
+    let mut blocked = Duration::ZERO;
+    loop {
+        match queued.recv().await {
+            Some(FromSource::Piece(piece, rows, room)) => {
+                let len = piece.len() as u64;
+                let wait = Instant::now();
+                sink.send(piece)
+                    .await
+                    .map_err(|e| copy_error(unit, "target", e))?;
+                drop(room);
+                let waited = wait.elapsed();
+                blocked += waited;
+                lane.progress.blocked(waited.as_secs_f64());
+                lane.progress.moved(lane.stream, unit.kind, len, rows);
+            }
+            Some(FromSource::End(whole)) => {
+                return Ok(Relayed {
+                    sink,
+                    gather: whole.gather,
+                    bytes: whole.bytes,
+                    blocked,
+                    started: whole.started,
+                });
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("copying {}: the source side stopped", unit.title()),
+                ));
+            }
+        }
+    }
 }
 
 /// ANALYZE of a copied unit's table, once its transaction has committed, while its pages
